@@ -1,0 +1,403 @@
+//! Turns the raw file into the configuration the program holds. Every error
+//! names the offending key, e.g. `models[2].input_usd_per_mtok`.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use keel::pb::WireFormat;
+
+use super::{RawConfig, RawProfile};
+use crate::catalog::{Catalog, Deployment, Key, Provider};
+
+/// A configuration error; the binary prints it and exits with code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{message}", file_prefix(path))]
+    Syntax {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    #[error("{}invalid `{key}`: {message}", file_prefix(path))]
+    Invalid {
+        path: Option<PathBuf>,
+        key: String,
+        message: String,
+    },
+}
+
+fn file_prefix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    pub(crate) fn in_file(self, file: &std::path::Path) -> Self {
+        match self {
+            Self::Syntax { message, .. } => Self::Syntax {
+                path: Some(file.to_owned()),
+                message,
+            },
+            Self::Invalid { key, message, .. } => Self::Invalid {
+                path: Some(file.to_owned()),
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// How a profile ranks candidate models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Highest tier at or above the floor; ties go to the cheaper model.
+    Quality,
+    /// Cheapest model.
+    Cost,
+    /// Lowest expected time to first token.
+    Latency,
+    /// Cheapest model, spread across keys and providers.
+    Spread,
+}
+
+impl Objective {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "quality" => Self::Quality,
+            "cost" => Self::Cost,
+            "latency" => Self::Latency,
+            "spread" => Self::Spread,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quality => "quality",
+            Self::Cost => "cost",
+            Self::Latency => "latency",
+            Self::Spread => "spread",
+        }
+    }
+}
+
+/// A router profile: data, not code.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub session_lock: bool,
+    pub quality_floor: u32,
+    pub objective: Objective,
+    pub allowed_models: Option<Vec<String>>,
+}
+
+impl Profile {
+    fn builtin(name: &str, session_lock: bool, objective: Objective) -> Self {
+        Self {
+            name: name.to_owned(),
+            session_lock,
+            quality_floor: 0,
+            objective,
+            allowed_models: None,
+        }
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub session_idle_ttl: Duration,
+    pub sweep_interval: Duration,
+    pub cache_capacity_bytes: u64,
+}
+
+/// Upstream limits handed to the sidecar with each decision.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_profile: String,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_attempts: u32,
+    pub default_latency: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub store: StoreConfig,
+    pub routing: RoutingConfig,
+    pub catalog: Catalog,
+    pub profiles: HashMap<String, Profile>,
+}
+
+impl RawConfig {
+    /// Validates every key; the first problem found is returned.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let providers = self
+            .providers
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| validate_provider(i, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, p) in providers.iter().enumerate() {
+            if providers[..i].iter().any(|q| q.name == p.name) {
+                return Err(invalid(
+                    format!("providers[{i}].name"),
+                    format!("duplicate provider `{}`", p.name),
+                ));
+            }
+        }
+        let mut deployments = Vec::with_capacity(self.models.len());
+        for (i, m) in self.models.into_iter().enumerate() {
+            let key = |field: &str| format!("models[{i}].{field}");
+            if m.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if m.name == "auto" {
+                return Err(invalid(key("name"), "`auto` is reserved"));
+            }
+            let provider = providers
+                .iter()
+                .position(|p| p.name == m.provider)
+                .ok_or_else(|| {
+                    invalid(
+                        key("provider"),
+                        format!("no provider named `{}` in [[providers]]", m.provider),
+                    )
+                })?;
+            if m.upstream_model.trim().is_empty() {
+                return Err(invalid(key("upstream_model"), "must not be empty"));
+            }
+            for (field, v) in [
+                ("input_usd_per_mtok", m.input_usd_per_mtok),
+                ("output_usd_per_mtok", m.output_usd_per_mtok),
+            ] {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(invalid(
+                        key(field),
+                        format!("must be a price >= 0, got {v}"),
+                    ));
+                }
+            }
+            if m.context_tokens == 0 {
+                return Err(invalid(key("context_tokens"), "must be > 0"));
+            }
+            let mut tools = false;
+            let mut vision = false;
+            for (j, c) in m.capabilities.iter().enumerate() {
+                match c.as_str() {
+                    "tools" => tools = true,
+                    "vision" => vision = true,
+                    other => {
+                        return Err(invalid(
+                            format!("models[{i}].capabilities[{j}]"),
+                            format!("unknown capability `{other}` (known: tools, vision)"),
+                        ));
+                    }
+                }
+            }
+            deployments.push(Deployment {
+                name: m.name,
+                provider,
+                upstream_model: m.upstream_model,
+                tier: m.tier,
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
+                context_tokens: m.context_tokens,
+                tools,
+                vision,
+                latency: m.latency,
+            });
+        }
+        let catalog = Catalog::new(providers, deployments, self.aliases)
+            .map_err(|(alias, message)| invalid(format!("aliases.{alias}"), message))?;
+        let profiles = validate_profiles(self.profiles, &catalog)?;
+        let routing = self.routing;
+        if !profiles.contains_key(&routing.default_profile) {
+            return Err(invalid(
+                "routing.default_profile",
+                format!("no profile named `{}`", routing.default_profile),
+            ));
+        }
+        if routing.max_attempts == 0 {
+            return Err(invalid("routing.max_attempts", "must be >= 1"));
+        }
+        let store = self.store;
+        if store.session_idle_ttl.is_zero() {
+            return Err(invalid("store.session_idle_ttl", "must be > 0"));
+        }
+        if store.sweep_interval.is_zero() {
+            return Err(invalid("store.sweep_interval", "must be > 0"));
+        }
+        if store.cache_capacity_mb == 0 {
+            return Err(invalid("store.cache_capacity_mb", "must be > 0"));
+        }
+        Ok(Config {
+            grpc_listen: self.server.grpc_listen,
+            http_listen: self.server.http_listen,
+            store: StoreConfig {
+                path: store.path,
+                session_idle_ttl: store.session_idle_ttl,
+                sweep_interval: store.sweep_interval,
+                cache_capacity_bytes: store.cache_capacity_mb * 1024 * 1024,
+            },
+            routing: RoutingConfig {
+                default_profile: routing.default_profile,
+                connect_timeout: routing.connect_timeout,
+                first_byte_timeout: routing.first_byte_timeout,
+                idle_timeout: routing.idle_timeout,
+                max_attempts: routing.max_attempts,
+                default_latency: routing.default_latency,
+            },
+            catalog,
+            profiles,
+        })
+    }
+}
+
+fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, ConfigError> {
+    let key = |field: &str| format!("providers[{i}].{field}");
+    if p.name.trim().is_empty() {
+        return Err(invalid(key("name"), "must not be empty"));
+    }
+    let api = match p.api.as_str() {
+        "openai" => WireFormat::Openai,
+        "anthropic" => WireFormat::Anthropic,
+        other => {
+            return Err(invalid(
+                key("api"),
+                format!("unknown api `{other}` (known: openai, anthropic)"),
+            ));
+        }
+    };
+    if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+        return Err(invalid(
+            key("base_url"),
+            "must start with http:// or https://",
+        ));
+    }
+    if p.keys.is_empty() {
+        return Err(invalid(key("keys"), "needs at least one key reference"));
+    }
+    let mut keys = Vec::with_capacity(p.keys.len());
+    for (j, k) in p.keys.into_iter().enumerate() {
+        let valid = !k.key_ref.is_empty()
+            && k.key_ref
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(invalid(
+                format!("providers[{i}].keys[{j}].ref"),
+                "must be a non-empty name of letters, digits, `-`, `_` or `.` (a reference, never the secret)",
+            ));
+        }
+        keys.push(Key {
+            key_ref: k.key_ref,
+            rpm: k.rpm,
+            tpm: k.tpm,
+        });
+    }
+    Ok(Provider {
+        name: p.name,
+        api,
+        base_url: p.base_url.trim_end_matches('/').to_owned(),
+        keys,
+    })
+}
+
+fn validate_profiles(
+    raw: std::collections::BTreeMap<String, RawProfile>,
+    catalog: &Catalog,
+) -> Result<HashMap<String, Profile>, ConfigError> {
+    let mut profiles: HashMap<String, Profile> = [
+        Profile::builtin("CHAT", false, Objective::Latency),
+        Profile::builtin("AGENT", true, Objective::Quality),
+        Profile::builtin("BATCH", false, Objective::Spread),
+        Profile::builtin("SAVINGS", false, Objective::Cost),
+    ]
+    .into_iter()
+    .map(|p| (p.name.clone(), p))
+    .collect();
+    for (name, r) in raw {
+        let key = |field: &str| format!("profiles.{name}.{field}");
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !valid_name {
+            return Err(invalid(
+                format!("profiles.{name}"),
+                "profile names are letters, digits, `-` and `_`",
+            ));
+        }
+        let profile = profiles
+            .entry(name.clone())
+            .or_insert_with(|| Profile::builtin(&name, false, Objective::Quality));
+        if let Some(lock) = r.session_lock {
+            profile.session_lock = lock;
+        }
+        if let Some(floor) = r.quality_floor {
+            profile.quality_floor = floor;
+        }
+        if let Some(o) = r.objective {
+            profile.objective = Objective::parse(&o).ok_or_else(|| {
+                invalid(
+                    key("objective"),
+                    format!("unknown objective `{o}` (known: quality, cost, latency, spread)"),
+                )
+            })?;
+        }
+        if let Some(allowed) = r.allowed_models {
+            for (j, m) in allowed.iter().enumerate() {
+                if catalog.deployments_of(m).is_empty() {
+                    return Err(invalid(
+                        format!("profiles.{name}.allowed_models[{j}]"),
+                        format!("no model named `{m}` in [[models]]"),
+                    ));
+                }
+            }
+            profile.allowed_models = Some(allowed);
+        }
+        if !catalog.deployments().is_empty()
+            && !catalog
+                .deployments()
+                .iter()
+                .any(|d| d.tier >= profile.quality_floor && profile.allows(&d.name))
+        {
+            return Err(invalid(
+                key("quality_floor"),
+                format!(
+                    "no allowed model has tier >= {} in [[models]]",
+                    profile.quality_floor
+                ),
+            ));
+        }
+    }
+    Ok(profiles)
+}
+
+impl Profile {
+    /// Whether the profile may route to model `name`.
+    pub fn allows(&self, name: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|m| m == name))
+    }
+}

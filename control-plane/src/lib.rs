@@ -1,0 +1,13 @@
+//! Keel's control plane: owns the catalog, router profiles, routing policy,
+//! live signals and the session store, and answers `keel.v1.Router` and
+//! `keel.v1.Admin` over gRPC.
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod router;
+pub mod server;
+pub mod signals;
+pub mod store;

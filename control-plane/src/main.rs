@@ -1,0 +1,81 @@
+//! `keel-control-plane --config keel.toml`
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use keel_control_plane::{config, server};
+use tokio::net::TcpListener;
+
+/// Keel control plane: routing policy, profiles and the session store.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Path of the TOML configuration file.
+    #[arg(long, env = "KEEL_CONFIG")]
+    config: PathBuf,
+}
+
+/// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keel-control-plane: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keel-control-plane: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel-control-plane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let store = server::open_store(&config)?;
+    let grpc = TcpListener::bind(config.grpc_listen).await?;
+    let http = TcpListener::bind(config.http_listen).await?;
+    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "listening");
+    server::serve(grpc, http, config, store, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

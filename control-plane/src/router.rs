@@ -1,0 +1,350 @@
+//! `keel.v1.Router`: `Route` decides, `Report` feeds signals and spend.
+
+use std::sync::{Arc, atomic::AtomicUsize};
+
+use keel::pb::{self, DecisionKind, RouteRequest, router_server};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    config::{Config, Profile},
+    policy::{Choice, Policy, PolicyError},
+    signals::Signals,
+    store::{DecisionEntry, SessionKey, SessionStore, StoreError, now_ms},
+};
+
+/// Most fallbacks carried by a decision.
+const MAX_FALLBACKS: usize = 4;
+
+/// State shared by the gRPC services.
+pub struct RouterState {
+    pub config: Config,
+    pub store: Arc<dyn SessionStore>,
+    pub signals: Signals,
+    spread: AtomicUsize,
+}
+
+impl RouterState {
+    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            config,
+            store,
+            signals: Signals::default(),
+            spread: AtomicUsize::new(0),
+        }
+    }
+
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            catalog: &self.config.catalog,
+            signals: &self.signals,
+            default_latency_ms: self.config.routing.default_latency.as_secs_f64() * 1000.0,
+            spread: &self.spread,
+        }
+    }
+
+    fn profile(&self, name: &str) -> Result<&Profile, Status> {
+        let name = if name.is_empty() {
+            self.config.routing.default_profile.as_str()
+        } else {
+            name
+        };
+        self.config.profiles.get(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.config.profiles.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            Status::invalid_argument(format!(
+                "unknown profile `{name}` (known: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// Decides one request. Creates and flushes a pin before returning when
+    /// the profile locks sessions.
+    pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
+        validate_ids(&req)?;
+        let profile = self.profile(&req.profile)?;
+        let requested = match req.model.as_str() {
+            "" | "auto" => None,
+            name => {
+                let resolved = self.config.catalog.resolve(name);
+                if self.config.catalog.deployments_of(resolved).is_empty() {
+                    return Err(Status::not_found(format!(
+                        "model `{name}` is not in the catalog"
+                    )));
+                }
+                Some(resolved)
+            }
+        };
+        let features = req.features.unwrap_or_default();
+        let policy = self.policy();
+        let decision_id = uuid::Uuid::now_v7().to_string();
+
+        if req.conversation_id.is_empty() {
+            let choice = policy
+                .choose(profile, requested, &features)
+                .map_err(no_candidate)?;
+            let fallbacks = policy.fallbacks(
+                (choice.deployment, choice.key),
+                Some((profile, &features)),
+                MAX_FALLBACKS,
+            );
+            return Ok(self.decision(
+                decision_id,
+                profile,
+                &choice,
+                fallbacks,
+                false,
+                DecisionKind::Unpinned,
+                0,
+            ));
+        }
+
+        let tenant = if req.tenant.is_empty() {
+            keel::DEFAULT_TENANT
+        } else {
+            &req.tenant
+        };
+        let key = SessionKey::new(tenant, &req.conversation_id);
+        let now = now_ms();
+        let mut fresh: Option<Result<Choice, PolicyError>> = None;
+        let updated = self
+            .store
+            .update(&key, now, &mut |current| {
+                let mut s = current.cloned().unwrap_or_else(|| crate::store::Session {
+                    profile: profile.name.clone(),
+                    created_ms: now,
+                    ..Default::default()
+                });
+                s.turns += 1;
+                s.last_seen_ms = now;
+                if s.pinned_model.is_none() && profile.session_lock {
+                    let choice =
+                        fresh.get_or_insert_with(|| policy.choose(profile, requested, &features));
+                    if let Ok(c) = choice {
+                        s.pinned_model =
+                            Some(self.config.catalog.deployments()[c.deployment].name.clone());
+                    }
+                }
+                s
+            })
+            .map_err(internal)?;
+        let session = &updated.after;
+        let turn = session.turns;
+
+        let (choice, pinned, kind) = match &session.pinned_model {
+            Some(model) => {
+                let created = updated
+                    .before
+                    .as_ref()
+                    .is_none_or(|b| b.pinned_model.is_none());
+                let (deployment, key_idx) = policy
+                    .place(profile, model, session.provider_affinity.as_deref())
+                    .ok_or_else(|| {
+                        // Aborted, not Unavailable: the sidecar must not
+                        // mistake this for an unreachable control plane.
+                        Status::aborted(format!(
+                            "conversation is pinned to model `{model}`, which is no longer in the catalog"
+                        ))
+                    })?;
+                if created {
+                    // A pin the app is told about must survive a crash.
+                    self.store.flush().await.map_err(internal)?;
+                    let reason = fresh
+                        .and_then(Result::ok)
+                        .map(|c| format!("pinned at turn {turn}: {}", c.reason))
+                        .unwrap_or_else(|| format!("pinned at turn {turn} ({})", profile.name));
+                    (
+                        Choice {
+                            deployment,
+                            key: key_idx,
+                            reason,
+                        },
+                        true,
+                        DecisionKind::Initialize,
+                    )
+                } else {
+                    let reason = format!("pinned to {model} ({}, turn {turn})", session.profile);
+                    (
+                        Choice {
+                            deployment,
+                            key: key_idx,
+                            reason,
+                        },
+                        true,
+                        DecisionKind::Retain,
+                    )
+                }
+            }
+            None => {
+                let choice = match fresh {
+                    Some(c) => c,
+                    None => policy.choose(profile, requested, &features),
+                }
+                .map_err(no_candidate)?;
+                (choice, false, DecisionKind::Unpinned)
+            }
+        };
+        let may_switch = (!pinned).then_some((profile, &features));
+        let fallbacks =
+            policy.fallbacks((choice.deployment, choice.key), may_switch, MAX_FALLBACKS);
+        let decision = self.decision(decision_id, profile, &choice, fallbacks, pinned, kind, turn);
+        let target = decision
+            .target
+            .as_ref()
+            .expect("decision always has a target");
+        let entry = DecisionEntry {
+            decision_id: decision.decision_id.clone(),
+            turn,
+            kind: kind as i32,
+            model: target.model.clone(),
+            provider: target.provider.clone(),
+            reason: decision.reason.clone(),
+            at_ms: now,
+        };
+        if let Err(e) = self.store.record_decision(&key, &entry) {
+            tracing::warn!(error = %e, "cannot record decision");
+        }
+        Ok(decision)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decision(
+        &self,
+        decision_id: String,
+        profile: &Profile,
+        choice: &Choice,
+        fallbacks: Vec<(usize, usize)>,
+        pinned: bool,
+        kind: DecisionKind,
+        turn: u32,
+    ) -> pb::Decision {
+        let catalog = &self.config.catalog;
+        let r = &self.config.routing;
+        pb::Decision {
+            decision_id,
+            target: Some(catalog.target(choice.deployment, choice.key)),
+            fallbacks: fallbacks
+                .into_iter()
+                .map(|(d, k)| catalog.target(d, k))
+                .collect(),
+            pinned,
+            kind: kind as i32,
+            reason: choice.reason.clone(),
+            turn,
+            inject: Vec::new(),
+            profile: profile.name.clone(),
+            limits: Some(pb::Limits {
+                connect_timeout_ms: r.connect_timeout.as_millis() as u32,
+                first_byte_timeout_ms: r.first_byte_timeout.as_millis() as u32,
+                idle_timeout_ms: r.idle_timeout.as_millis() as u32,
+                max_attempts: r.max_attempts,
+            }),
+        }
+    }
+
+    /// Applies a batch of outcomes to signals and spend.
+    pub fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
+        let mut accepted = 0;
+        for outcome in batch.outcomes {
+            for a in &outcome.attempts {
+                if let Some(t) = &a.target {
+                    let ok = a.error_class.is_empty() && (200..300).contains(&a.status);
+                    self.signals
+                        .record(&t.provider, &t.model, ok, a.latency_ms, a.ttft_ms);
+                }
+            }
+            if !outcome.conversation_id.is_empty() && outcome.success {
+                self.add_spend(&outcome).map_err(internal)?;
+            }
+            accepted += 1;
+        }
+        Ok(accepted)
+    }
+
+    fn add_spend(&self, outcome: &pb::Outcome) -> Result<(), StoreError> {
+        let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
+            return Ok(());
+        };
+        let usage = outcome.usage.unwrap_or_default();
+        let catalog = &self.config.catalog;
+        let cost = catalog
+            .deployments_of(&served.model)
+            .iter()
+            .map(|&d| &catalog.deployments()[d])
+            .find(|d| catalog.provider_of(d).name == served.provider)
+            .map_or(0.0, |d| {
+                d.cost_usd(
+                    u64::from(usage.input_tokens),
+                    u64::from(usage.output_tokens),
+                )
+            });
+        let tenant = if outcome.tenant.is_empty() {
+            keel::DEFAULT_TENANT
+        } else {
+            &outcome.tenant
+        };
+        let key = SessionKey::new(tenant, &outcome.conversation_id);
+        let now = now_ms();
+        self.store.update(&key, now, &mut |current| {
+            let mut s = current.cloned().unwrap_or_else(|| crate::store::Session {
+                profile: outcome.profile.clone(),
+                created_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            });
+            s.spend_usd += cost;
+            s.input_tokens += u64::from(usage.input_tokens);
+            s.output_tokens += u64::from(usage.output_tokens);
+            s.cached_input_tokens += u64::from(usage.cached_input_tokens);
+            s.provider_affinity = Some(served.provider.clone());
+            s
+        })?;
+        Ok(())
+    }
+}
+
+fn validate_ids(req: &RouteRequest) -> Result<(), Status> {
+    if req.conversation_id.len() > keel::MAX_CONVERSATION_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "conversation id is {} bytes; at most {} allowed",
+            req.conversation_id.len(),
+            keel::MAX_CONVERSATION_ID_BYTES
+        )));
+    }
+    if req.conversation_id.contains('\0') || req.tenant.contains('\0') {
+        return Err(Status::invalid_argument(
+            "conversation id and tenant must not contain NUL",
+        ));
+    }
+    Ok(())
+}
+
+fn no_candidate(e: PolicyError) -> Status {
+    Status::failed_precondition(e.to_string())
+}
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "session store failed");
+    Status::internal("session store unavailable")
+}
+
+/// The tonic service wrapper.
+pub struct RouterService(pub Arc<RouterState>);
+
+#[tonic::async_trait]
+impl router_server::Router for RouterService {
+    async fn route(
+        &self,
+        request: Request<RouteRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        self.0.route(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn report(
+        &self,
+        request: Request<pb::ReportBatch>,
+    ) -> Result<Response<pb::ReportAck>, Status> {
+        let accepted = self.0.report(request.into_inner())?;
+        Ok(Response::new(pb::ReportAck { accepted }))
+    }
+}

@@ -1,0 +1,87 @@
+//! Wires the control plane together: gRPC (Router, Admin, health,
+//! reflection) on one listener, `/healthz` on another, and the session
+//! sweeper, all stopped by one shutdown signal.
+
+use std::{future::Future, sync::Arc};
+
+use keel::pb::{admin_server::AdminServer, router_server::RouterServer};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    admin::AdminService,
+    config::Config,
+    router::{RouterService, RouterState},
+    store::{SessionStore, SledStore, run_sweeper},
+};
+
+/// Errors that stop the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Opens the sled store named by the config.
+pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, crate::store::StoreError> {
+    Ok(Arc::new(SledStore::open(
+        &config.store.path,
+        config.store.cache_capacity_bytes,
+        config.store.session_idle_ttl,
+    )?))
+}
+
+/// Serves until `shutdown` resolves, then flushes the store.
+pub async fn serve(
+    grpc: TcpListener,
+    http: TcpListener,
+    config: Config,
+    store: Arc<dyn SessionStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let sweeper = tokio::spawn(run_sweeper(
+        Arc::clone(&store),
+        config.store.sweep_interval,
+        stopped(),
+    ));
+    let state = Arc::new(RouterState::new(config, Arc::clone(&store)));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RouterServer<RouterService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(keel::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let http_task = tokio::spawn(crate::http::serve_http(http, stopped()));
+    let grpc_stopped = stopped();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!("control plane serving");
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(RouterServer::new(RouterService(Arc::clone(&state))))
+        .add_service(AdminServer::new(AdminService(Arc::clone(&state))))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stopped)
+        .await;
+    let _ = http_task.await;
+    let _ = sweeper.await;
+    store.flush().await?;
+    tracing::info!("control plane stopped");
+    result.map_err(ServeError::from)
+}

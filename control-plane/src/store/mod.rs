@@ -1,0 +1,123 @@
+//! The session store: one place for each conversation's state. sled is the
+//! embedded default; the trait lets a distributed store back several
+//! control-plane replicas.
+
+mod sled_store;
+mod sweeper;
+#[cfg(test)]
+mod tests;
+
+use std::{future::Future, pin::Pin};
+
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::SledStore;
+pub use sweeper::run_sweeper;
+
+/// A conversation's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Catalog model name the conversation is pinned to.
+    pub pinned_model: Option<String>,
+    /// Profile that created the session.
+    pub profile: String,
+    /// Provider that last served the conversation (soft affinity, keeps the
+    /// provider's prompt cache warm).
+    pub provider_affinity: Option<String>,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    pub turns: u32,
+    pub spend_usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+}
+
+/// A stored decision, for the conversation's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionEntry {
+    pub decision_id: String,
+    pub turn: u32,
+    pub kind: i32,
+    pub model: String,
+    pub provider: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// `(tenant, conversation id)` encoded as a store key. Neither part may
+/// contain NUL (checked by the caller); `0xFF` never occurs in UTF-8, which
+/// keeps the decision prefix of one conversation from matching another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey(Vec<u8>);
+
+impl SessionKey {
+    pub fn new(tenant: &str, conversation_id: &str) -> Self {
+        let mut k = Vec::with_capacity(tenant.len() + 1 + conversation_id.len());
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k.extend_from_slice(conversation_id.as_bytes());
+        Self(k)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The result of an [`SessionStore::update`].
+#[derive(Debug)]
+pub struct Updated {
+    /// The live session before the update (None if absent or expired).
+    pub before: Option<Session>,
+    /// The session now stored.
+    pub after: Session,
+}
+
+/// Errors of the store; all are internal to the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("session store: corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Future returned by [`SessionStore::flush`].
+pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Storage of sessions.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The live session, or None if absent or idle past its TTL.
+    fn get(&self, key: &SessionKey, now_ms: u64) -> Result<Option<Session>, StoreError>;
+
+    /// Atomically replaces the session with `f(current)`: a compare-and-swap
+    /// loop, so two racing first turns converge on one pin. `f` may run more
+    /// than once. Not durable until [`SessionStore::flush`].
+    fn update(
+        &self,
+        key: &SessionKey,
+        now_ms: u64,
+        f: &mut dyn FnMut(Option<&Session>) -> Session,
+    ) -> Result<Updated, StoreError>;
+
+    /// Makes every update so far durable.
+    fn flush(&self) -> FlushFuture<'_>;
+
+    /// Appends a decision to the conversation's timeline.
+    fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError>;
+
+    /// The conversation's timeline, oldest first.
+    fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError>;
+
+    /// Removes sessions idle past their TTL; returns how many.
+    fn sweep(&self, now_ms: u64) -> Result<usize, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

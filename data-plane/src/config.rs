@@ -1,0 +1,60 @@
+//! Sidecar settings: flags, each also read from the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+/// Keel sidecar: OpenAI and Anthropic HTTP APIs in front of the app, routed
+/// by the Keel control plane.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "keel-sidecar", version)]
+pub struct SidecarConfig {
+    /// Address to serve the app on.
+    #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// gRPC URL of the control plane.
+    #[arg(
+        long,
+        env = "KEEL_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub control_plane: String,
+    /// Tenant that scopes this host's conversation ids.
+    #[arg(long, env = "KEEL_TENANT", default_value = keel::DEFAULT_TENANT)]
+    pub tenant: String,
+    /// Catalog model for new conversations while the control plane is
+    /// unreachable (should meet the AGENT quality floor).
+    #[arg(long, env = "KEEL_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// Deadline of a `Route` call; past it the sidecar fails static.
+    #[arg(long, env = "KEEL_ROUTE_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub route_timeout: Duration,
+    /// Largest request body accepted (413 above).
+    #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// If set, apps must present this key (`Authorization: Bearer` or
+    /// `x-api-key`). It is never forwarded to a provider.
+    #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Upstream connect timeout (unless the decision sets one).
+    #[arg(long, env = "KEEL_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time to the provider's response head (unless the decision sets one).
+    #[arg(long, env = "KEEL_FIRST_BYTE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between streamed events (unless the decision sets one).
+    #[arg(long, env = "KEEL_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Grace period for in-flight requests on shutdown.
+    #[arg(long, env = "KEEL_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Outcomes held while the control plane is unreachable.
+    #[arg(long, env = "KEEL_REPORT_QUEUE", default_value_t = 10_000)]
+    pub report_queue: usize,
+    /// How often the catalog snapshot is refreshed.
+    #[arg(long, env = "KEEL_CATALOG_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub catalog_refresh: Duration,
+    /// `max_tokens` sent to Anthropic targets when an OpenAI request has none.
+    #[arg(long, env = "KEEL_DEFAULT_MAX_TOKENS", default_value_t = 4096)]
+    pub default_max_tokens: u32,
+}

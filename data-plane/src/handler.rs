@@ -1,0 +1,101 @@
+//! Dispatch of the sidecar's HTTP routes.
+
+use std::{convert::Infallible, sync::Arc};
+
+use http::{HeaderValue, Method, Request, Response, header};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::{
+    body::{Body, full},
+    chat,
+    error::ApiError,
+    format::Format,
+    state::AppState,
+};
+
+/// Serves one HTTP request. Never fails: every error becomes a response in
+/// the caller's API error shape.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let anthropic_caller = req.headers().contains_key("anthropic-version");
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text("ok\n"),
+        (&Method::POST, "/v1/chat/completions") => chat::handle(state, req, Format::OpenAi)
+            .await
+            .unwrap_or_else(|e| e.into_response(Format::OpenAi)),
+        (&Method::POST, "/v1/messages") => chat::handle(state, req, Format::Anthropic)
+            .await
+            .unwrap_or_else(|e| e.into_response(Format::Anthropic)),
+        (&Method::GET, "/v1/models") => {
+            let format = if anthropic_caller {
+                Format::Anthropic
+            } else {
+                Format::OpenAi
+            };
+            models(&state, &req, format)
+                .await
+                .unwrap_or_else(|e| e.into_response(format))
+        }
+        (method, path) => {
+            let format = if anthropic_caller || path.starts_with("/v1/messages") {
+                Format::Anthropic
+            } else {
+                Format::OpenAi
+            };
+            ApiError::NotFound(format!("no route for {method} {path}")).into_response(format)
+        }
+    };
+    Ok(response)
+}
+
+fn text(body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// `GET /v1/models`: the catalog's client-facing names, in the caller's shape.
+async fn models(
+    state: &AppState,
+    req: &Request<Incoming>,
+    format: Format,
+) -> Result<Response<Body>, ApiError> {
+    state.authorize(req.headers())?;
+    if state.route.catalog().models.is_empty() {
+        // First call before the refresher got a snapshot: try once now.
+        let _ = state.route.refresh_catalog().await;
+    }
+    let catalog = state.route.catalog();
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for t in catalog.models.iter().filter_map(|m| m.target.as_ref()) {
+        if !seen.iter().any(|(name, _)| *name == t.model) {
+            seen.push((&t.model, &t.provider));
+        }
+    }
+    let body = match format {
+        Format::OpenAi => json!({
+            "object": "list",
+            "data": seen.iter().map(|(id, provider)| json!({
+                "id": id, "object": "model", "created": 0, "owned_by": provider,
+            })).collect::<Vec<_>>(),
+        }),
+        Format::Anthropic => json!({
+            "data": seen.iter().map(|(id, _)| json!({
+                "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z",
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": seen.first().map(|(id, _)| *id),
+            "last_id": seen.last().map(|(id, _)| *id),
+        }),
+    };
+    let mut r = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,32 @@
+//! `X-Keel-*` response headers: what Keel decided, for the app.
+
+use http::{HeaderMap, HeaderValue};
+use keel::pb;
+
+/// Adds the decision headers for a response served by `served`.
+pub fn decorate(
+    headers: &mut HeaderMap,
+    decision: &pb::Decision,
+    served: &pb::Target,
+    degraded: bool,
+) {
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("x-keel-model", &served.model);
+    put("x-keel-provider", &served.provider);
+    put("x-keel-profile", &decision.profile);
+    put(
+        "x-keel-pinned",
+        if decision.pinned { "true" } else { "false" },
+    );
+    put("x-keel-turn", &decision.turn.to_string());
+    if !decision.decision_id.is_empty() {
+        put("x-keel-decision", &decision.decision_id);
+    }
+    if degraded {
+        put("x-keel-degraded", "true");
+    }
+}

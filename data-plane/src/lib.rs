@@ -1,0 +1,24 @@
+//! Keel's sidecar: speaks the OpenAI and Anthropic HTTP APIs to the app next
+//! to it, asks the control plane which target serves each request, forwards
+//! the request with this host's provider key, streams the answer back and
+//! reports the outcome.
+
+pub mod body;
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod features;
+pub mod format;
+pub mod handler;
+pub mod headers;
+pub mod inbound;
+pub mod keys;
+pub mod outcome;
+pub mod relay;
+pub mod report;
+pub mod rewrite;
+pub mod route;
+pub mod server;
+pub mod state;
+pub mod translate;
+pub mod upstream;

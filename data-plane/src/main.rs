@@ -1,0 +1,53 @@
+//! `keel-sidecar --listen ADDR --control-plane URL [--tenant NAME]`
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keel_data_plane::{config::SidecarConfig, server};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let config = SidecarConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keel-sidecar: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel-sidecar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: SidecarConfig) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen).await?;
+    server::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

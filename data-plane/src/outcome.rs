@@ -1,0 +1,56 @@
+//! The outcome of one app request, filled in along the request path and
+//! handed to the reporter exactly once.
+
+use std::time::Instant;
+
+use keel::pb;
+
+use crate::{report::Reporter, translate::Usage};
+
+/// An outcome not yet reported.
+pub struct Pending {
+    reporter: Reporter,
+    outcome: pb::Outcome,
+    started: Instant,
+}
+
+impl Pending {
+    pub fn new(reporter: Reporter, outcome: pb::Outcome, started: Instant) -> Self {
+        Self {
+            reporter,
+            outcome,
+            started,
+        }
+    }
+
+    /// Records one attempt.
+    pub fn attempt(&mut self, attempt: pb::Attempt) {
+        self.outcome.attempts.push(attempt);
+    }
+
+    /// Names the catalog model that served the request.
+    pub fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.outcome.model);
+    }
+
+    /// Marks the time to the first streamed event on the last attempt.
+    pub fn first_byte(&mut self, attempt_started: Instant) {
+        if let Some(a) = self.outcome.attempts.last_mut() {
+            a.ttft_ms = crate::upstream::ms_since(attempt_started);
+        }
+    }
+
+    /// Reports the outcome.
+    pub fn finish(mut self, usage: Usage, success: bool, stream_completed: bool) {
+        self.outcome.usage = Some(pb::Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_creation_tokens: usage.cache_creation_tokens,
+        });
+        self.outcome.success = success;
+        self.outcome.stream_completed = stream_completed;
+        self.outcome.total_latency_ms = crate::upstream::ms_since(self.started);
+        self.reporter.send(self.outcome);
+    }
+}

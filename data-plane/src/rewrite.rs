@@ -1,0 +1,99 @@
+//! Prepares the body for a target: the app's body with the upstream model
+//! name and injected messages, or a translation into the target's format.
+
+use bytes::Bytes;
+use keel::pb;
+use serde_json::{Map, Value, json};
+
+use crate::{error::ApiError, format::Format};
+
+/// What the app asked for that the relay must honour.
+pub struct Prepared {
+    pub body: Bytes,
+    /// Keel asked an OpenAI provider for a usage chunk the app did not want.
+    pub strip_usage_chunk: bool,
+}
+
+/// Adds injected system messages to the app's body, once, before any
+/// attempt (in the app's own format; translation carries them over).
+pub fn inject(format: Format, body: &mut Map<String, Value>, inject: &[pb::InjectedMessage]) {
+    if inject.is_empty() {
+        return;
+    }
+    match format {
+        Format::OpenAi => {
+            if let Some(Value::Array(messages)) = body.get_mut("messages") {
+                // Right before the latest message, where the model reads it
+                // as guidance for this turn.
+                let at = messages.len().saturating_sub(1);
+                for (i, m) in inject.iter().enumerate() {
+                    messages.insert(at + i, json!({"role": "system", "content": m.content}));
+                }
+            }
+        }
+        Format::Anthropic => {
+            let extra: Vec<Value> = inject
+                .iter()
+                .map(|m| json!({"type": "text", "text": m.content}))
+                .collect();
+            let system = match body.remove("system") {
+                None | Some(Value::Null) => Value::Array(extra),
+                Some(Value::String(s)) => {
+                    let mut blocks = vec![json!({"type": "text", "text": s})];
+                    blocks.extend(extra);
+                    Value::Array(blocks)
+                }
+                Some(Value::Array(mut blocks)) => {
+                    blocks.extend(extra);
+                    Value::Array(blocks)
+                }
+                Some(other) => other,
+            };
+            body.insert("system".into(), system);
+        }
+    }
+}
+
+/// Whether the app itself asked for OpenAI's streamed usage chunk.
+pub fn app_wants_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The body for `target`, from the app's body in `format`. `wants_usage`
+/// comes from [`app_wants_usage`] before any rewrite.
+pub fn prepare(
+    format: Format,
+    body: &mut Map<String, Value>,
+    target: &pb::Target,
+    stream: bool,
+    wants_usage: bool,
+) -> Result<Prepared, ApiError> {
+    let target_format = Format::of_target(target.wire_format);
+    if target_format != format {
+        return Err(ApiError::BadGateway(format!(
+            "target {} speaks another API format; translation is not available in this build",
+            target.provider
+        )));
+    }
+    body.insert("model".into(), Value::String(target.upstream_model.clone()));
+    let strip_usage_chunk = stream && format == Format::OpenAi && !wants_usage;
+    if strip_usage_chunk {
+        // Usage is needed for reports and spend; the app did not ask for the
+        // chunk, so the relay drops it again.
+        let opts = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))?;
+    Ok(Prepared {
+        body: Bytes::from(bytes),
+        strip_usage_chunk,
+    })
+}

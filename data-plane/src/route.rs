@@ -1,0 +1,219 @@
+//! Asks the control plane for a decision, with a short deadline, and fails
+//! static when it cannot: a conversation keeps the pin the control plane
+//! granted earlier, a new one goes to `--default-model`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
+use tonic::{Code, transport::Channel};
+
+use crate::error::ApiError;
+
+/// Most conversations whose last decision is kept for failing static.
+const PIN_CACHE_CAPACITY: usize = 100_000;
+
+/// A decision and whether it was made without the control plane.
+pub struct Routed {
+    pub decision: pb::Decision,
+    pub degraded: bool,
+}
+
+/// A granted pin, kept to serve the conversation while the control plane is
+/// unreachable.
+#[derive(Clone)]
+struct CachedPin {
+    target: pb::Target,
+    fallbacks: Vec<pb::Target>,
+    profile: String,
+    turn: u32,
+}
+
+/// The control plane's catalog as last fetched.
+#[derive(Default)]
+pub struct CatalogSnapshot {
+    pub models: Vec<pb::CatalogModel>,
+}
+
+/// Route client with fail-static state.
+pub struct RouteClient {
+    router: RouterClient<Channel>,
+    admin: AdminClient<Channel>,
+    timeout: Duration,
+    default_model: Option<String>,
+    pins: Mutex<HashMap<String, CachedPin>>,
+    catalog: RwLock<Arc<CatalogSnapshot>>,
+}
+
+impl RouteClient {
+    /// Connects lazily: the sidecar starts and serves (degraded) even when
+    /// the control plane is not up yet.
+    pub fn new(
+        control_plane: &str,
+        timeout: Duration,
+        default_model: Option<String>,
+    ) -> Result<Self, http::uri::InvalidUri> {
+        let channel = Channel::from_shared(control_plane.to_owned())?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self {
+            router: RouterClient::new(channel.clone()),
+            admin: AdminClient::new(channel),
+            timeout,
+            default_model,
+            pins: Mutex::new(HashMap::new()),
+            catalog: RwLock::new(Arc::new(CatalogSnapshot::default())),
+        })
+    }
+
+    /// The latest catalog snapshot.
+    pub fn catalog(&self) -> Arc<CatalogSnapshot> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Fetches the catalog; keeps the old snapshot on failure.
+    pub async fn refresh_catalog(&self) -> Result<(), tonic::Status> {
+        let mut admin = self.admin.clone();
+        let fetched = tokio::time::timeout(
+            Duration::from_secs(2),
+            admin.get_catalog(pb::GetCatalogRequest {}),
+        )
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("catalog fetch timed out"))??
+        .into_inner();
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CatalogSnapshot {
+            models: fetched.models,
+        });
+        Ok(())
+    }
+
+    /// Decides a request: from the control plane, else from the fail-static
+    /// state.
+    pub async fn route(&self, req: pb::RouteRequest) -> Result<Routed, ApiError> {
+        let mut router = self.router.clone();
+        let conversation = (!req.conversation_id.is_empty()).then(|| req.conversation_id.clone());
+        let outcome = tokio::time::timeout(self.timeout, router.route(req)).await;
+        let status = match outcome {
+            Ok(Ok(resp)) => {
+                let decision = resp.into_inner();
+                if let Some(id) = conversation {
+                    self.remember(id, &decision);
+                }
+                return Ok(Routed {
+                    decision,
+                    degraded: false,
+                });
+            }
+            Ok(Err(status)) => status,
+            Err(_) => tonic::Status::deadline_exceeded("route deadline passed"),
+        };
+        match status.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                Err(ApiError::BadRequest(status.message().to_owned()))
+            }
+            Code::NotFound => Err(ApiError::NotFound(status.message().to_owned())),
+            Code::ResourceExhausted => Err(ApiError::RateLimited {
+                message: status.message().to_owned(),
+                retry_after_secs: None,
+            }),
+            Code::PermissionDenied | Code::Unauthenticated => {
+                Err(ApiError::Unauthorized(status.message().to_owned()))
+            }
+            Code::Aborted => Err(ApiError::Unavailable(status.message().to_owned())),
+            _ => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "control plane unreachable, failing static");
+                self.fail_static(conversation.as_deref())
+            }
+        }
+    }
+
+    fn remember(&self, conversation_id: String, d: &pb::Decision) {
+        if !d.pinned {
+            return;
+        }
+        let Some(target) = d.target.clone() else {
+            return;
+        };
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        if pins.len() >= PIN_CACHE_CAPACITY && !pins.contains_key(&conversation_id) {
+            // Bounded: drop an arbitrary entry; the control plane still holds
+            // the pin, this cache only matters while it is unreachable.
+            if let Some(k) = pins.keys().next().cloned() {
+                pins.remove(&k);
+            }
+        }
+        pins.insert(
+            conversation_id,
+            CachedPin {
+                target,
+                fallbacks: d.fallbacks.clone(),
+                profile: d.profile.clone(),
+                turn: d.turn,
+            },
+        );
+    }
+
+    fn fail_static(&self, conversation: Option<&str>) -> Result<Routed, ApiError> {
+        if let Some(id) = conversation {
+            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pin) = pins.get_mut(id) {
+                pin.turn += 1;
+                return Ok(Routed {
+                    decision: pb::Decision {
+                        target: Some(pin.target.clone()),
+                        fallbacks: pin.fallbacks.clone(),
+                        pinned: true,
+                        kind: pb::DecisionKind::Retain as i32,
+                        reason: "control plane unreachable: cached pin".into(),
+                        turn: pin.turn,
+                        profile: pin.profile.clone(),
+                        ..Default::default()
+                    },
+                    degraded: true,
+                });
+            }
+        }
+        let Some(name) = &self.default_model else {
+            return Err(ApiError::Unavailable(
+                "control plane unreachable and no --default-model configured".into(),
+            ));
+        };
+        let catalog = self.catalog();
+        let mut deployments = catalog
+            .models
+            .iter()
+            .filter_map(|m| m.target.as_ref())
+            .filter(|t| &t.model == name);
+        let Some(target) = deployments.next().cloned() else {
+            return Err(ApiError::Unavailable(format!(
+                "control plane unreachable and default model `{name}` is not in the catalog snapshot"
+            )));
+        };
+        Ok(Routed {
+            decision: pb::Decision {
+                target: Some(target),
+                fallbacks: deployments.cloned().collect(),
+                pinned: false,
+                kind: pb::DecisionKind::Unpinned as i32,
+                reason: "control plane unreachable: default model".into(),
+                ..Default::default()
+            },
+            degraded: true,
+        })
+    }
+
+    /// Sends a batch of outcomes.
+    pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, tonic::Status> {
+        let mut router = self.router.clone();
+        let ack = tokio::time::timeout(Duration::from_secs(5), router.report(batch))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("report timed out"))??;
+        Ok(ack.into_inner().accepted)
+    }
+}

@@ -1,0 +1,19 @@
+//! Keel's public gRPC contract, generated from `proto/keel/v1`, and the small
+//! helpers both planes share.
+
+pub mod keys;
+
+/// Generated types and gRPC stubs of package `keel.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("keel.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `proto/`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("keel_descriptor");
+
+/// Longest conversation id accepted, in bytes.
+pub const MAX_CONVERSATION_ID_BYTES: usize = 256;
+
+/// Tenant used when a request names none.
+pub const DEFAULT_TENANT: &str = "default";
