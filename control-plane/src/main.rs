@@ -53,7 +53,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let store = server::open_store(&config)?;
     let grpc = TcpListener::bind(config.grpc_listen).await?;
     let http = TcpListener::bind(config.http_listen).await?;
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "listening");
+    // One machine-readable line on stdout: scripts and tests that bind port 0
+    // learn the addresses from it.
+    println!(
+        "keel-control-plane ready grpc={} http={}",
+        grpc.local_addr()?,
+        http.local_addr()?
+    );
     server::serve(grpc, http, config, store, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,25 +1,25 @@
 //! The chat request path, top to bottom: accept → parse → features → route
-//! → rewrite → forward (with fallbacks) → relay → report.
+//! → rewrite → forward (with fallbacks) → respond (relay) → report.
 
 use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use keel::pb;
 use serde_json::Value;
 
 use crate::{
-    body::{Body, full},
+    body::Body,
     error::ApiError,
     features,
     format::Format,
     headers::decorate,
     inbound,
     outcome::Pending,
-    relay, rewrite,
+    respond, rewrite,
     state::AppState,
-    translate::{Passthrough, StreamTranslator, Usage, usage_from_anthropic, usage_from_openai},
+    translate::{self, Usage},
     upstream::{self, AttemptError},
 };
 
@@ -50,7 +50,8 @@ pub async fn handle(
             conversation_id: conversation_id.clone(),
             session_source: session_source as i32,
             profile: keel_headers.profile.unwrap_or_default(),
-            model: std::mem::take(&mut chat.model),
+            // Kept: a translated answer names the model the app asked for.
+            model: chat.model.clone(),
             features: Some(features),
             fingerprints: Vec::new(),
         })
@@ -78,18 +79,33 @@ pub async fn handle(
         .iter()
         .chain(decision.fallbacks.iter())
         .take(limits.max_attempts);
-    let mut last_error: Option<AttemptError> = None;
+    // With the format of the target that produced it, to render its body.
+    let mut last_error: Option<(AttemptError, Format)> = None;
     for target in targets {
         let attempt_started = Instant::now();
+        let upstream_format = Format::of_target(target.wire_format);
         let Some(secret) = state.keys.get(&target.key_ref) else {
             let e = AttemptError::MissingKey {
                 env_var: keel::keys::env_var_for(&target.key_ref),
             };
             pending.attempt(attempt(target, &e, attempt_started));
-            last_error = Some(e);
+            last_error = Some((e, upstream_format));
             continue;
         };
-        let prepared = rewrite::prepare(format, &mut chat.body, target, chat.stream, wants_usage)?;
+        let prepared = match rewrite::prepare(
+            format,
+            &mut chat.body,
+            target,
+            chat.stream,
+            wants_usage,
+            state.config.default_max_tokens,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                pending.finish(Usage::default(), false, false);
+                return Err(e);
+            }
+        };
         match upstream::send(
             &state.http,
             target,
@@ -108,21 +124,23 @@ pub async fn handle(
                     ..Default::default()
                 });
                 pending.set_model(&target.model);
+                let reply = respond::Reply {
+                    caller: format,
+                    upstream: upstream_format,
+                    client_model: client_model(&state, &chat.model, target),
+                    idle: limits.idle,
+                    attempt_started,
+                };
                 let mut response = if chat.stream {
-                    let translator: Box<dyn StreamTranslator> =
-                        Box::new(Passthrough::new(format, prepared.strip_usage_chunk));
-                    let body =
-                        relay::stream_body(resp, translator, limits.idle, pending, attempt_started);
-                    let mut r = Response::new(body);
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/event-stream"),
-                    );
-                    r.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    r
+                    respond::streamed(
+                        resp,
+                        &reply,
+                        wants_usage,
+                        prepared.strip_usage_chunk,
+                        pending,
+                    )
                 } else {
-                    whole(resp, format, limits.idle, pending, attempt_started).await?
+                    respond::whole(resp, &reply, pending).await?
                 };
                 decorate(response.headers_mut(), &decision, target, routed.degraded);
                 return Ok(response);
@@ -132,60 +150,28 @@ pub async fn handle(
                 pending.attempt(attempt(target, &e, attempt_started));
                 if !e.retryable() {
                     pending.finish(Usage::default(), false, false);
-                    return Err(to_api_error(e));
+                    return Err(to_api_error(e, upstream_format, format));
                 }
-                last_error = Some(e);
+                last_error = Some((e, upstream_format));
             }
         }
     }
     pending.finish(Usage::default(), false, false);
     Err(last_error.map_or_else(
         || ApiError::Unavailable("the decision named no target".into()),
-        to_api_error,
+        |(e, upstream)| to_api_error(e, upstream, format),
     ))
 }
 
-/// Reads a non-streamed response (its head is already here) and relays it.
-async fn whole(
-    resp: reqwest::Response,
-    format: Format,
-    idle: std::time::Duration,
-    mut pending: Pending,
-    attempt_started: Instant,
-) -> Result<Response<Body>, ApiError> {
-    let status = resp.status();
-    let body: Bytes = match tokio::time::timeout(idle, resp.bytes()).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            pending.finish(Usage::default(), false, false);
-            return Err(ApiError::BadGateway(format!(
-                "provider response broke off: {}",
-                e.without_url()
-            )));
-        }
-        Err(_) => {
-            pending.finish(Usage::default(), false, false);
-            return Err(ApiError::GatewayTimeout(
-                "provider response body timed out".into(),
-            ));
-        }
-    };
-    pending.first_byte(attempt_started);
-    let usage = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("usage").cloned())
-        .map_or_else(Usage::default, |u| match format {
-            Format::OpenAi => usage_from_openai(&u),
-            Format::Anthropic => usage_from_anthropic(&u),
-        });
-    pending.finish(usage, true, true);
-    let mut r = Response::new(full(body));
-    *r.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+/// The model a translated answer names: the app's own choice when it named a
+/// catalog model, else the catalog model that serves it (never the upstream
+/// id of another API).
+fn client_model<'a>(state: &AppState, requested: &'a str, target: &'a pb::Target) -> &'a str {
+    if requested != target.model && state.route.catalog().has_model(requested) {
+        requested
+    } else {
+        &target.model
+    }
 }
 
 fn attempt(target: &pb::Target, e: &AttemptError, started: Instant) -> pb::Attempt {
@@ -203,8 +189,9 @@ fn attempt(target: &pb::Target, e: &AttemptError, started: Instant) -> pb::Attem
     }
 }
 
-/// The app-facing error once no target could serve the request.
-fn to_api_error(e: AttemptError) -> ApiError {
+/// The app-facing error once no target could serve the request; a provider's
+/// own error body is rendered from its `upstream` format in the `caller`'s.
+fn to_api_error(e: AttemptError, upstream: Format, caller: Format) -> ApiError {
     match e {
         AttemptError::MissingKey { env_var } => ApiError::Unavailable(format!(
             "no provider key on this host for the chosen target (set {env_var})"
@@ -220,9 +207,19 @@ fn to_api_error(e: AttemptError) -> ApiError {
             retry_after_secs: Some(retry_after.unwrap_or(1)),
         },
         AttemptError::Server { status, body } | AttemptError::Client { status, body } => {
+            let status = status.as_u16();
+            // Same API: the provider's body as it is, unless it is not JSON
+            // (an HTML error page); every error the app sees is JSON.
+            let relay_as_is = upstream == caller && serde_json::from_slice::<Value>(&body).is_ok();
             ApiError::Upstream {
-                status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-                body,
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                body: if relay_as_is {
+                    body
+                } else {
+                    Bytes::from(translate::translate_error_body(
+                        upstream, caller, status, &body,
+                    ))
+                },
             }
         }
     }

@@ -1,11 +1,13 @@
 //! Errors that reach the app, each rendered once in the error shape of the
 //! API the app called, with the right status.
 
+use crate::{
+    body::Body,
+    format::Format,
+    translate::{TranslateError, error_body},
+};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
-
-use crate::{body::Body, format::Format};
 
 /// An error answered to the app.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +31,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     GatewayTimeout(String),
-    /// An upstream's own error, relayed with its status (already in the
-    /// caller's shape).
+    /// An upstream's own error, relayed with its status; the body is
+    /// already in the caller's shape (see `translate_error_body`).
     #[error("upstream error {status}")]
     Upstream { status: StatusCode, body: Bytes },
 }
@@ -61,7 +63,7 @@ impl ApiError {
         };
         let body = match self {
             Self::Upstream { body, .. } => body,
-            other => Bytes::from(error_body(format, status, &other.to_string())),
+            other => Bytes::from(error_body(format, status.as_u16(), &other.to_string())),
         };
         let mut resp = http::Response::new(crate::body::full(body));
         *resp.status_mut() = status;
@@ -77,34 +79,10 @@ impl ApiError {
     }
 }
 
-/// An error body in `format`'s shape for `status`.
-pub fn error_body(format: Format, status: StatusCode, message: &str) -> Vec<u8> {
-    let value = match format {
-        Format::OpenAi => {
-            let (kind, code) = match status.as_u16() {
-                400 => ("invalid_request_error", None),
-                401 => ("authentication_error", Some("invalid_api_key")),
-                403 => ("permission_error", None),
-                404 => ("invalid_request_error", Some("not_found")),
-                413 => ("invalid_request_error", Some("request_too_large")),
-                429 => ("rate_limit_error", Some("rate_limit_exceeded")),
-                _ => ("api_error", None),
-            };
-            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
-        }
-        Format::Anthropic => {
-            let kind = match status.as_u16() {
-                400 => "invalid_request_error",
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                413 => "request_too_large",
-                429 => "rate_limit_error",
-                503 | 529 => "overloaded_error",
-                _ => "api_error",
-            };
-            json!({"type": "error", "error": {"type": kind, "message": message}})
-        }
-    };
-    serde_json::to_vec(&value).unwrap_or_default()
+/// The app's body cannot be expressed in the target's API: the app's fault,
+/// and the message names the field.
+impl From<TranslateError> for ApiError {
+    fn from(e: TranslateError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
 }

@@ -23,6 +23,13 @@ pub fn decorate(
         if decision.pinned { "true" } else { "false" },
     );
     put("x-keel-turn", &decision.turn.to_string());
+    let kind = match pb::DecisionKind::try_from(decision.kind) {
+        Ok(pb::DecisionKind::Initialize) => "initialize",
+        Ok(pb::DecisionKind::Retain) => "retain",
+        Ok(pb::DecisionKind::Switch) => "switch",
+        _ => "unpinned",
+    };
+    put("x-keel-decision-kind", kind);
     if !decision.decision_id.is_empty() {
         put("x-keel-decision", &decision.decision_id);
     }

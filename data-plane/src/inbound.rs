@@ -100,7 +100,11 @@ pub fn parse_chat(format: Format, bytes: &[u8]) -> Result<ChatRequest, ApiError>
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::BadRequest("`stream` must be a boolean".into())),
     };
-    if format == Format::Anthropic && !body.get("max_tokens").is_some_and(Value::is_u64) {
+    let positive_max_tokens = body
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 0);
+    if format == Format::Anthropic && !positive_max_tokens {
         return Err(ApiError::BadRequest(
             "`max_tokens` is required and must be a positive integer".into(),
         ));

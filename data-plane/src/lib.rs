@@ -16,6 +16,7 @@ pub mod keys;
 pub mod outcome;
 pub mod relay;
 pub mod report;
+pub mod respond;
 pub mod rewrite;
 pub mod route;
 pub mod server;

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
 
 async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await?;
+    // One machine-readable line on stdout for scripts and tests on port 0.
+    println!("keel-sidecar ready listen={}", listener.local_addr()?);
     server::serve(listener, config, shutdown_signal()).await?;
     Ok(())
 }

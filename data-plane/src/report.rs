@@ -53,6 +53,14 @@ pub fn reporter(
     (Reporter { tx, dropped }, task)
 }
 
+/// A reporter whose outcomes a test reads back.
+#[cfg(test)]
+pub(crate) fn capture(capacity: usize) -> (Reporter, mpsc::Receiver<pb::Outcome>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let dropped = Arc::new(AtomicU64::new(0));
+    (Reporter { tx, dropped }, rx)
+}
+
 async fn deliver(
     client: Arc<RouteClient>,
     mut rx: mpsc::Receiver<pb::Outcome>,

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use keel::pb;
 use serde_json::{Map, Value, json};
 
-use crate::{error::ApiError, format::Format};
+use crate::{error::ApiError, format::Format, translate};
 
 /// What the app asked for that the relay must honour.
 pub struct Prepared {
@@ -62,23 +62,41 @@ pub fn app_wants_usage(body: &Map<String, Value>) -> bool {
         .unwrap_or(false)
 }
 
-/// The body for `target`, from the app's body in `format`. `wants_usage`
-/// comes from [`app_wants_usage`] before any rewrite.
+/// The body for `target`, from the app's body in `format` (with injected
+/// messages already in it, see [`inject`]). `wants_usage` comes from
+/// [`app_wants_usage`] before any rewrite; `default_max_tokens` fills
+/// Anthropic's required `max_tokens` for an OpenAI body that has none.
 pub fn prepare(
     format: Format,
     body: &mut Map<String, Value>,
     target: &pb::Target,
     stream: bool,
     wants_usage: bool,
+    default_max_tokens: u32,
 ) -> Result<Prepared, ApiError> {
-    let target_format = Format::of_target(target.wire_format);
-    if target_format != format {
-        return Err(ApiError::BadGateway(format!(
-            "target {} speaks another API format; translation is not available in this build",
-            target.provider
-        )));
+    let model = target.upstream_model.as_str();
+    let translated = match (format, Format::of_target(target.wire_format)) {
+        (Format::OpenAi, Format::Anthropic) => Some(translate::openai_to_anthropic_request(
+            body,
+            model,
+            default_max_tokens,
+        )?),
+        // The usage chunk is always asked for: the stream translator reads it
+        // and Anthropic callers get usage in `message_delta` anyway.
+        (Format::Anthropic, Format::OpenAi) => {
+            Some(translate::anthropic_to_openai_request(body, model, stream)?)
+        }
+        (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => None,
+    };
+    if let Some(translated) = translated {
+        return Ok(Prepared {
+            body: encode(&translated)?,
+            strip_usage_chunk: false,
+        });
     }
-    body.insert("model".into(), Value::String(target.upstream_model.clone()));
+    // Same format: the app's body as it is (cache_control and unknown fields
+    // included), but for the upstream model name.
+    body.insert("model".into(), Value::String(model.to_owned()));
     let strip_usage_chunk = stream && format == Format::OpenAi && !wants_usage;
     if strip_usage_chunk {
         // Usage is needed for reports and spend; the app did not ask for the
@@ -90,10 +108,17 @@ pub fn prepare(
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let bytes = serde_json::to_vec(body)
-        .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))?;
     Ok(Prepared {
-        body: Bytes::from(bytes),
+        body: encode(body)?,
         strip_usage_chunk,
     })
 }
+
+fn encode(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

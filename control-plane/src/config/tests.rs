@@ -1,1 +1,127 @@
+use super::{Objective, parse};
 
+const BASE: &str = r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+
+[[providers]]
+name = "alpha"
+api = "openai"
+base_url = "http://127.0.0.1:9/v1/"
+keys = [{ ref = "alpha-main", rpm = 100 }]
+
+[[models]]
+name = "strong"
+provider = "alpha"
+upstream_model = "strong-up"
+tier = 3
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+context_tokens = 200000
+capabilities = ["tools", "vision"]
+"#;
+
+fn err(extra: &str) -> String {
+    parse(&format!("{BASE}{extra}")).unwrap_err().to_string()
+}
+
+#[test]
+fn valid_config_has_builtin_profiles_and_defaults() {
+    let c = parse(BASE).unwrap();
+    for p in ["CHAT", "AGENT", "BATCH", "SAVINGS"] {
+        assert!(c.profiles.contains_key(p), "{p}");
+    }
+    assert!(c.profiles["AGENT"].session_lock);
+    assert!(!c.profiles["CHAT"].session_lock);
+    assert_eq!(c.profiles["SAVINGS"].objective, Objective::Cost);
+    assert_eq!(c.routing.default_profile, "CHAT");
+    assert_eq!(c.store.session_idle_ttl.as_secs(), 24 * 3600);
+    assert_eq!(
+        c.catalog.providers()[0].base_url,
+        "http://127.0.0.1:9/v1",
+        "trailing slash trimmed"
+    );
+}
+
+#[test]
+fn profiles_are_tuned_and_defined_in_config() {
+    let c = parse(&format!(
+        "{BASE}\n[profiles.AGENT]\nquality_floor = 3\n[profiles.NIGHTLY]\nobjective = \"cost\"\nallowed_models = [\"strong\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.profiles["AGENT"].quality_floor, 3);
+    assert!(
+        c.profiles["AGENT"].session_lock,
+        "tuning keeps the built-in lock"
+    );
+    assert_eq!(c.profiles["NIGHTLY"].objective, Objective::Cost);
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    assert!(
+        err("\n[profiles.AGENT]\nquality_floor = 9\n").contains("profiles.AGENT.quality_floor")
+    );
+    assert!(err("\n[profiles.X]\nobjective = \"fastest\"\n").contains("profiles.X.objective"));
+    assert!(
+        err("\n[profiles.X]\nallowed_models = [\"nope\"]\n")
+            .contains("profiles.X.allowed_models[0]")
+    );
+    assert!(err("\n[routing]\ndefault_profile = \"NOPE\"\n").contains("routing.default_profile"));
+    assert!(err("\n[aliases]\nbest = \"nope\"\n").contains("aliases.best"));
+    assert!(err("\n[store]\nsession_idle_ttl = \"soon\"\n").contains("session_idle_ttl"));
+}
+
+#[test]
+fn bad_provider_and_model_entries_name_their_key() {
+    let bad_api = BASE.replace("api = \"openai\"", "api = \"grpc\"");
+    assert!(
+        parse(&bad_api)
+            .unwrap_err()
+            .to_string()
+            .contains("providers[0].api")
+    );
+    let bad_url = BASE.replace("http://127.0.0.1:9/v1/", "ftp://x");
+    assert!(
+        parse(&bad_url)
+            .unwrap_err()
+            .to_string()
+            .contains("providers[0].base_url")
+    );
+    let secret_like = BASE.replace("alpha-main", "sk live key");
+    assert!(
+        parse(&secret_like)
+            .unwrap_err()
+            .to_string()
+            .contains("providers[0].keys[0].ref")
+    );
+    let bad_cap = BASE.replace("\"vision\"", "\"telepathy\"");
+    assert!(
+        parse(&bad_cap)
+            .unwrap_err()
+            .to_string()
+            .contains("models[0].capabilities[1]")
+    );
+    let zero_ctx = BASE.replace("context_tokens = 200000", "context_tokens = 0");
+    assert!(
+        parse(&zero_ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("models[0].context_tokens")
+    );
+    let neg = BASE.replace("output_usd_per_mtok = 15.0", "output_usd_per_mtok = -1.0");
+    assert!(
+        parse(&neg)
+            .unwrap_err()
+            .to_string()
+            .contains("models[0].output_usd_per_mtok")
+    );
+}
+
+#[test]
+fn missing_required_key_is_named() {
+    let no_tier = BASE.replace("tier = 3\n", "");
+    let e = parse(&no_tier).unwrap_err().to_string();
+    assert!(e.contains("tier"), "{e}");
+}

@@ -1,39 +1,37 @@
-//! Wire-format work on bodies and streams: usage extraction, same-format
-//! passthrough of streams, and translation between OpenAI and Anthropic.
+//! Wire-format work on bodies and streams: translation between the OpenAI Chat
+//! Completions and Anthropic Messages APIs (requests, responses, streams,
+//! error bodies), same-format stream passthrough, and usage extraction.
+//!
+//! Everything here is synchronous and allocation-only: no I/O, no panics on
+//! any input. The request path parses bodies and SSE frames; this module only
+//! rewrites them.
+//!
+//! Architecture invariants:
+//! * Request translators whitelist fields: anything not explicitly mapped is
+//!   dropped, so no field of one API ever leaks into the other.
+//! * Only request translation fails (caller input, always a 400 naming the
+//!   field). Response and stream translators never fail: missing upstream
+//!   fields fall back to neutral defaults.
+//! * Stream translators write each frame as soon as it exists and write
+//!   nothing after the caller's stream has ended.
 
-mod passthrough;
+mod errors;
+mod json;
+mod mapping;
+mod request;
+mod response;
+mod stream;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod usage;
 
-pub use passthrough::Passthrough;
+// Child modules name the format as `super::Format`.
+use crate::format::Format;
+
+pub use errors::{TranslateError, error_body, translate_error_body};
+pub use request::{anthropic_to_openai_request, openai_to_anthropic_request};
+pub use response::{anthropic_to_openai_response, openai_to_anthropic_response};
+pub use stream::{
+    StreamTranslator, anthropic_stream_to_openai, openai_stream_to_anthropic, passthrough,
+};
 pub use usage::{Usage, usage_from_anthropic, usage_from_openai};
-
-/// Turns upstream SSE events into the caller's frames, one event at a time.
-pub trait StreamTranslator: Send {
-    /// Handles one upstream event (`event` is the SSE event name, "" if none)
-    /// and appends complete frames for the caller to `out`.
-    fn push(&mut self, event: &str, data: &str, out: &mut Vec<u8>);
-    /// The upstream ended cleanly: close the caller's stream properly.
-    fn finish(&mut self, out: &mut Vec<u8>);
-    /// The upstream broke mid-stream: emit an error event in the caller's
-    /// format.
-    fn fail(&mut self, message: &str, out: &mut Vec<u8>);
-    /// Usage seen so far.
-    fn usage(&self) -> Usage;
-    /// Whether the upstream's normal end was seen.
-    fn completed(&self) -> bool;
-}
-
-/// Appends one SSE frame; multi-line data keeps one `data:` line per line.
-pub fn write_frame(out: &mut Vec<u8>, event: &str, data: &str) {
-    if !event.is_empty() {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(event.as_bytes());
-        out.push(b'\n');
-    }
-    for line in data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-}

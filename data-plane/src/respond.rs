@@ -1,0 +1,136 @@
+//! The app's response from a provider's: streamed or whole, translated when
+//! the app and the provider speak different APIs. Usage is always read in the
+//! provider's own shape.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::Value;
+
+use crate::{
+    body::{Body, full},
+    error::ApiError,
+    format::Format,
+    outcome::Pending,
+    relay,
+    translate::{self, StreamTranslator, Usage},
+};
+
+/// What shapes the reply to one successful attempt.
+pub struct Reply<'a> {
+    /// The API the app called.
+    pub caller: Format,
+    /// The API the provider spoke.
+    pub upstream: Format,
+    /// The model a translated answer names.
+    pub client_model: &'a str,
+    pub idle: Duration,
+    pub attempt_started: Instant,
+}
+
+/// Relays a streamed response event by event. `wants_usage`: the app asked
+/// for OpenAI's usage chunk; `strip_usage_chunk`: Keel asked for it instead.
+pub fn streamed(
+    resp: reqwest::Response,
+    reply: &Reply<'_>,
+    wants_usage: bool,
+    strip_usage_chunk: bool,
+    pending: Pending,
+) -> Response<Body> {
+    let translator = stream_translator(reply, wants_usage, strip_usage_chunk);
+    let body = relay::stream_body(resp, translator, reply.idle, pending, reply.attempt_started);
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Reads the provider's stream and writes the app's.
+fn stream_translator(
+    reply: &Reply<'_>,
+    wants_usage: bool,
+    strip_usage_chunk: bool,
+) -> Box<dyn StreamTranslator> {
+    match (reply.upstream, reply.caller) {
+        (Format::Anthropic, Format::OpenAi) => {
+            translate::anthropic_stream_to_openai(reply.client_model, wants_usage)
+        }
+        (Format::OpenAi, Format::Anthropic) => {
+            translate::openai_stream_to_anthropic(reply.client_model)
+        }
+        (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => {
+            translate::passthrough(reply.caller, strip_usage_chunk)
+        }
+    }
+}
+
+/// Reads a non-streamed response (its head is already here) and relays it,
+/// translated when the APIs differ.
+pub async fn whole(
+    resp: reqwest::Response,
+    reply: &Reply<'_>,
+    mut pending: Pending,
+) -> Result<Response<Body>, ApiError> {
+    let status = resp.status();
+    let body: Bytes = match tokio::time::timeout(reply.idle, resp.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            pending.finish(Usage::default(), false, false);
+            return Err(ApiError::BadGateway(format!(
+                "provider response broke off: {}",
+                e.without_url()
+            )));
+        }
+        Err(_) => {
+            pending.finish(Usage::default(), false, false);
+            return Err(ApiError::GatewayTimeout(
+                "provider response body timed out".into(),
+            ));
+        }
+    };
+    pending.first_byte(reply.attempt_started);
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    // Usage is read in the upstream's own shape, before any translation.
+    let usage = parsed
+        .as_ref()
+        .map_or_else(Usage::default, |v| match reply.upstream {
+            Format::OpenAi => translate::usage_from_openai(v),
+            Format::Anthropic => translate::usage_from_anthropic(v),
+        });
+    let body = match (reply.upstream, reply.caller, parsed) {
+        (Format::OpenAi, Format::OpenAi, _) | (Format::Anthropic, Format::Anthropic, _) => body,
+        (_, _, None) => {
+            pending.finish(usage, false, false);
+            return Err(ApiError::BadGateway(
+                "provider response is not JSON; it cannot be translated".into(),
+            ));
+        }
+        (Format::Anthropic, Format::OpenAi, Some(v)) => json_bytes(
+            &translate::anthropic_to_openai_response(&v, reply.client_model),
+        ),
+        (Format::OpenAi, Format::Anthropic, Some(v)) => json_bytes(
+            &translate::openai_to_anthropic_response(&v, reply.client_model),
+        ),
+    };
+    pending.finish(usage, true, true);
+    let mut r = Response::new(full(body));
+    *r.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+fn json_bytes(v: &Value) -> Bytes {
+    // Serializing a `Value` into memory cannot fail.
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! The reply path with recorded provider bodies: what the app receives and
+//! what is reported.
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use keel::pb;
+use serde_json::Value;
+
+use super::*;
+use crate::{outcome::Pending, report, translate::test_support::fixture};
+
+fn provider(body: String) -> reqwest::Response {
+    reqwest::Response::from(http::Response::new(body))
+}
+
+fn reply(caller: Format, upstream: Format) -> Reply<'static> {
+    Reply {
+        caller,
+        upstream,
+        client_model: "sonnet",
+        idle: Duration::from_secs(5),
+        attempt_started: Instant::now(),
+    }
+}
+
+fn pending() -> (Pending, tokio::sync::mpsc::Receiver<pb::Outcome>) {
+    let (reporter, rx) = report::capture(1);
+    (
+        Pending::new(reporter, pb::Outcome::default(), Instant::now()),
+        rx,
+    )
+}
+
+async fn text(r: Response<Body>) -> String {
+    let bytes = r
+        .into_body()
+        .collect()
+        .await
+        .expect("infallible")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("UTF-8")
+}
+
+fn reported_usage(rx: &mut tokio::sync::mpsc::Receiver<pb::Outcome>) -> (pb::Usage, bool) {
+    let o = rx.try_recv().expect("one outcome reported");
+    (o.usage.expect("usage"), o.stream_completed)
+}
+
+#[tokio::test]
+async fn whole_anthropic_answer_reaches_an_openai_app_translated() {
+    let (p, mut rx) = pending();
+    let upstream = provider(fixture("anthropic/message.json"));
+    let r = whole(upstream, &reply(Format::OpenAi, Format::Anthropic), p)
+        .await
+        .expect("relayed");
+    let v: Value = serde_json::from_str(&text(r).await).expect("JSON");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "sonnet");
+    let (usage, _) = reported_usage(&mut rx);
+    // Read in Anthropic's shape: cache reads count as input.
+    assert_eq!(
+        u64::from(usage.input_tokens),
+        v["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+    assert!(usage.cached_input_tokens > 0);
+}
+
+#[tokio::test]
+async fn whole_same_format_answer_is_relayed_byte_for_byte() {
+    let (p, mut rx) = pending();
+    let recorded = fixture("openai/chat_completion.json");
+    let r = whole(
+        provider(recorded.clone()),
+        &reply(Format::OpenAi, Format::OpenAi),
+        p,
+    )
+    .await
+    .expect("relayed");
+    assert_eq!(text(r).await, recorded);
+    assert!(reported_usage(&mut rx).0.output_tokens > 0);
+}
+
+#[tokio::test]
+async fn openai_stream_reaches_an_anthropic_app_as_events() {
+    let (p, mut rx) = pending();
+    let upstream = provider(fixture("openai/stream_text.sse"));
+    let r = streamed(
+        upstream,
+        &reply(Format::Anthropic, Format::OpenAi),
+        false,
+        false,
+        p,
+    );
+    let out = text(r).await;
+    assert!(out.starts_with("event: message_start\n"), "{out}");
+    assert!(out.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    let (usage, completed) = reported_usage(&mut rx);
+    assert!(completed);
+    assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
+}
+
+#[tokio::test]
+async fn anthropic_stream_reaches_an_openai_app_as_chunks() {
+    let (p, mut rx) = pending();
+    let upstream = provider(fixture("anthropic/stream_text.sse"));
+    let r = streamed(
+        upstream,
+        &reply(Format::OpenAi, Format::Anthropic),
+        true,
+        false,
+        p,
+    );
+    let out = text(r).await;
+    assert!(!out.contains("event:"), "{out}");
+    assert!(out.ends_with("data: [DONE]\n\n"));
+    assert!(out.contains("\"prompt_tokens\":1840"));
+    let (usage, completed) = reported_usage(&mut rx);
+    assert!(completed);
+    assert_eq!((usage.input_tokens, usage.output_tokens), (1840, 17));
+}
+
+#[tokio::test]
+async fn truncated_same_format_stream_ends_with_an_error_event() {
+    let (p, mut rx) = pending();
+    let recorded = fixture("anthropic/stream_text.sse");
+    let cut = recorded
+        .split_once("event: message_delta")
+        .map(|(head, _)| head.to_owned())
+        .expect("fixture has a message_delta");
+    let r = streamed(
+        provider(cut.clone()),
+        &reply(Format::Anthropic, Format::Anthropic),
+        false,
+        false,
+        p,
+    );
+    let out = text(r).await;
+    assert!(out.starts_with(&cut), "relayed as sent");
+    assert!(out[cut.len()..].starts_with("event: error\n"), "{out}");
+    assert!(!reported_usage(&mut rx).1);
+}

@@ -1,0 +1,166 @@
+use keel::pb;
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn target(format: Format) -> pb::Target {
+    pb::Target {
+        model: "catalog-name".into(),
+        provider: "p".into(),
+        upstream_model: "upstream-id".into(),
+        wire_format: format.wire() as i32,
+        ..Default::default()
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("test bodies are objects"),
+    }
+}
+
+fn nudge() -> Vec<pb::InjectedMessage> {
+    vec![pb::InjectedMessage {
+        role: "system".into(),
+        content: "You are repeating yourself.".into(),
+        reason: "divergence:repeated_action".into(),
+    }]
+}
+
+fn sent(p: &Prepared) -> Value {
+    serde_json::from_slice(&p.body).expect("prepared body is JSON")
+}
+
+#[test]
+fn openai_to_anthropic_carries_the_nudge_once_and_fills_max_tokens() {
+    let mut body = obj(json!({
+        "model": "auto", "stream": true,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+    }));
+    inject(Format::OpenAi, &mut body, &nudge());
+    let p = prepare(
+        Format::OpenAi,
+        &mut body,
+        &target(Format::Anthropic),
+        true,
+        false,
+        512,
+    )
+    .expect("translates");
+    assert!(!p.strip_usage_chunk);
+    assert_eq!(
+        sent(&p),
+        json!({
+            "model": "upstream-id", "max_tokens": 512, "stream": true,
+            "system": [
+                {"type": "text", "text": "Be brief."},
+                {"type": "text", "text": "You are repeating yourself."}
+            ],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        })
+    );
+}
+
+#[test]
+fn anthropic_to_openai_carries_the_nudge_once_and_asks_for_usage() {
+    let mut body = obj(json!({
+        "model": "claude", "max_tokens": 64, "stream": true, "system": "Be brief.",
+        "messages": [{"role": "user", "content": "hi"}],
+    }));
+    inject(Format::Anthropic, &mut body, &nudge());
+    let p = prepare(
+        Format::Anthropic,
+        &mut body,
+        &target(Format::OpenAi),
+        true,
+        false,
+        512,
+    )
+    .expect("translates");
+    assert!(!p.strip_usage_chunk);
+    let v = sent(&p);
+    assert_eq!(
+        v["messages"],
+        json!([
+            {"role": "system", "content": "Be brief.\n\nYou are repeating yourself."},
+            {"role": "user", "content": "hi"}
+        ])
+    );
+    assert_eq!(v["model"], "upstream-id");
+    assert_eq!(v["stream_options"], json!({"include_usage": true}));
+}
+
+#[test]
+fn same_format_bodies_keep_everything_but_the_model() {
+    let app = json!({
+        "model": "claude", "max_tokens": 64, "top_k": 5,
+        "system": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let mut body = obj(app.clone());
+    let p = prepare(
+        Format::Anthropic,
+        &mut body,
+        &target(Format::Anthropic),
+        false,
+        false,
+        512,
+    )
+    .expect("same format");
+    let mut expected = app;
+    expected["model"] = json!("upstream-id");
+    assert_eq!(sent(&p), expected);
+}
+
+#[test]
+fn openai_streams_ask_for_usage_and_strip_it_unless_the_app_asked() {
+    let app =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut body = obj(app.clone());
+    let p = prepare(
+        Format::OpenAi,
+        &mut body,
+        &target(Format::OpenAi),
+        true,
+        false,
+        512,
+    )
+    .expect("same format");
+    assert!(p.strip_usage_chunk);
+    assert_eq!(sent(&p)["stream_options"], json!({"include_usage": true}));
+
+    let mut body = obj(app);
+    body.insert("stream_options".into(), json!({"include_usage": true}));
+    let wants = app_wants_usage(&body);
+    let p = prepare(
+        Format::OpenAi,
+        &mut body,
+        &target(Format::OpenAi),
+        true,
+        wants,
+        512,
+    )
+    .expect("same format");
+    assert!(!p.strip_usage_chunk);
+}
+
+#[test]
+fn untranslatable_bodies_are_bad_requests_naming_the_field() {
+    let mut body = obj(json!({
+        "model": "m",
+        "messages": [{"role": "tool", "content": "result"}],
+    }));
+    let Err(e) = prepare(
+        Format::OpenAi,
+        &mut body,
+        &target(Format::Anthropic),
+        false,
+        false,
+        512,
+    ) else {
+        panic!("a tool message without tool_call_id cannot be translated");
+    };
+    assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+    assert!(e.to_string().contains("messages[0].tool_call_id"), "{e}");
+}

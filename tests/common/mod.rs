@@ -1,0 +1,108 @@
+//! Shared pieces of the end-to-end tests: configs, provider keys, requests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use keel_testkit::FakeProvider;
+use serde_json::{Value, json};
+
+/// Provider keys the sidecar holds (from env), never seen by the control plane.
+pub const KEYS: &[(&str, &str)] = &[
+    ("KEEL_KEY_ALPHA_MAIN", "sk-alpha-main-secret"),
+    ("KEEL_KEY_ALPHA_BACKUP", "sk-alpha-backup-secret"),
+];
+
+/// Sidecar flags for tests: a generous route deadline, since debug builds on
+/// a loaded 2-core machine are slow and degraded mode is tested on purpose
+/// elsewhere.
+pub const SIDECAR_ARGS: &[&str] = &["--route-timeout", "5s"];
+
+/// A control-plane config on ephemeral ports with sessions in `data`.
+pub fn config(data: &Path, body: &str) -> String {
+    format!(
+        r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+
+[store]
+path = "{}"
+session_idle_ttl = "1h"
+
+{body}
+"#,
+        data.display()
+    )
+}
+
+/// An OpenAI-format provider `alpha` at the fake, with two keys.
+pub fn alpha(fake: &FakeProvider) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "alpha"
+api = "openai"
+base_url = "{}"
+keys = [{{ ref = "alpha-main", rpm = 1000 }}, {{ ref = "alpha-backup" }}]
+"#,
+        fake.openai_base_url()
+    )
+}
+
+/// A `[[models]]` entry on provider `alpha` (upstream id `NAME-up`).
+pub fn model(name: &str, tier: u32, usd_in: f64, usd_out: f64) -> String {
+    format!(
+        r#"
+[[models]]
+name = "{name}"
+provider = "alpha"
+upstream_model = "{name}-up"
+tier = {tier}
+input_usd_per_mtok = {usd_in}
+output_usd_per_mtok = {usd_out}
+context_tokens = 128000
+capabilities = ["tools"]
+"#
+    )
+}
+
+/// A small OpenAI chat body.
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "stream": stream,
+        "messages": [
+            {"role": "system", "content": "You are a build assistant."},
+            {"role": "user", "content": "Why does cargo build fail?"}
+        ]
+    })
+}
+
+/// POSTs an OpenAI chat request with Keel's headers.
+pub async fn post_chat(
+    client: &reqwest::Client,
+    sidecar: &str,
+    conversation: Option<&str>,
+    profile: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{sidecar}/v1/chat/completions"))
+        .header("authorization", "Bearer app-own-credential")
+        .json(body);
+    if let Some(c) = conversation {
+        req = req.header("x-conversation-id", c);
+    }
+    if let Some(p) = profile {
+        req = req.header("x-router-profile", p);
+    }
+    req.send().await.expect("request reaches the sidecar")
+}
+
+/// A response header as a string.
+pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("missing header {name}"))
+}

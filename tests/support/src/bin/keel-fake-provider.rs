@@ -1,0 +1,21 @@
+//! `keel-fake-provider --listen ADDR`: the fake OpenAI/Anthropic provider as
+//! a process, for the demo gateway and for tests in other languages.
+
+use clap::Parser;
+
+/// Fake LLM provider speaking the OpenAI and Anthropic wire formats.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let fake = keel_testkit::FakeProvider::start_on(args.listen).await?;
+    println!("keel-fake-provider ready listen={}", fake.addr);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
