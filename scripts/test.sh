@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and end-to-end tests (the e2e tests start the
+# real binaries, so they are built first), then the compatibility suite with
+# the official OpenAI/Anthropic SDKs and a generated Python gRPC client.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --workspace --bins
+cargo test --workspace
+if [[ -x scripts/test-divergence.sh ]]; then
+    scripts/test-divergence.sh
+fi
+if [[ -x scripts/test-compat.sh ]]; then
+    scripts/test-compat.sh
+fi
