@@ -14,13 +14,14 @@ use crate::{
     error::ApiError,
     features,
     format::Format,
+    forward::{self, Failed},
     headers::decorate,
     inbound,
     outcome::Pending,
     respond, rewrite,
     state::AppState,
     translate::{self, Usage},
-    upstream::{self, AttemptError},
+    upstream::AttemptError,
 };
 
 /// Serves one chat request in `format` (the API the app called).
@@ -74,93 +75,44 @@ pub async fn handle(
     rewrite::inject(format, &mut chat.body, &decision.inject);
     let wants_usage = rewrite::app_wants_usage(&chat.body);
     let limits = state.limits(decision.limits.as_ref());
-    let targets = decision
-        .target
-        .iter()
-        .chain(decision.fallbacks.iter())
-        .take(limits.max_attempts);
-    // With the format of the target that produced it, to render its body.
-    let mut last_error: Option<(AttemptError, Format)> = None;
-    for target in targets {
-        let attempt_started = Instant::now();
-        let upstream_format = Format::of_target(target.wire_format);
-        let Some(secret) = state.keys.get(&target.key_ref) else {
-            let e = AttemptError::MissingKey {
-                env_var: keel::keys::env_var_for(&target.key_ref),
-            };
-            pending.attempt(attempt(target, &e, attempt_started));
-            last_error = Some((e, upstream_format));
-            continue;
-        };
-        let prepared = match rewrite::prepare(
-            format,
-            &mut chat.body,
-            target,
-            chat.stream,
-            wants_usage,
-            state.config.default_max_tokens,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                pending.finish(Usage::default(), false, false);
-                return Err(e);
-            }
-        };
-        match upstream::send(
-            &state.http,
-            target,
-            &secret,
-            prepared.body,
-            limits.first_byte,
-        )
-        .await
-        {
-            Ok(resp) => {
-                pending.attempt(pb::Attempt {
-                    target: Some(target.clone()),
-                    status: u32::from(resp.status().as_u16()),
-                    latency_ms: upstream::ms_since(attempt_started),
-                    rate_limit_headers: upstream::rate_limit_headers(resp.headers()),
-                    ..Default::default()
-                });
-                pending.set_model(&target.model);
-                let reply = respond::Reply {
-                    caller: format,
-                    upstream: upstream_format,
-                    client_model: client_model(&state, &chat.model, target),
-                    idle: limits.idle,
-                    attempt_started,
-                };
-                let mut response = if chat.stream {
-                    respond::streamed(
-                        resp,
-                        &reply,
-                        wants_usage,
-                        prepared.strip_usage_chunk,
-                        pending,
-                    )
-                } else {
-                    respond::whole(resp, &reply, pending).await?
-                };
-                decorate(response.headers_mut(), &decision, target, routed.degraded);
-                return Ok(response);
-            }
-            Err(e) => {
-                tracing::info!(provider = %target.provider, model = %target.model, class = e.class(), "upstream attempt failed");
-                pending.attempt(attempt(target, &e, attempt_started));
-                if !e.retryable() {
-                    pending.finish(Usage::default(), false, false);
-                    return Err(to_api_error(e, upstream_format, format));
-                }
-                last_error = Some((e, upstream_format));
-            }
+    let forwarded = match forward::forward(
+        &state,
+        format,
+        &mut chat,
+        &decision,
+        &limits,
+        wants_usage,
+        &mut pending,
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(failed) => {
+            pending.finish(Usage::default(), false, false);
+            return Err(to_api_error(failed, format));
         }
-    }
-    pending.finish(Usage::default(), false, false);
-    Err(last_error.map_or_else(
-        || ApiError::Unavailable("the decision named no target".into()),
-        |(e, upstream)| to_api_error(e, upstream, format),
-    ))
+    };
+    let target = forwarded.target;
+    let reply = respond::Reply {
+        caller: format,
+        upstream: Format::of_target(target.wire_format),
+        client_model: client_model(&state, &chat.model, target),
+        idle: limits.idle,
+        attempt_started: forwarded.attempt_started,
+    };
+    let mut response = if chat.stream {
+        respond::streamed(
+            forwarded.resp,
+            &reply,
+            wants_usage,
+            forwarded.prepared.strip_usage_chunk,
+            pending,
+        )
+    } else {
+        respond::whole(forwarded.resp, &reply, pending).await?
+    };
+    decorate(response.headers_mut(), &decision, target, routed.degraded);
+    Ok(response)
 }
 
 /// The model a translated answer names: the app's own choice when it named a
@@ -174,24 +126,22 @@ fn client_model<'a>(state: &AppState, requested: &'a str, target: &'a pb::Target
     }
 }
 
-fn attempt(target: &pb::Target, e: &AttemptError, started: Instant) -> pb::Attempt {
-    let rate_limit_headers = match e {
-        AttemptError::RateLimited { headers, .. } => upstream::rate_limit_headers(headers),
-        _ => Default::default(),
-    };
-    pb::Attempt {
-        target: Some(target.clone()),
-        status: e.status(),
-        error_class: e.class().to_owned(),
-        latency_ms: upstream::ms_since(started),
-        ttft_ms: 0,
-        rate_limit_headers,
-    }
-}
-
 /// The app-facing error once no target could serve the request; a provider's
-/// own error body is rendered from its `upstream` format in the `caller`'s.
-fn to_api_error(e: AttemptError, upstream: Format, caller: Format) -> ApiError {
+/// own error body is rendered from its format in the `caller`'s.
+fn to_api_error(failed: Failed, caller: Format) -> ApiError {
+    let (e, upstream) = match failed {
+        Failed::Request(e) => return e,
+        Failed::NoTarget => {
+            return ApiError::Unavailable("the decision named no usable target".into());
+        }
+        Failed::RateLimited { retry_after_secs } => {
+            return ApiError::RateLimited {
+                message: "every provider key for this model is rate limited".into(),
+                retry_after_secs: Some(retry_after_secs),
+            };
+        }
+        Failed::Upstream(e, upstream) => (e, upstream),
+    };
     match e {
         AttemptError::MissingKey { env_var } => ApiError::Unavailable(format!(
             "no provider key on this host for the chosen target (set {env_var})"
@@ -203,7 +153,7 @@ fn to_api_error(e: AttemptError, upstream: Format, caller: Format) -> ApiError {
             ApiError::GatewayTimeout("the provider did not answer in time".into())
         }
         AttemptError::RateLimited { retry_after, .. } => ApiError::RateLimited {
-            message: "every provider key is rate limited".into(),
+            message: "every provider key for this model is rate limited".into(),
             retry_after_secs: Some(retry_after.unwrap_or(1)),
         },
         AttemptError::Server { status, body } | AttemptError::Client { status, body } => {

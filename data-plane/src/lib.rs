@@ -6,9 +6,11 @@
 pub mod body;
 pub mod chat;
 pub mod config;
+pub mod cooldown;
 pub mod error;
 pub mod features;
 pub mod format;
+pub mod forward;
 pub mod handler;
 pub mod headers;
 pub mod inbound;

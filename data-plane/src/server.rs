@@ -52,6 +52,7 @@ pub async fn serve(
         http,
         keys: Keys::default(),
         reporter,
+        cooldowns: Default::default(),
     });
 
     let graceful = GracefulShutdown::new();

@@ -7,7 +7,8 @@ use http::HeaderMap;
 use keel::pb;
 
 use crate::{
-    config::SidecarConfig, error::ApiError, keys::Keys, report::Reporter, route::RouteClient,
+    config::SidecarConfig, cooldown::Cooldowns, error::ApiError, keys::Keys, report::Reporter,
+    route::RouteClient,
 };
 
 /// Shared state of the sidecar.
@@ -17,6 +18,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub keys: Keys,
     pub reporter: Reporter,
+    pub cooldowns: Cooldowns,
 }
 
 /// Limits for one request: the decision's, else the sidecar's defaults.

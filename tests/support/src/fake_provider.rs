@@ -45,6 +45,9 @@ pub struct Behavior {
     pub hold_after_frames: Option<usize>,
     /// After this many frames, break the connection.
     pub cut_after_frames: Option<usize>,
+    /// Apply `fail_status` only to requests made with this key (the secret,
+    /// as sent in `Authorization: Bearer` or `x-api-key`).
+    pub fail_only_key: Option<String>,
 }
 
 /// A request the fake received.
@@ -185,12 +188,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             shared.requests.lock().expect("lock").push(Recorded {
                 path: path.clone(),
-                authorization,
-                x_api_key,
+                authorization: authorization.clone(),
+                x_api_key: x_api_key.clone(),
                 anthropic_version,
                 body: body.clone(),
             });
-            let behavior = shared.behavior.lock().expect("lock").clone();
+            let mut behavior = shared.behavior.lock().expect("lock").clone();
+            if let Some(only) = &behavior.fail_only_key {
+                let used = authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .or(x_api_key.as_deref());
+                if used != Some(only.as_str()) {
+                    behavior.fail_status = None;
+                }
+            }
             answer(&shared, anthropic, &body, behavior).await
         }
         _ => json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into()),

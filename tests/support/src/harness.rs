@@ -84,22 +84,31 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+    fn signal(&self, sig: &str) -> Result<()> {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
             .status()?;
         if !status.success() {
-            bail!("kill -TERM failed");
+            bail!("kill -{sig} failed");
         }
-        let deadline = Instant::now() + Duration::from_secs(40);
+        Ok(())
+    }
+
+    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal("TERM")?;
+        self.wait(Duration::from_secs(40))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.child.try_wait()? {
                 return Ok(s);
             }
             if Instant::now() > deadline {
                 self.kill9();
-                bail!("process did not exit after SIGTERM");
+                bail!("process did not exit in {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -238,6 +247,16 @@ impl Sidecar {
     /// SIGTERM and wait for exit.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         self.proc.terminate()
+    }
+
+    /// Sends a signal (`TERM`, `STOP`, `CONT`, …) without waiting.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        self.proc.signal(sig)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        self.proc.wait(timeout)
     }
 
     /// The process's log so far.
