@@ -1,6 +1,7 @@
 //! Keel's public gRPC contract, generated from `proto/keel/v1`, and the small
 //! helpers both planes share.
 
+pub mod fingerprint;
 pub mod keys;
 
 /// Generated types and gRPC stubs of package `keel.v1`.

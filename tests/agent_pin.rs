@@ -185,29 +185,31 @@ async fn without_conversation_id_every_request_is_routed_on_its_own() {
         .unwrap();
     let client = reqwest::Client::new();
 
-    // AGENT without a conversation id: no pin, no turn.
+    // CHAT without a conversation id: no pin, no turn, each request decides
+    // afresh (a named model is honoured per request). AGENT traffic without
+    // ids is identified by its opening instead: see tests/identity.rs.
     let r = post_chat(
         &client,
         &sc.url(),
         None,
-        Some("AGENT"),
-        &chat_body("auto", false),
+        Some("CHAT"),
+        &chat_body("strong-a", false),
     )
     .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-keel-pinned"), "false");
     assert_eq!(header(&r, "x-keel-turn"), "0");
     assert_eq!(header(&r, "x-keel-model"), "strong-a");
-    // Each request decides afresh: a named model is honoured per request.
     let r = post_chat(
         &client,
         &sc.url(),
         None,
-        Some("AGENT"),
+        Some("CHAT"),
         &chat_body("cheap", false),
     )
     .await;
     assert_eq!(header(&r, "x-keel-model"), "cheap");
+    assert_eq!(header(&r, "x-keel-turn"), "0");
 
     // BATCH spreads independent requests over both keys.
     let before = fake.requests().len();

@@ -62,6 +62,7 @@ impl admin_server::Admin for AdminService {
                 provider: d.provider,
                 reason: d.reason,
                 at_unix_ms: d.at_ms,
+                events: d.events.iter().map(|e| e.to_proto()).collect(),
             })
             .collect();
         Ok(Response::new(pb::Conversation {

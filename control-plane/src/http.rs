@@ -1,7 +1,7 @@
 //! The control plane's plain HTTP port: `/healthz` for orchestrators and
-//! scripts.
+//! scripts, `/metrics` (Prometheus text) for monitoring.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,20 +12,38 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n"),
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
+use crate::metrics::Metrics;
+
+async fn handle(
+    req: Request<Incoming>,
+    metrics: &Metrics,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(metrics.render()),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found\n"),
+        ),
     };
     Ok(Response::builder()
         .status(status)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .header("content-type", content_type)
+        .body(Full::new(body))
         .unwrap_or_default())
 }
 
-/// Serves `/healthz` until `shutdown` resolves, then drains connections.
-pub async fn serve_http(listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+/// Serves `/healthz` and `/metrics` until `shutdown` resolves, then drains connections.
+pub async fn serve_http(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -35,7 +53,12 @@ pub async fn serve_http(listener: TcpListener, shutdown: impl std::future::Futur
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handle));
+                let metrics = Arc::clone(&metrics);
+                let service = service_fn(move |req| {
+                    let metrics = Arc::clone(&metrics);
+                    async move { handle(req, &metrics).await }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     let _ = conn.await;

@@ -5,7 +5,9 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+pub mod divergence;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod server;

@@ -6,7 +6,9 @@ use keel::pb::{self, DecisionKind, RouteRequest, router_server};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    config::{Config, Profile},
+    config::{Config, Objective, Profile},
+    divergence::{DivergenceEvent, Escalation, Nudge},
+    metrics::Metrics,
     policy::{Choice, Policy, PolicyError},
     signals::Signals,
     store::{DecisionEntry, SessionKey, SessionStore, StoreError, now_ms},
@@ -20,15 +22,18 @@ pub struct RouterState {
     pub config: Config,
     pub store: Arc<dyn SessionStore>,
     pub signals: Signals,
+    pub metrics: Arc<Metrics>,
     spread: AtomicUsize,
 }
 
 impl RouterState {
     pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+        let metrics = Arc::new(Metrics::new(config.profiles.keys().map(String::as_str)));
         Self {
             config,
             store,
             signals: Signals::default(),
+            metrics,
             spread: AtomicUsize::new(0),
         }
     }
@@ -59,8 +64,15 @@ impl RouterState {
     }
 
     /// Decides one request. Creates and flushes a pin before returning when
-    /// the profile locks sessions.
+    /// the profile locks sessions. Runs divergence detection on the request's
+    /// fingerprints: a nudge is added to `inject` and recorded with the decision.
     pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
+        let decision = self.decide(req).await?;
+        self.metrics.decision(&decision.profile, decision.kind());
+        Ok(decision)
+    }
+
+    async fn decide(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
         validate_ids(&req)?;
         let profile = self.profile(&req.profile)?;
         let requested = match req.model.as_str() {
@@ -79,7 +91,11 @@ impl RouterState {
         let policy = self.policy();
         let decision_id = uuid::Uuid::now_v7().to_string();
 
-        if req.conversation_id.is_empty() {
+        // An opening fingerprint is a guess at a session; it is only worth a
+        // session where the profile locks one (one-shot traffic with the same
+        // opening is not a conversation).
+        let guessed = req.session_source == pb::SessionSource::Fingerprint as i32;
+        if req.conversation_id.is_empty() || (guessed && !profile.session_lock) {
             let choice = policy
                 .choose(profile, requested, &features)
                 .map_err(no_candidate)?;
@@ -106,6 +122,13 @@ impl RouterState {
         };
         let key = SessionKey::new(tenant, &req.conversation_id);
         let now = now_ms();
+        let divergence = &self.config.divergence;
+        let fingerprints = if divergence.enabled {
+            keel::fingerprint::from_proto(&req.fingerprints)
+        } else {
+            Vec::new()
+        };
+        let mut nudge: Option<Nudge> = None;
         let mut fresh: Option<Result<Choice, PolicyError>> = None;
         let updated = self
             .store
@@ -117,6 +140,13 @@ impl RouterState {
                 });
                 s.turns += 1;
                 s.last_seen_ms = now;
+                // `s` is a fresh clone on every run of this closure, so a retried
+                // compare-and-swap observes from the stored state again.
+                nudge = if fingerprints.is_empty() {
+                    None
+                } else {
+                    s.divergence.observe(&fingerprints, divergence)
+                };
                 if s.pinned_model.is_none() && profile.session_lock {
                     let choice =
                         fresh.get_or_insert_with(|| policy.choose(profile, requested, &features));
@@ -130,6 +160,26 @@ impl RouterState {
             .map_err(internal)?;
         let session = &updated.after;
         let turn = session.turns;
+        // A pinned conversation is never switched by escalation: it is nudged only.
+        let escalation = match session.divergence.escalation(divergence) {
+            Escalation::StrongerModel if session.pinned_model.is_some() => Escalation::Off,
+            other => other,
+        };
+        if let Some(n) = &nudge
+            && n.escalate == Escalation::Stop
+        {
+            return Err(self.stop(&key, &req.conversation_id, n, &decision_id, turn, now));
+        }
+        let stronger;
+        let profile = if escalation == Escalation::StrongerModel && requested.is_none() {
+            stronger = Profile {
+                objective: Objective::Quality,
+                ..profile.clone()
+            };
+            &stronger
+        } else {
+            profile
+        };
 
         let (choice, pinned, kind) = match &session.pinned_model {
             Some(model) => {
@@ -176,18 +226,38 @@ impl RouterState {
                 }
             }
             None => {
-                let choice = match fresh {
+                let mut choice = match fresh {
                     Some(c) => c,
                     None => policy.choose(profile, requested, &features),
                 }
                 .map_err(no_candidate)?;
+                if escalation == Escalation::StrongerModel && requested.is_none() {
+                    choice.reason = format!("escalated after divergence nudges: {}", choice.reason);
+                }
                 (choice, false, DecisionKind::Unpinned)
             }
         };
         let may_switch = (!pinned).then_some((profile, &features));
         let fallbacks =
             policy.fallbacks((choice.deployment, choice.key), may_switch, MAX_FALLBACKS);
-        let decision = self.decision(decision_id, profile, &choice, fallbacks, pinned, kind, turn);
+        let mut decision =
+            self.decision(decision_id, profile, &choice, fallbacks, pinned, kind, turn);
+        let mut events = Vec::new();
+        if let Some(n) = nudge {
+            let applied = match n.escalate {
+                Escalation::StrongerModel if escalation == Escalation::StrongerModel => {
+                    Escalation::StrongerModel
+                }
+                _ => Escalation::Off,
+            };
+            events.push(self.nudged(&req.conversation_id, &n, applied));
+            decision.reason = format!("{}; divergence nudge: {}", decision.reason, n.pattern);
+            decision.inject.push(pb::InjectedMessage {
+                role: "system".to_owned(),
+                content: n.message,
+                reason: format!("divergence:{}", n.pattern),
+            });
+        }
         let target = decision
             .target
             .as_ref()
@@ -200,11 +270,60 @@ impl RouterState {
             provider: target.provider.clone(),
             reason: decision.reason.clone(),
             at_ms: now,
+            events,
         };
         if let Err(e) = self.store.record_decision(&key, &entry) {
             tracing::warn!(error = %e, "cannot record decision");
         }
         Ok(decision)
+    }
+
+    /// Logs and counts a nudge; returns its timeline event.
+    fn nudged(&self, conversation_id: &str, n: &Nudge, applied: Escalation) -> DivergenceEvent {
+        tracing::info!(
+            conversation_id = %conversation_id,
+            pattern = %n.pattern,
+            turns = ?n.turns,
+            escalation = applied.as_str(),
+            "divergence nudge"
+        );
+        self.metrics.nudge(n.pattern, applied);
+        DivergenceEvent::new(n, applied)
+    }
+
+    /// Escalation `stop`: records the event in the timeline (a decision without a
+    /// target) and returns the status the caller must end the run on.
+    fn stop(
+        &self,
+        key: &SessionKey,
+        conversation_id: &str,
+        n: &Nudge,
+        decision_id: &str,
+        turn: u32,
+        now: u64,
+    ) -> Status {
+        let event = self.nudged(conversation_id, n, Escalation::Stop);
+        let entry = DecisionEntry {
+            decision_id: decision_id.to_owned(),
+            turn,
+            kind: DecisionKind::Unspecified as i32,
+            model: String::new(),
+            provider: String::new(),
+            reason: format!("divergence stop: {}", n.pattern),
+            at_ms: now,
+            events: vec![event],
+        };
+        if let Err(e) = self.store.record_decision(key, &entry) {
+            tracing::warn!(error = %e, "cannot record decision");
+        }
+        let mut status = Status::failed_precondition(format!(
+            "divergence stop: {}: the agent kept looping after being nudged (turns {:?}); end this run",
+            n.pattern, n.turns
+        ));
+        if let Ok(v) = n.pattern.as_str().parse() {
+            status.metadata_mut().insert("keel-divergence", v);
+        }
+        status
     }
 
     #[allow(clippy::too_many_arguments)]

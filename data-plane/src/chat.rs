@@ -16,7 +16,7 @@ use crate::{
     format::Format,
     forward::{self, Failed},
     headers::decorate,
-    inbound,
+    identity, inbound,
     outcome::Pending,
     respond, rewrite,
     state::AppState,
@@ -31,30 +31,26 @@ pub async fn handle(
     format: Format,
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
-    state.authorize(req.headers())?;
-    let keel_headers = inbound::keel_headers(req.headers())?;
-    let bytes = inbound::read_body(req.into_body(), state.config.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    state.authorize(&parts.headers)?;
+    let keel_headers = inbound::keel_headers(&parts.headers)?;
+    let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
     let mut chat = inbound::parse_chat(format, &bytes)?;
     drop(bytes);
     let features = features::compute(format, &chat.body, chat.stream);
+    let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
 
-    let conversation_id = keel_headers.conversation_id.unwrap_or_default();
-    let session_source = if conversation_id.is_empty() {
-        pb::SessionSource::None
-    } else {
-        pb::SessionSource::Header
-    };
     let routed = state
         .route
         .route(pb::RouteRequest {
             tenant: state.config.tenant.clone(),
-            conversation_id: conversation_id.clone(),
-            session_source: session_source as i32,
+            conversation_id: identity.conversation_id.clone(),
+            session_source: identity.source as i32,
             profile: keel_headers.profile.unwrap_or_default(),
             // Kept: a translated answer names the model the app asked for.
             model: chat.model.clone(),
             features: Some(features),
-            fingerprints: Vec::new(),
+            fingerprints: fingerprints(format, &chat.body, state.config.fingerprint_window),
         })
         .await?;
     let decision = routed.decision;
@@ -63,7 +59,7 @@ pub async fn handle(
         pb::Outcome {
             decision_id: decision.decision_id.clone(),
             tenant: state.config.tenant.clone(),
-            conversation_id,
+            conversation_id: identity.conversation_id,
             profile: decision.profile.clone(),
             degraded: routed.degraded,
             started_at_unix_ms: unix_ms(),
@@ -111,7 +107,13 @@ pub async fn handle(
     } else {
         respond::whole(forwarded.resp, &reply, pending).await?
     };
-    decorate(response.headers_mut(), &decision, target, routed.degraded);
+    decorate(
+        response.headers_mut(),
+        &decision,
+        target,
+        identity.source,
+        routed.degraded,
+    );
     Ok(response)
 }
 
@@ -173,6 +175,25 @@ fn to_api_error(failed: Failed, caller: Format) -> ApiError {
             }
         }
     }
+}
+
+/// Per-turn fingerprints of the tail of the history, for loop detection.
+fn fingerprints(
+    format: Format,
+    body: &serde_json::Map<String, Value>,
+    window: usize,
+) -> Vec<pb::TurnFingerprint> {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    if window == 0 {
+        return Vec::new();
+    }
+    let format = match format {
+        Format::OpenAi => keel::fingerprint::Format::OpenAi,
+        Format::Anthropic => keel::fingerprint::Format::Anthropic,
+    };
+    keel::fingerprint::fingerprint_proto(format, messages, window)
 }
 
 fn unix_ms() -> u64 {

@@ -54,6 +54,10 @@ pub struct SidecarConfig {
     /// How often the catalog snapshot is refreshed.
     #[arg(long, env = "KEEL_CATALOG_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
     pub catalog_refresh: Duration,
+    /// Messages at the tail of the history fingerprinted each turn for loop
+    /// detection (0 turns it off).
+    #[arg(long, env = "KEEL_FINGERPRINT_WINDOW", default_value_t = keel::fingerprint::DEFAULT_WINDOW)]
+    pub fingerprint_window: usize,
     /// `max_tokens` sent to Anthropic targets when an OpenAI request has none.
     #[arg(long, env = "KEEL_DEFAULT_MAX_TOKENS", default_value_t = 4096)]
     pub default_max_tokens: u32,

@@ -8,6 +8,7 @@ pub fn decorate(
     headers: &mut HeaderMap,
     decision: &pb::Decision,
     served: &pb::Target,
+    source: pb::SessionSource,
     degraded: bool,
 ) {
     let mut put = |name: &'static str, value: &str| {
@@ -32,6 +33,27 @@ pub fn decorate(
     put("x-keel-decision-kind", kind);
     if !decision.decision_id.is_empty() {
         put("x-keel-decision", &decision.decision_id);
+    }
+    // Turn 0: the control plane routed the request on its own, whatever
+    // identity the sidecar offered.
+    if let Some(s) = crate::identity::Identity::header_value(source).filter(|_| decision.turn > 0) {
+        put("x-keel-session-source", s);
+    }
+    // Header values must be visible ASCII; the reason is words for people.
+    let reason: String = decision
+        .reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    put("x-keel-reason", &reason);
+    if !decision.inject.is_empty() {
+        put("x-keel-nudged", "true");
     }
     if degraded {
         put("x-keel-degraded", "true");

@@ -13,6 +13,7 @@ pub mod format;
 pub mod forward;
 pub mod handler;
 pub mod headers;
+pub mod identity;
 pub mod inbound;
 pub mod keys;
 pub mod outcome;

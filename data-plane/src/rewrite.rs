@@ -24,8 +24,21 @@ pub fn inject(format: Format, body: &mut Map<String, Value>, inject: &[pb::Injec
         Format::OpenAi => {
             if let Some(Value::Array(messages)) = body.get_mut("messages") {
                 // Right before the latest message, where the model reads it
-                // as guidance for this turn.
-                let at = messages.len().saturating_sub(1);
+                // as guidance for this turn; but never inside the tool
+                // results that answer an assistant's tool calls (they must
+                // follow it directly, or OpenAI refuses the request), so
+                // after them when they end the conversation.
+                let ends_in_tool_result = messages.last().is_some_and(|m| {
+                    matches!(
+                        m.get("role").and_then(Value::as_str),
+                        Some("tool" | "function")
+                    )
+                });
+                let at = if ends_in_tool_result {
+                    messages.len()
+                } else {
+                    messages.len().saturating_sub(1)
+                };
                 for (i, m) in inject.iter().enumerate() {
                     messages.insert(at + i, json!({"role": "system", "content": m.content}));
                 }

@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub aliases: BTreeMap<String, String>,
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfile>,
+    /// Loop detection; on with conservative defaults when the table is absent.
+    #[serde(default)]
+    pub divergence: crate::divergence::DivergenceConfig,
 }
 
 #[derive(Debug, Deserialize)]

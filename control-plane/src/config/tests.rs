@@ -125,3 +125,22 @@ fn missing_required_key_is_named() {
     let e = parse(&no_tier).unwrap_err().to_string();
     assert!(e.contains("tier"), "{e}");
 }
+
+#[test]
+fn divergence_table_is_optional_validated_and_strict() {
+    let c = parse(BASE).unwrap();
+    assert!(c.divergence.enabled, "on by default");
+    assert_eq!(c.divergence.escalation, crate::divergence::Escalation::Off);
+    let c = parse(&format!(
+        "{BASE}\n[divergence]\nbackoff_turns = 6\nescalation = \"stop\"\n[divergence.thresholds]\nrepeated_action = 5\n"
+    ))
+    .unwrap();
+    assert_eq!(c.divergence.backoff_turns, 6);
+    assert_eq!(c.divergence.thresholds.repeated_action, 5);
+    let e = err("\n[divergence.thresholds]\nrepeated_action = 1\n");
+    assert!(e.contains("divergence.thresholds.repeated_action"), "{e}");
+    let e = err("\n[divergence]\nescalation = \"explode\"\n");
+    assert!(e.contains("escalation"), "{e}");
+    let e = err("\n[divergence]\nbackof_turns = 3\n");
+    assert!(e.contains("backof_turns"), "{e}");
+}

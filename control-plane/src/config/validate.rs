@@ -6,7 +6,10 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use keel::pb::WireFormat;
 
 use super::{RawConfig, RawProfile};
-use crate::catalog::{Catalog, Deployment, Key, Provider};
+use crate::{
+    catalog::{Catalog, Deployment, Key, Provider},
+    divergence::DivergenceConfig,
+};
 
 /// A configuration error; the binary prints it and exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub catalog: Catalog,
     pub profiles: HashMap<String, Profile>,
+    pub divergence: DivergenceConfig,
 }
 
 impl RawConfig {
@@ -249,6 +253,9 @@ impl RawConfig {
         if store.cache_capacity_mb == 0 {
             return Err(invalid("store.cache_capacity_mb", "must be > 0"));
         }
+        self.divergence
+            .validate()
+            .map_err(|e| invalid(format!("divergence.{}", e.key), e.reason))?;
         Ok(Config {
             grpc_listen: self.server.grpc_listen,
             http_listen: self.server.http_listen,
@@ -268,6 +275,7 @@ impl RawConfig {
             },
             catalog,
             profiles,
+            divergence: self.divergence,
         })
     }
 }

@@ -11,6 +11,8 @@ use std::{future::Future, pin::Pin};
 
 use serde::{Deserialize, Serialize};
 
+use crate::divergence::{DetectorState, DivergenceEvent};
+
 pub use sled_store::SledStore;
 pub use sweeper::run_sweeper;
 
@@ -31,6 +33,10 @@ pub struct Session {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
+    /// Loop detector state (bounded, a few KB). Defaulted so records written before
+    /// divergence detection existed still load.
+    #[serde(default)]
+    pub divergence: DetectorState,
 }
 
 /// A stored decision, for the conversation's timeline.
@@ -43,6 +49,9 @@ pub struct DecisionEntry {
     pub provider: String,
     pub reason: String,
     pub at_ms: u64,
+    /// Divergence nudges issued with this decision (empty in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<DivergenceEvent>,
 }
 
 /// `(tenant, conversation id)` encoded as a store key. Neither part may

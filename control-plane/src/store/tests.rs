@@ -61,6 +61,7 @@ fn idle_sessions_expire_on_read_and_are_swept() {
                 provider: "p".into(),
                 reason: "r".into(),
                 at_ms: 1_000,
+                events: Vec::new(),
             },
         )
         .unwrap();
@@ -117,6 +118,7 @@ fn decisions_are_kept_per_conversation_in_turn_order() {
                     provider: "p".into(),
                     reason: String::new(),
                     at_ms: 0,
+                    events: Vec::new(),
                 },
             )
             .unwrap();

@@ -92,6 +92,42 @@ fn anthropic_to_openai_carries_the_nudge_once_and_asks_for_usage() {
 }
 
 #[test]
+fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
+    let mut body = obj(json!({"messages": [
+        {"role": "user", "content": "build it"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "again"},
+    ]}));
+    inject(Format::OpenAi, &mut body, &nudge());
+    let roles: Vec<&str> = body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "system", "user"]);
+
+    let calls = json!([
+        {"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "b", "arguments": "{}"}},
+    ]);
+    let mut body = obj(json!({"messages": [
+        {"role": "user", "content": "build it"},
+        {"role": "assistant", "content": null, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "error"},
+    ]}));
+    inject(Format::OpenAi, &mut body, &nudge());
+    let messages = body["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool", "system"]);
+    assert_eq!(messages[4]["content"], "You are repeating yourself.");
+}
+
+#[test]
 fn same_format_bodies_keep_everything_but_the_model() {
     let app = json!({
         "model": "claude", "max_tokens": 64, "top_k": 5,

@@ -61,6 +61,9 @@ pub struct Recorded {
 }
 
 struct Shared {
+    /// Keep received requests for `requests()` (off for benchmarks, where
+    /// the list would grow with every request).
+    record: bool,
     behavior: Mutex<Behavior>,
     requests: Mutex<Vec<Recorded>>,
     released: watch::Sender<bool>,
@@ -81,9 +84,15 @@ impl FakeProvider {
 
     /// Starts on `addr`.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(addr, true).await
+    }
+
+    /// Starts on `addr`; with `record` false, received requests are not kept.
+    pub async fn start_with(addr: SocketAddr, record: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            record,
             behavior: Mutex::new(Behavior::default()),
             requests: Mutex::new(Vec::new()),
             released: watch::channel(false).0,
@@ -186,13 +195,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         (&Method::POST, "/v1/chat/completions" | "/v1/messages") => {
             let anthropic = path == "/v1/messages";
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            shared.requests.lock().expect("lock").push(Recorded {
-                path: path.clone(),
-                authorization: authorization.clone(),
-                x_api_key: x_api_key.clone(),
-                anthropic_version,
-                body: body.clone(),
-            });
+            if shared.record {
+                shared.requests.lock().expect("lock").push(Recorded {
+                    path: path.clone(),
+                    authorization: authorization.clone(),
+                    x_api_key: x_api_key.clone(),
+                    anthropic_version,
+                    body: body.clone(),
+                });
+            }
             let mut behavior = shared.behavior.lock().expect("lock").clone();
             if let Some(only) = &behavior.fail_only_key {
                 let used = authorization

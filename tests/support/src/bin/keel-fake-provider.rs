@@ -9,12 +9,16 @@ struct Args {
     /// Address to listen on (port 0 picks one; the address is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
+    /// Do not keep received requests (`GET /_fake/requests` stays empty);
+    /// for benchmarks, where the list would grow without bound.
+    #[arg(long)]
+    no_record: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let fake = keel_testkit::FakeProvider::start_on(args.listen).await?;
+    let fake = keel_testkit::FakeProvider::start_with(args.listen, !args.no_record).await?;
     println!("keel-fake-provider ready listen={}", fake.addr);
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -1,0 +1,148 @@
+//! Sidecar request work for a 200-message agent history, per request:
+//! parse + check the body, compute the routing features, fingerprint the tail
+//! (loop detection), encode the `RouteRequest`, and serialize the body again
+//! for the upstream. Harness-free, never run by `cargo test`:
+//!   cargo bench -p keel-data-plane --bench parse
+
+use std::{hint::black_box, time::Instant};
+
+use keel::pb;
+use keel_data_plane::{features, format::Format, inbound};
+use prost::Message;
+use serde_json::{Value, json};
+
+/// A 200-message coding-agent history in OpenAI shape: tool calls with
+/// realistic argument and output sizes (file reads of ~2 KB, test runs, edits).
+fn openai_body() -> Vec<u8> {
+    let file: String = (0..60)
+        .map(|i| format!("    line_{i} = compute(x, y) + {i}  # comment\n"))
+        .collect();
+    let mut m = vec![
+        json!({"role": "system", "content": "You are a coding agent. Use the tools to fix the repository."}),
+        json!({"role": "user", "content": "Fix the failing tests in the repository."}),
+    ];
+    let mut k = 0;
+    while m.len() < 200 {
+        let (name, args, out) = match k % 3 {
+            0 => (
+                "read_file",
+                json!({"path": format!("/repo/src/mod_{k}.py")}),
+                file.clone(),
+            ),
+            1 => (
+                "str_replace_editor",
+                json!({"command": "str_replace", "path": format!("/repo/src/mod_{k}.py"), "old_str": "x + 1", "new_str": "x + 2"}),
+                "The file has been edited.".to_owned(),
+            ),
+            _ => (
+                "run_tests",
+                json!({"path": "tests"}),
+                format!(
+                    "FAILED tests/test_core.py::test_{k} - AssertionError\n3 failed, 40 passed in 1.{k}s"
+                ),
+            ),
+        };
+        m.push(json!({"role": "assistant", "content": "Next step.", "tool_calls": [{"id": format!("call_{k}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}));
+        m.push(json!({"role": "tool", "tool_call_id": format!("call_{k}"), "content": out}));
+        k += 1;
+    }
+    let tools: Vec<Value> = ["read_file", "str_replace_editor", "run_tests"]
+        .iter()
+        .map(|n| json!({"type": "function", "function": {"name": n, "description": "A tool.", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}))
+        .collect();
+    serde_json::to_vec(&json!({"model": "auto", "messages": m, "tools": tools, "max_tokens": 1024}))
+        .expect("json")
+}
+
+fn time<T>(label: &str, bytes: usize, rounds: u32, mut f: impl FnMut() -> T) {
+    for _ in 0..rounds / 10 {
+        black_box(f());
+    }
+    let mut samples: Vec<f64> = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        black_box(f());
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    let p = |q: f64| samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)];
+    println!(
+        "{label:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  ({:.0} MB/s at p50)",
+        p(0.5),
+        p(0.99),
+        bytes as f64 / p(0.5)
+    );
+}
+
+fn main() {
+    let body = openai_body();
+    let n = body.len();
+    println!("200-message OpenAI agent history: {} KB", n / 1024);
+    let rounds = 2000;
+    time("parse + check (inbound::parse_chat)", n, rounds, || {
+        inbound::parse_chat(Format::OpenAi, &body).expect("parse")
+    });
+    let chat = inbound::parse_chat(Format::OpenAi, &body).expect("parse");
+    time("features::compute", n, rounds, || {
+        features::compute(Format::OpenAi, &chat.body, chat.stream)
+    });
+    let messages = chat
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .expect("messages");
+    let window = keel::fingerprint::DEFAULT_WINDOW;
+    time(
+        &format!("fingerprint tail (window {window})"),
+        n,
+        rounds,
+        || {
+            keel::fingerprint::fingerprint_proto(
+                keel::fingerprint::Format::OpenAi,
+                messages,
+                window,
+            )
+        },
+    );
+    let req = pb::RouteRequest {
+        tenant: keel::DEFAULT_TENANT.into(),
+        conversation_id: "bench-12345".into(),
+        profile: "AGENT".into(),
+        model: chat.model.clone(),
+        features: Some(features::compute(Format::OpenAi, &chat.body, chat.stream)),
+        fingerprints: keel::fingerprint::fingerprint_proto(
+            keel::fingerprint::Format::OpenAi,
+            messages,
+            window,
+        ),
+        ..Default::default()
+    };
+    println!("RouteRequest: {} bytes on the wire", req.encoded_len());
+    time("encode RouteRequest", n, rounds, || req.encode_to_vec());
+    time("serialize body for upstream (to_vec)", n, rounds, || {
+        serde_json::to_vec(&chat.body).expect("json")
+    });
+    time("all of the above", n, rounds, || {
+        let chat = inbound::parse_chat(Format::OpenAi, &body).expect("parse");
+        let f = features::compute(Format::OpenAi, &chat.body, chat.stream);
+        let messages = chat
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .expect("messages");
+        let fps = keel::fingerprint::fingerprint_proto(
+            keel::fingerprint::Format::OpenAi,
+            messages,
+            window,
+        );
+        let req = pb::RouteRequest {
+            features: Some(f),
+            fingerprints: fps,
+            ..Default::default()
+        };
+        (
+            req.encode_to_vec(),
+            serde_json::to_vec(&chat.body).expect("json"),
+        )
+    });
+}

@@ -1,0 +1,287 @@
+//! Turns one message of either wire format into a [`TurnFp`].
+
+use super::normalize::{self, COMMAND, PROSE, RESULT};
+use super::{Format, Role, TurnFp, canon, fenced, h, h_seq, outcome, simhash};
+use serde_json::Value;
+
+/// Fingerprints one message. Returns the fingerprint and whether the message is an
+/// assistant turn whose actions are fenced commands (so a plain user reply is the
+/// environment's answer). `None` for system/developer messages and malformed input.
+pub(crate) fn fingerprint_one(
+    format: Format,
+    msg: &Value,
+    index: u32,
+    fenced_pending: bool,
+) -> Option<(TurnFp, bool)> {
+    let role = msg.get("role")?.as_str()?;
+    let content = msg.get("content").unwrap_or(&Value::Null);
+    match role {
+        "assistant" | "model" => Some(assistant(format, msg, content, index)),
+        "tool" | "function" => {
+            let out = result_part(&text_of(content), false);
+            Some((tool_result(index, &[out], 0), false))
+        }
+        "user" => Some((user(content, index, fenced_pending), false)),
+        _ => None,
+    }
+}
+
+/// Whether `msg` is an assistant turn acting through fenced commands only.
+pub(crate) fn ends_with_fenced_action(format: Format, msg: &Value) -> bool {
+    let is_assistant = matches!(
+        msg.get("role").and_then(Value::as_str),
+        Some("assistant" | "model")
+    );
+    is_assistant && native_calls(format, msg).is_empty() && {
+        let text = text_of(msg.get("content").unwrap_or(&Value::Null));
+        !fenced::split(&text).commands.is_empty()
+    }
+}
+
+fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnFp, bool) {
+    let text = text_of(content);
+    let calls = native_calls(format, msg);
+    let mut action_hashes = Vec::with_capacity(calls.len().max(1));
+    let mut action_name_hashes = Vec::with_capacity(calls.len().max(1));
+    let mut buf = String::new();
+    let prose;
+    let mut fenced_actions = false;
+    if calls.is_empty() {
+        let split = fenced::split(&text);
+        for cmd in &split.commands {
+            buf.clear();
+            buf.push_str("sh\0");
+            normalize::normalize_into(cmd, COMMAND, &mut buf);
+            action_hashes.push(h(buf.as_bytes()));
+            action_name_hashes.push(h(fenced::program(cmd).as_bytes()));
+        }
+        fenced_actions = !split.commands.is_empty();
+        prose = split.prose;
+    } else {
+        for call in &calls {
+            buf.clear();
+            buf.push_str(call.name);
+            buf.push('\0');
+            match call.args {
+                Args::Json(v) => canon::canonical_into(v, &mut buf),
+                Args::Text(s) => canon::canonical_arguments(s, &mut buf),
+            }
+            action_hashes.push(h(buf.as_bytes()));
+            action_name_hashes.push(h(call.name.as_bytes()));
+        }
+        prose = text;
+    }
+    let norm = normalize::normalize(&prose, PROSE);
+    let fp = TurnFp {
+        index,
+        role: Role::Assistant,
+        text_hash: if norm.is_empty() {
+            0
+        } else {
+            h(norm.as_bytes())
+        },
+        action_hashes,
+        action_name_hashes,
+        is_error: false,
+        result_hash: 0,
+        error_hash: 0,
+        text_simhash: simhash::simhash(&norm),
+    };
+    (fp, fenced_actions)
+}
+
+/// A user message: tool results (Anthropic), the environment's reply to fenced commands,
+/// or a person speaking.
+fn user(content: &Value, index: u32, fenced_pending: bool) -> TurnFp {
+    let mut results = Vec::new();
+    let mut text = String::new();
+    match content {
+        Value::Array(blocks) => {
+            for b in blocks {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("tool_result") => {
+                        let flagged = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                        let body = text_of(b.get("content").unwrap_or(&Value::Null));
+                        results.push(result_part(&body, flagged));
+                    }
+                    _ => push_text(b, &mut text),
+                }
+            }
+        }
+        other => push_text(other, &mut text),
+    }
+    if !results.is_empty() {
+        let norm = normalize::normalize(&text, PROSE);
+        let extra = if norm.is_empty() {
+            0
+        } else {
+            h(norm.as_bytes())
+        };
+        return tool_result(index, &results, extra);
+    }
+    if fenced_pending {
+        return tool_result(index, &[result_part(&text, false)], 0);
+    }
+    let norm = normalize::normalize(&text, PROSE);
+    TurnFp {
+        index,
+        role: Role::User,
+        text_hash: if norm.is_empty() {
+            0
+        } else {
+            h(norm.as_bytes())
+        },
+        action_hashes: Vec::new(),
+        action_name_hashes: Vec::new(),
+        is_error: false,
+        result_hash: 0,
+        error_hash: 0,
+        text_simhash: simhash::simhash(&norm),
+    }
+}
+
+/// One tool result, already hashed.
+struct ResultPart {
+    hash: u64,
+    is_error: bool,
+    error_hash: u64,
+}
+
+fn result_part(content: &str, flagged: bool) -> ResultPart {
+    let o = outcome::classify(content, flagged);
+    let norm = normalize::normalize(content, RESULT);
+    // The error flag is part of the result: "ok" and an error with the same text differ.
+    let hash = h_seq([h(norm.as_bytes()), u64::from(o.is_error)]);
+    let error_hash = o
+        .error_line
+        .map(|l| normalize::normalize(l, RESULT))
+        .filter(|l| !l.is_empty())
+        .map_or(0, |l| h(l.as_bytes()));
+    ResultPart {
+        hash,
+        is_error: o.is_error,
+        error_hash,
+    }
+}
+
+/// Folds one or more results (Anthropic may answer parallel calls in one message) into a
+/// single fingerprint.
+fn tool_result(index: u32, parts: &[ResultPart], text_hash: u64) -> TurnFp {
+    let result_hash = if parts.len() == 1 {
+        parts[0].hash
+    } else {
+        h_seq(parts.iter().map(|p| p.hash))
+    };
+    let errors: Vec<u64> = parts
+        .iter()
+        .filter(|p| p.is_error)
+        .map(|p| p.error_hash)
+        .collect();
+    let error_hash = match errors.as_slice() {
+        [] => 0,
+        [one] => *one,
+        many if many.iter().all(|e| *e == 0) => 0,
+        many => h_seq(many.iter().copied()),
+    };
+    TurnFp {
+        index,
+        role: Role::ToolResult,
+        text_hash,
+        action_hashes: Vec::new(),
+        action_name_hashes: Vec::new(),
+        is_error: !errors.is_empty(),
+        result_hash,
+        error_hash,
+        text_simhash: 0,
+    }
+}
+
+enum Args<'a> {
+    /// Anthropic `input`: already an object.
+    Json(&'a Value),
+    /// OpenAI `arguments`: a JSON string.
+    Text(&'a str),
+}
+
+struct Call<'a> {
+    name: &'a str,
+    args: Args<'a>,
+}
+
+static NULL: Value = Value::Null;
+
+fn native_calls(format: Format, msg: &Value) -> Vec<Call<'_>> {
+    let mut calls = Vec::new();
+    // Both shapes are accepted whatever `format` says: proxies in front of us sometimes
+    // translate one half of a conversation and not the other.
+    let _ = format;
+    if let Some(tc) = msg.get("tool_calls").and_then(Value::as_array) {
+        for c in tc {
+            let f = c.get("function").unwrap_or(c);
+            calls.push(openai_call(f));
+        }
+    }
+    if let Some(f) = msg.get("function_call").filter(|f| f.is_object()) {
+        calls.push(openai_call(f));
+    }
+    if let Some(blocks) = msg.get("content").and_then(Value::as_array) {
+        for b in blocks {
+            if matches!(
+                b.get("type").and_then(Value::as_str),
+                Some("tool_use" | "server_tool_use")
+            ) {
+                calls.push(Call {
+                    name: b.get("name").and_then(Value::as_str).unwrap_or(""),
+                    args: Args::Json(b.get("input").unwrap_or(&NULL)),
+                });
+            }
+        }
+    }
+    calls
+}
+
+fn openai_call(f: &Value) -> Call<'_> {
+    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+    let args = match f.get("arguments") {
+        Some(Value::String(s)) => Args::Text(s),
+        Some(v) => Args::Json(v),
+        None => Args::Json(&NULL),
+    };
+    Call { name, args }
+}
+
+/// Visible text of a content value: a string, or the text blocks of an array (thinking,
+/// images and tool calls excluded).
+fn text_of(content: &Value) -> String {
+    let mut s = String::new();
+    match content {
+        Value::Array(blocks) => {
+            for b in blocks {
+                push_text(b, &mut s);
+            }
+        }
+        other => push_text(other, &mut s),
+    }
+    s
+}
+
+/// Appends the text of a string or a `text`-bearing block; other blocks (images, tool
+/// calls, thinking) contribute nothing.
+fn push_text(v: &Value, out: &mut String) {
+    let piece = match v {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+            Some("text" | "input_text" | "output_text") | None => {
+                o.get("text").and_then(Value::as_str)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(p) = piece {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(p);
+    }
+}

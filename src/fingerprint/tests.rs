@@ -1,0 +1,232 @@
+use super::*;
+use serde_json::json;
+
+fn oa_call(name: &str, args: &str) -> Value {
+    json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_x", "type": "function", "function": {"name": name, "arguments": args}}]})
+}
+
+fn one(format: Format, msgs: &[Value]) -> Vec<TurnFp> {
+    fingerprint(format, msgs, DEFAULT_WINDOW)
+}
+
+#[test]
+fn hashes_are_pinned_across_builds() {
+    // Persisted in the session store: a change here silently resets every detector.
+    assert_eq!(h(b"keel"), xxhash_rust::xxh3::xxh3_64(b"keel"));
+    assert_eq!(h(b""), 0x2d06_8005_38d3_94c2);
+}
+
+#[test]
+fn key_order_and_volatile_keys_do_not_change_the_action() {
+    let a = one(
+        Format::OpenAi,
+        &[oa_call(
+            "get",
+            r##"{"order_id":"#W1","request_id":"a1b2c3d4e5f6a7b8","n":1}"##,
+        )],
+    );
+    let b = one(
+        Format::OpenAi,
+        &[oa_call(
+            "get",
+            r##"{"n":1,"order_id":"#W1","request_id":"99887766554433aa"}"##,
+        )],
+    );
+    let c = one(
+        Format::OpenAi,
+        &[oa_call("get", r##"{"n":1,"order_id":"#W2"}"##)],
+    );
+    assert_eq!(a[0].action_hashes, b[0].action_hashes);
+    assert_ne!(
+        a[0].action_hashes, c[0].action_hashes,
+        "business ids must stay distinct"
+    );
+    assert_eq!(a[0].action_name_hashes, c[0].action_name_hashes);
+}
+
+#[test]
+fn same_call_hashes_the_same_in_both_formats() {
+    let oa = one(Format::OpenAi, &[oa_call("read_file", r#"{"path":"/a"}"#)]);
+    let an = one(
+        Format::Anthropic,
+        &[
+            json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "/a"}}]}),
+        ],
+    );
+    assert_eq!(oa[0].action_hashes, an[0].action_hashes);
+}
+
+#[test]
+fn volatile_values_in_results_are_normalized() {
+    let r = |s: &str| {
+        one(
+            Format::OpenAi,
+            &[json!({"role": "tool", "tool_call_id": "c", "content": s})],
+        )[0]
+        .result_hash
+    };
+    let a = r(
+        "2024-06-11T14:02:11.123Z ok in 0.53s id=3f2b1c9e-1111-4a4a-9b9b-0123456789ab at 0x7f3a2b1c /tmp/tmpab12cd34/x.txt line 40",
+    );
+    let b = r(
+        "2024-06-12T09:59:01.999Z ok in 1.07s id=aaaaaaaa-2222-4b4b-8c8c-ba9876543210 at 0x7f00ffee /tmp/tmpzz99yy88/x.txt line 52",
+    );
+    assert_eq!(a, b);
+    assert_ne!(a, r("2024-06-11T14:02:11.123Z FAIL in 0.53s"));
+    assert_ne!(
+        r("progress 40/400"),
+        r("progress 160/400"),
+        "progress counters are meaningful"
+    );
+}
+
+#[test]
+fn anthropic_results_fold_into_one_fingerprint() {
+    let msgs = [
+        json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "a", "input": {}},
+            {"type": "tool_use", "id": "t2", "name": "b", "input": {}}]}),
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "fine"},
+            {"type": "tool_result", "tool_use_id": "t2", "content": [{"type": "text", "text": "nope"}], "is_error": true}]}),
+    ];
+    let fps = one(Format::Anthropic, &msgs);
+    assert_eq!(fps.len(), 2);
+    assert_eq!(fps[1].role, Role::ToolResult);
+    assert!(fps[1].is_error);
+    assert_ne!(fps[1].error_hash, 0);
+}
+
+#[test]
+fn fenced_command_and_returncode_reply() {
+    let msgs = [
+        json!({"role": "system", "content": "sys"}),
+        json!({"role": "user", "content": "task"}),
+        json!({"role": "assistant", "content": "THOUGHT: run it.\n\n```bash\npython  reproduce.py\n```"}),
+        json!({"role": "user", "content": "<returncode>1</returncode>\n<output>\nTraceback (most recent call last):\n  File \"x.py\", line 3, in <module>\nValueError: bad\n</output>"}),
+        json!({"role": "assistant", "content": "THOUGHT: again\n```bash\npython reproduce.py\n```"}),
+        json!({"role": "user", "content": "<returncode>0</returncode>\n<output>\nerror: this line is just printed\n</output>"}),
+        json!({"role": "assistant", "content": "Done, no command."}),
+        json!({"role": "user", "content": "Please always provide EXACTLY ONE action in triple backticks."}),
+    ];
+    let fps = one(Format::OpenAi, &msgs);
+    assert_eq!(
+        fps.iter().map(|f| f.index).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7],
+        "system skipped"
+    );
+    assert_eq!(fps[0].role, Role::User);
+    assert_eq!(
+        fps[1].action_hashes, fps[3].action_hashes,
+        "whitespace in commands is not meaningful"
+    );
+    assert_ne!(fps[1].text_hash, fps[3].text_hash);
+    assert_eq!(fps[2].role, Role::ToolResult);
+    assert!(fps[2].is_error);
+    assert_ne!(fps[2].error_hash, 0);
+    assert_eq!(fps[4].role, Role::ToolResult);
+    assert!(
+        !fps[4].is_error,
+        "an explicit returncode 0 wins over heuristics"
+    );
+    assert!(fps[5].action_hashes.is_empty());
+    assert_eq!(
+        fps[6].role,
+        Role::User,
+        "no command, so the reply is not a tool result"
+    );
+}
+
+#[test]
+fn python_code_blocks_are_not_actions() {
+    let fps = one(
+        Format::OpenAi,
+        &[json!({"role": "assistant", "content": "Here:\n```python\nprint(1)\n```"})],
+    );
+    assert!(fps[0].action_hashes.is_empty());
+}
+
+#[test]
+fn window_keeps_indices_and_looks_back_one_message() {
+    let msgs = [
+        json!({"role": "user", "content": "task"}),
+        json!({"role": "assistant", "content": "```bash\nls\n```"}),
+        json!({"role": "user", "content": "<returncode>0</returncode><output>a</output>"}),
+    ];
+    let fps = fingerprint(Format::OpenAi, &msgs, 1);
+    assert_eq!(fps.len(), 1);
+    assert_eq!(fps[0].index, 2);
+    assert_eq!(fps[0].role, Role::ToolResult);
+}
+
+#[test]
+fn errors_are_detected_at_line_starts_only() {
+    let r = |s: &str| {
+        one(
+            Format::OpenAi,
+            &[json!({"role": "tool", "tool_call_id": "c", "content": s})],
+        )[0]
+        .clone()
+    };
+    assert!(r("Error: user not found").is_error);
+    assert!(r("bash: foo: command not found").is_error);
+    assert!(!r("def f():\n    raise ValueError('x')\n    error = 1").is_error);
+    let a = r("Traceback (most recent call last):\n  File \"a.py\", line 3\nKeyError: 'x'");
+    let b = r("Traceback (most recent call last):\n  File \"b.py\", line 9\n  more\nKeyError: 'x'");
+    assert_eq!(a.error_hash, b.error_hash, "same final exception line");
+    assert_ne!(a.result_hash, b.result_hash);
+}
+
+#[test]
+fn short_text_has_no_simhash_and_long_text_does() {
+    let fps = one(
+        Format::OpenAi,
+        &[
+            json!({"role": "user", "content": "yes"}),
+            json!({"role": "user", "content": "could you please give me your email address"}),
+        ],
+    );
+    assert_eq!(fps[0].text_simhash, 0);
+    assert_ne!(fps[1].text_simhash, 0);
+}
+
+#[test]
+fn malformed_input_never_panics() {
+    let junk = [
+        json!(null),
+        json!(42),
+        json!({"role": 7}),
+        json!({"role": "assistant", "content": {"weird": true}, "tool_calls": "nope"}),
+        json!({"role": "assistant", "tool_calls": [{"function": {"name": 3, "arguments": "{not json"}}, null]}),
+        json!({"role": "user", "content": [null, 1, {"type": "tool_result"}]}),
+        json!({"role": "assistant", "content": "```"}),
+        json!({"role": "assistant", "content": "é```bash\n"}),
+        json!({"role": "tool", "content": "<returncode>x</returncode>"}),
+        json!({"role": "tool", "content": "é".repeat(5000)}),
+    ];
+    for f in [Format::OpenAi, Format::Anthropic] {
+        let _ = fingerprint(f, &junk, 100);
+        let _ = fingerprint(f, &junk, 0);
+        let _ = fingerprint(f, &[], 40);
+    }
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!({"a": [deep]});
+    }
+    let _ = fingerprint(
+        Format::Anthropic,
+        &[
+            json!({"role": "assistant", "content": [{"type": "tool_use", "name": "x", "input": deep}]}),
+        ],
+        1,
+    );
+}
+
+#[test]
+fn proto_roles_round_trip() {
+    for r in [Role::Assistant, Role::ToolResult, Role::User] {
+        assert_eq!(Role::from_proto(r.to_proto()), Some(r));
+    }
+    assert_eq!(Role::from_proto(0), None);
+}
