@@ -122,6 +122,7 @@ fn request(conversation_id: String) -> RouteRequest {
             max_output_tokens: 1024,
             stream: false,
             inbound_format: pb::WireFormat::Openai as i32,
+            ..Default::default()
         }),
         ..Default::default()
     }

@@ -111,6 +111,14 @@ impl Catalog {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The deployment of model `name` through provider `provider`.
+    pub fn deployment_index(&self, name: &str, provider: &str) -> Option<usize> {
+        self.deployments_of(name)
+            .iter()
+            .copied()
+            .find(|&d| self.providers[self.deployments[d].provider].name == provider)
+    }
+
     /// Resolves an alias to its model name; other names come back unchanged.
     pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
         self.aliases.get(name).map(String::as_str).unwrap_or(name)

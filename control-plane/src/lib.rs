@@ -3,6 +3,7 @@
 //! `keel.v1.Admin` over gRPC.
 
 pub mod admin;
+pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod divergence;

@@ -1,54 +1,165 @@
-//! Live signals fed by `Report`: per target, an EWMA of time to first token
-//! and of latency, and error counts. Read on every latency-seeking decision.
+//! Live signals fed by `Report`, indexed like the catalog: per deployment an
+//! EWMA of time to first token and of latency, error counts and a circuit
+//! breaker; per provider key the time a 429 parked it until.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    breaker::{Breaker, BreakerConfig},
+    catalog::Catalog,
+};
 
 /// Weight of the newest sample.
 const ALPHA: f64 = 0.3;
+/// Cool-down of a rate-limited key without `Retry-After`, and the longest
+/// honoured.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
+const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TargetStats {
+/// What reports taught about one deployment.
+#[derive(Debug, Default, Clone)]
+pub struct DeploymentStats {
     pub ttft_ms: Option<f64>,
     pub latency_ms: Option<f64>,
     pub successes: u64,
     pub failures: u64,
+    pub breaker: Breaker,
 }
 
 fn ewma(old: Option<f64>, sample: f64) -> f64 {
     old.map_or(sample, |o| o + ALPHA * (sample - o))
 }
 
-/// Signals keyed by `(provider, model)`.
-#[derive(Debug, Default)]
+/// How an attempt ended, as far as health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    Success,
+    /// Connect error, timeout, 5xx, broken stream: about the provider.
+    ProviderFailure,
+    /// 429: about the key.
+    RateLimited,
+    /// The request's own fault (4xx) or this host's (missing key): says
+    /// nothing about the provider.
+    Neutral,
+}
+
+impl AttemptKind {
+    /// Classifies a reported attempt.
+    pub fn of(status: u32, error_class: &str) -> Self {
+        match error_class {
+            "" if (200..300).contains(&status) => Self::Success,
+            "rate_limited" => Self::RateLimited,
+            "connect" | "timeout" | "upstream_5xx" | "stream_broken" => Self::ProviderFailure,
+            "" if status == 429 => Self::RateLimited,
+            "" if status >= 500 => Self::ProviderFailure,
+            _ => Self::Neutral,
+        }
+    }
+}
+
+/// Signals for every deployment and key of the catalog.
 pub struct Signals {
-    targets: Mutex<HashMap<(String, String), TargetStats>>,
+    deployments: Vec<Mutex<DeploymentStats>>,
+    /// `[provider][key]`: parked until.
+    keys: Vec<Vec<Mutex<Option<Instant>>>>,
+    breaker: BreakerConfig,
 }
 
 impl Signals {
-    /// Records one attempt against a target.
-    pub fn record(&self, provider: &str, model: &str, ok: bool, latency_ms: u32, ttft_ms: u32) {
-        let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = map
-            .entry((provider.to_owned(), model.to_owned()))
-            .or_default();
-        if ok {
-            stats.successes += 1;
-            stats.latency_ms = Some(ewma(stats.latency_ms, f64::from(latency_ms)));
-            if ttft_ms > 0 {
-                stats.ttft_ms = Some(ewma(stats.ttft_ms, f64::from(ttft_ms)));
-            }
-        } else {
-            stats.failures += 1;
+    pub fn new(catalog: &Catalog, breaker: BreakerConfig) -> Self {
+        Self {
+            deployments: catalog
+                .deployments()
+                .iter()
+                .map(|_| Mutex::default())
+                .collect(),
+            keys: catalog
+                .providers()
+                .iter()
+                .map(|p| p.keys.iter().map(|_| Mutex::new(None)).collect())
+                .collect(),
+            breaker,
         }
     }
 
-    /// Observed time to first token of a target, if any success was reported.
-    pub fn ttft_ms(&self, provider: &str, model: &str) -> Option<f64> {
-        let map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        // Borrowed lookup without allocating a key: scan is fine for the few
-        // targets a catalog holds, and keeps the route path allocation-free.
-        map.iter()
-            .find(|((p, m), _)| p == provider && m == model)
-            .and_then(|(_, s)| s.ttft_ms.or(s.latency_ms))
+    fn stats(&self, deployment: usize) -> std::sync::MutexGuard<'_, DeploymentStats> {
+        self.deployments[deployment]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one attempt against a deployment (and key, when known).
+    pub fn record(
+        &self,
+        deployment: usize,
+        key: Option<(usize, usize)>,
+        kind: AttemptKind,
+        latency_ms: u32,
+        ttft_ms: u32,
+        retry_after_secs: Option<u64>,
+    ) {
+        let now = Instant::now();
+        {
+            let mut stats = self.stats(deployment);
+            match kind {
+                AttemptKind::Success => {
+                    stats.successes += 1;
+                    stats.latency_ms = Some(ewma(stats.latency_ms, f64::from(latency_ms)));
+                    if ttft_ms > 0 {
+                        stats.ttft_ms = Some(ewma(stats.ttft_ms, f64::from(ttft_ms)));
+                    }
+                    stats.breaker.record(true, now, &self.breaker);
+                }
+                AttemptKind::ProviderFailure => {
+                    stats.failures += 1;
+                    stats.breaker.record(false, now, &self.breaker);
+                }
+                AttemptKind::RateLimited | AttemptKind::Neutral => {}
+            }
+        }
+        if kind == AttemptKind::RateLimited
+            && let Some((p, k)) = key
+            && let Some(slot) = self.keys.get(p).and_then(|keys| keys.get(k))
+        {
+            let wait = retry_after_secs
+                .map_or(DEFAULT_COOLDOWN, Duration::from_secs)
+                .min(MAX_COOLDOWN);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + wait);
+        }
+    }
+
+    /// Observed time to first token (or latency) of a deployment.
+    pub fn ttft_ms(&self, deployment: usize) -> Option<f64> {
+        let s = self.stats(deployment);
+        s.ttft_ms.or(s.latency_ms)
+    }
+
+    /// Whether the deployment's breaker lets a request through now.
+    pub fn available(&self, deployment: usize) -> bool {
+        self.stats(deployment)
+            .breaker
+            .available(Instant::now(), &self.breaker)
+    }
+
+    /// The deployment was chosen as a decision's primary target.
+    pub fn chosen(&self, deployment: usize) {
+        self.stats(deployment).breaker.chosen(Instant::now());
+    }
+
+    /// Whether key `k` of provider `p` is parked by a recent 429.
+    pub fn key_parked(&self, p: usize, k: usize) -> bool {
+        self.keys
+            .get(p)
+            .and_then(|keys| keys.get(k))
+            .and_then(|slot| *slot.lock().unwrap_or_else(|e| e.into_inner()))
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    /// Breaker state of a deployment, for metrics.
+    pub fn breaker_state(&self, deployment: usize) -> &'static str {
+        self.stats(deployment).breaker.state_name()
     }
 }

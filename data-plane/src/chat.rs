@@ -50,7 +50,8 @@ pub async fn handle(
             // Kept: a translated answer names the model the app asked for.
             model: chat.model.clone(),
             features: Some(features),
-            fingerprints: fingerprints(format, &chat.body, state.config.fingerprint_window),
+            fingerprints: fingerprints(&state, format, &chat.body),
+            degraded_model: String::new(),
         })
         .await?;
     let decision = routed.decision;
@@ -177,12 +178,14 @@ fn to_api_error(failed: Failed, caller: Format) -> ApiError {
     }
 }
 
-/// Per-turn fingerprints of the tail of the history, for loop detection.
+/// Per-turn fingerprints of the tail of the history, for loop detection. Messages seen on
+/// earlier turns come from the shared cache, so a turn costs about its new messages.
 fn fingerprints(
+    state: &AppState,
     format: Format,
     body: &serde_json::Map<String, Value>,
-    window: usize,
 ) -> Vec<pb::TurnFingerprint> {
+    let window = state.config.fingerprint_window;
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -193,7 +196,9 @@ fn fingerprints(
         Format::OpenAi => keel::fingerprint::Format::OpenAi,
         Format::Anthropic => keel::fingerprint::Format::Anthropic,
     };
-    keel::fingerprint::fingerprint_proto(format, messages, window)
+    state
+        .fingerprints
+        .fingerprint_proto(format, messages, window)
 }
 
 fn unix_ms() -> u64 {

@@ -29,6 +29,12 @@ pub enum ApiError {
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: try again later (e.g. a pinned model is down).
+    #[error("{message}")]
+    Wait {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("{0}")]
     GatewayTimeout(String),
     /// An upstream's own error, relayed with its status; the body is
@@ -46,7 +52,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Wait { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream { status, .. } => *status,
         }
@@ -57,6 +63,9 @@ impl ApiError {
         let status = self.status();
         let retry_after = match &self {
             Self::RateLimited {
+                retry_after_secs, ..
+            }
+            | Self::Wait {
                 retry_after_secs, ..
             } => *retry_after_secs,
             _ => None,

@@ -42,6 +42,24 @@ pub fn compute(format: Format, body: &Map<String, Value>, stream: bool) -> Reque
         max_output_tokens: u32::try_from(max_output).unwrap_or(u32::MAX),
         stream,
         inbound_format: format.wire() as i32,
+        ends_with_tool_result: messages.and_then(|m| m.last()).is_some_and(is_tool_result),
+    }
+}
+
+/// A tool's answer to the model: OpenAI `role: tool`, or an Anthropic user
+/// message carrying `tool_result` blocks.
+fn is_tool_result(m: &Value) -> bool {
+    match m.get("role").and_then(Value::as_str) {
+        Some("tool") => true,
+        Some("user") => m
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            }),
+        _ => false,
     }
 }
 

@@ -6,6 +6,11 @@ use clap::Parser;
 use keel_data_plane::{config::SidecarConfig, server};
 use tokio::net::TcpListener;
 
+// glibc malloc was a fifth of the CPU under load (arena contention between
+// tokio workers, consolidation); mimalloc is faster and keeps RSS lower.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = SidecarConfig::parse();
     tracing_subscriber::fmt()

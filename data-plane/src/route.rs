@@ -26,6 +26,8 @@ pub struct Routed {
 /// unreachable.
 #[derive(Clone)]
 struct CachedPin {
+    /// Granted by the control plane (false: chosen here while it was away).
+    pinned: bool,
     target: pb::Target,
     fallbacks: Vec<pb::Target>,
     profile: String,
@@ -105,9 +107,17 @@ impl RouteClient {
 
     /// Decides a request: from the control plane, else from the fail-static
     /// state.
-    pub async fn route(&self, req: pb::RouteRequest) -> Result<Routed, ApiError> {
+    pub async fn route(&self, mut req: pb::RouteRequest) -> Result<Routed, ApiError> {
         let mut router = self.router.clone();
         let conversation = (!req.conversation_id.is_empty()).then(|| req.conversation_id.clone());
+        if let Some(id) = &conversation {
+            // Served while the control plane was away: tell it which model,
+            // so it adopts that one instead of switching silently.
+            let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pin) = pins.get(id).filter(|p| !p.pinned) {
+                req.degraded_model.clone_from(&pin.target.model);
+            }
+        }
         let outcome = tokio::time::timeout(self.timeout, router.route(req)).await;
         let status = match outcome {
             Ok(Ok(resp)) => {
@@ -135,7 +145,14 @@ impl RouteClient {
             Code::PermissionDenied | Code::Unauthenticated => {
                 Err(ApiError::Unauthorized(status.message().to_owned()))
             }
-            Code::Aborted => Err(ApiError::Unavailable(status.message().to_owned())),
+            Code::Aborted => Err(ApiError::Wait {
+                message: status.message().to_owned(),
+                retry_after_secs: status
+                    .metadata()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+            }),
             _ => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "control plane unreachable, failing static");
                 self.fail_static(conversation.as_deref())
@@ -144,13 +161,12 @@ impl RouteClient {
     }
 
     fn remember(&self, conversation_id: String, d: &pb::Decision) {
-        if !d.pinned {
-            return;
-        }
-        let Some(target) = d.target.clone() else {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(target) = d.target.clone().filter(|_| d.pinned) else {
+            // Not locked: nothing to keep, and a degraded choice is settled.
+            pins.remove(&conversation_id);
             return;
         };
-        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
         if pins.len() >= PIN_CACHE_CAPACITY && !pins.contains_key(&conversation_id) {
             // Bounded: drop an arbitrary entry; the control plane still holds
             // the pin, this cache only matters while it is unreachable.
@@ -161,6 +177,7 @@ impl RouteClient {
         pins.insert(
             conversation_id,
             CachedPin {
+                pinned: true,
                 target,
                 fallbacks: d.fallbacks.clone(),
                 profile: d.profile.clone(),
@@ -178,7 +195,7 @@ impl RouteClient {
                     decision: pb::Decision {
                         target: Some(pin.target.clone()),
                         fallbacks: pin.fallbacks.clone(),
-                        pinned: true,
+                        pinned: pin.pinned,
                         kind: pb::DecisionKind::Retain as i32,
                         reason: "control plane unreachable: cached pin".into(),
                         turn: pin.turn,
@@ -205,13 +222,31 @@ impl RouteClient {
                 "control plane unreachable and default model `{name}` is not in the catalog snapshot"
             )));
         };
+        let fallbacks: Vec<pb::Target> = deployments.cloned().collect();
+        let mut turn = 0;
+        if let Some(id) = conversation {
+            // Later turns while degraded stay on this model too.
+            turn = 1;
+            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            pins.insert(
+                id.to_owned(),
+                CachedPin {
+                    pinned: false,
+                    target: target.clone(),
+                    fallbacks: fallbacks.clone(),
+                    profile: String::new(),
+                    turn,
+                },
+            );
+        }
         Ok(Routed {
             decision: pb::Decision {
                 target: Some(target),
-                fallbacks: deployments.cloned().collect(),
+                fallbacks,
                 pinned: false,
                 kind: pb::DecisionKind::Unpinned as i32,
                 reason: "control plane unreachable: default model".into(),
+                turn,
                 ..Default::default()
             },
             degraded: true,

@@ -53,6 +53,7 @@ pub async fn serve(
         keys: Keys::default(),
         reporter,
         cooldowns: Default::default(),
+        fingerprints: Default::default(),
     });
 
     let graceful = GracefulShutdown::new();

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use http::HeaderMap;
-use keel::pb;
+use keel::{fingerprint::FingerprintCache, pb};
 
 use crate::{
     config::SidecarConfig, cooldown::Cooldowns, error::ApiError, keys::Keys, report::Reporter,
@@ -19,6 +19,9 @@ pub struct AppState {
     pub keys: Keys,
     pub reporter: Reporter,
     pub cooldowns: Cooldowns,
+    /// Message fingerprints of earlier turns, so each turn only fingerprints what the
+    /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
+    pub fingerprints: FingerprintCache,
 }
 
 /// Limits for one request: the decision's, else the sidecar's defaults.

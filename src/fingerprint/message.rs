@@ -28,14 +28,18 @@ pub(crate) fn fingerprint_one(
 
 /// Whether `msg` is an assistant turn acting through fenced commands only.
 pub(crate) fn ends_with_fenced_action(format: Format, msg: &Value) -> bool {
-    let is_assistant = matches!(
-        msg.get("role").and_then(Value::as_str),
-        Some("assistant" | "model")
-    );
-    is_assistant && native_calls(format, msg).is_empty() && {
+    is_assistant(msg) && native_calls(format, msg).is_empty() && {
         let text = text_of(msg.get("content").unwrap_or(&Value::Null));
         !fenced::split(&text).commands.is_empty()
     }
+}
+
+/// Whether `msg` is the model's turn (the roles [`fingerprint_one`] reads as assistant).
+pub(crate) fn is_assistant(msg: &Value) -> bool {
+    matches!(
+        msg.get("role").and_then(Value::as_str),
+        Some("assistant" | "model")
+    )
 }
 
 fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnFp, bool) {

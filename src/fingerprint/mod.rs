@@ -1,7 +1,8 @@
 //! Per-message fingerprints for divergence (loop) detection, computed in the sidecar on
 //! the request it already parsed; the control plane's detector consumes them.
 //!
-//! The sidecar calls [`fingerprint_proto`] (or [`fingerprint`] then [`to_proto`]) and puts
+//! The sidecar calls [`FingerprintCache::fingerprint_proto`] (same values as
+//! [`fingerprint_proto`], computing only messages it has not seen on earlier turns) and puts
 //! the result in `RouteRequest.fingerprints`; the control plane converts them back with
 //! [`from_proto`]. Only hashes leave the sidecar. Hashes are xxh3 (stable across builds and platforms)
 //! because the control plane persists them and compares them across restarts.
@@ -18,6 +19,7 @@
 //! * other user messages are [`Role::User`]; `system` / `developer` messages produce no
 //!   fingerprint (their index is simply absent).
 
+mod cache;
 mod canon;
 mod fenced;
 mod message;
@@ -30,6 +32,8 @@ mod tests;
 use serde_json::Value;
 
 use crate::pb;
+
+pub use cache::FingerprintCache;
 
 /// Wire shape of the request's `messages` array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,17 +116,37 @@ pub const DEFAULT_WINDOW: usize = 16;
 /// of it). `index` is the message's position in the full array. Messages that are not
 /// objects or have an unknown role are skipped; this never panics.
 pub fn fingerprint(format: Format, messages: &[Value], window: usize) -> Vec<TurnFp> {
+    fingerprint_with(None, format, messages, window)
+}
+
+/// [`fingerprint`], through `cache` when there is one: the cache only skips work, the
+/// result is the same.
+fn fingerprint_with(
+    cache: Option<&FingerprintCache>,
+    format: Format,
+    messages: &[Value],
+    window: usize,
+) -> Vec<TurnFp> {
     let start = messages.len().saturating_sub(window);
     let mut out = Vec::with_capacity(messages.len() - start);
+    // Scratch for cache keys, reused by every message of the turn.
+    let mut buf = Vec::new();
     // Whether the environment's reply is expected as a plain user message depends on the
     // message just before the window, so look one message back.
     let mut fenced_pending = start
         .checked_sub(1)
         .and_then(|i| messages.get(i))
-        .is_some_and(|m| message::ends_with_fenced_action(format, m));
+        .is_some_and(|m| match cache {
+            Some(c) => c.ends_with_fenced_action(format, m, &mut buf),
+            None => message::ends_with_fenced_action(format, m),
+        });
     for (i, msg) in messages.iter().enumerate().skip(start) {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        match message::fingerprint_one(format, msg, index, fenced_pending) {
+        let one = match cache {
+            Some(c) => c.fingerprint_one(format, msg, index, fenced_pending, &mut buf),
+            None => message::fingerprint_one(format, msg, index, fenced_pending),
+        };
+        match one {
             Some((fp, fenced)) => {
                 fenced_pending = fenced;
                 out.push(fp);
@@ -139,24 +163,33 @@ pub fn fingerprint_proto(
     messages: &[Value],
     window: usize,
 ) -> Vec<pb::TurnFingerprint> {
-    to_proto(&fingerprint(format, messages, window))
+    into_proto(fingerprint(format, messages, window))
 }
 
 /// Converts fingerprints to their protobuf form.
 pub fn to_proto(fps: &[TurnFp]) -> Vec<pb::TurnFingerprint> {
-    fps.iter()
-        .map(|f| pb::TurnFingerprint {
-            index: f.index,
-            role: f.role.to_proto(),
-            text_hash: f.text_hash,
-            action_hashes: f.action_hashes.clone(),
-            action_name_hashes: f.action_name_hashes.clone(),
-            is_error: f.is_error,
-            result_hash: f.result_hash,
-            error_hash: f.error_hash,
-            text_simhash: f.text_simhash,
-        })
-        .collect()
+    fps.iter().cloned().map(TurnFp::into_proto).collect()
+}
+
+/// [`to_proto`] without copying the action lists.
+fn into_proto(fps: Vec<TurnFp>) -> Vec<pb::TurnFingerprint> {
+    fps.into_iter().map(TurnFp::into_proto).collect()
+}
+
+impl TurnFp {
+    fn into_proto(self) -> pb::TurnFingerprint {
+        pb::TurnFingerprint {
+            index: self.index,
+            role: self.role.to_proto(),
+            text_hash: self.text_hash,
+            action_hashes: self.action_hashes,
+            action_name_hashes: self.action_name_hashes,
+            is_error: self.is_error,
+            result_hash: self.result_hash,
+            error_hash: self.error_hash,
+            text_simhash: self.text_simhash,
+        }
+    }
 }
 
 /// Most fingerprints accepted from one request, and most actions per fingerprint: bounds

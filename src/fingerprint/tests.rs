@@ -230,3 +230,125 @@ fn proto_roles_round_trip() {
     }
     assert_eq!(Role::from_proto(0), None);
 }
+
+/// The divergence corpus: (format, messages) of every conversation.
+fn corpus() -> Vec<(Format, Vec<Value>)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane/corpus/divergence");
+    let mut out = Vec::new();
+    for name in ["loops.jsonl", "healthy.jsonl"] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("corpus file");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let conv: Value = serde_json::from_str(line).expect("corpus line");
+            let format = match conv["format"].as_str() {
+                Some("anthropic") => Format::Anthropic,
+                _ => Format::OpenAi,
+            };
+            let messages = conv["messages"].as_array().expect("messages").clone();
+            out.push((format, messages));
+        }
+    }
+    assert!(out.len() >= 70, "corpus has {} conversations", out.len());
+    out
+}
+
+#[test]
+fn cache_yields_exactly_what_fingerprint_yields_on_the_corpus() {
+    // Persisted detector state depends on these values: the cache may only skip work.
+    // A large cache shared by every conversation (hits across conversations and after
+    // the window slides), and a tiny one that evicts constantly.
+    let shared = FingerprintCache::default();
+    let tiny = FingerprintCache::new(8);
+    let corpus = corpus();
+    for (format, msgs) in &corpus {
+        for end in 1..=msgs.len() {
+            for window in [1, 2, 3, DEFAULT_WINDOW, usize::MAX] {
+                let history = &msgs[..end];
+                let want = fingerprint(*format, history, window);
+                assert_eq!(shared.fingerprint(*format, history, window), want);
+                assert_eq!(tiny.fingerprint(*format, history, window), want);
+                assert_eq!(
+                    shared.fingerprint_proto(*format, history, window),
+                    to_proto(&want)
+                );
+            }
+        }
+    }
+    assert!(tiny.len() <= 32, "tiny cache holds {}", tiny.len());
+    // Cold: the same results from a fresh cache in the other format (the key includes it).
+    let other = FingerprintCache::default();
+    for (format, msgs) in &corpus {
+        let flipped = match format {
+            Format::OpenAi => Format::Anthropic,
+            Format::Anthropic => Format::OpenAi,
+        };
+        assert_eq!(
+            other.fingerprint(flipped, msgs, usize::MAX),
+            fingerprint(flipped, msgs, usize::MAX)
+        );
+    }
+}
+
+#[test]
+fn cache_keeps_the_fenced_context_apart() {
+    // The same user message is a command's output after a fenced action and a person
+    // speaking otherwise; both must come out of the cache as computed.
+    let cache = FingerprintCache::default();
+    let reply =
+        json!({"role": "user", "content": "<returncode>1</returncode><output>boom</output>"});
+    let fenced = [
+        json!({"role": "assistant", "content": "```bash\nmake\n```"}),
+        reply.clone(),
+    ];
+    let plain = [json!({"role": "assistant", "content": "ok"}), reply];
+    for _ in 0..2 {
+        for msgs in [&fenced[..], &plain[..]] {
+            for window in [1, 2] {
+                assert_eq!(
+                    cache.fingerprint(Format::OpenAi, msgs, window),
+                    fingerprint(Format::OpenAi, msgs, window)
+                );
+            }
+        }
+    }
+    assert_eq!(
+        cache.fingerprint(Format::OpenAi, &fenced, 1)[0].role,
+        Role::ToolResult
+    );
+    assert_eq!(
+        cache.fingerprint(Format::OpenAi, &plain, 1)[0].role,
+        Role::User
+    );
+}
+
+#[test]
+fn cache_is_bounded_and_handles_junk() {
+    let cache = FingerprintCache::new(64);
+    for i in 0..1000 {
+        let msgs = [json!({"role": "user", "content": format!("message number {i}")})];
+        let _ = cache.fingerprint(Format::OpenAi, &msgs, 1);
+    }
+    assert!(cache.len() <= 64, "holds {}", cache.len());
+    let many_calls: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("c{i}"), "type": "function", "function": {"name": "f", "arguments": format!("{{\"n\":{i}}}")}}))
+        .collect();
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!({"a": [deep]});
+    }
+    let junk = [
+        json!(null),
+        json!({"role": 7}),
+        json!({"role": "system", "content": "be nice"}),
+        json!({"role": "assistant", "content": null, "tool_calls": many_calls}),
+        json!({"role": "assistant", "content": [{"type": "tool_use", "name": "x", "input": deep}]}),
+        json!({"role": "tool", "content": [1, 2.5, -3, 1e300, true, {"text": "x"}]}),
+    ];
+    for _ in 0..2 {
+        for f in [Format::OpenAi, Format::Anthropic] {
+            for w in [1, 2, 100] {
+                assert_eq!(cache.fingerprint(f, &junk, w), fingerprint(f, &junk, w));
+            }
+        }
+    }
+}

@@ -10,7 +10,9 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use serde::Deserialize;
 
-pub use validate::{Config, ConfigError, Objective, Profile, RoutingConfig, StoreConfig};
+pub use validate::{
+    Config, ConfigError, Objective, PinnedUnavailable, Profile, RoutingConfig, StoreConfig,
+};
 
 /// The file as written. Every table denies unknown keys so a typo fails
 /// start-up instead of silently falling back to a default.
@@ -33,6 +35,35 @@ pub struct RawConfig {
     /// Loop detection; on with conservative defaults when the table is absent.
     #[serde(default)]
     pub divergence: crate::divergence::DivergenceConfig,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+/// Circuit breakers per deployment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealth {
+    /// Error rate (0..=1) at or above which a deployment's breaker opens.
+    pub error_rate: f64,
+    /// Fewest outcomes in the window before the rate counts.
+    pub min_requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long an open breaker stays open before one probe is let through.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        let d = crate::breaker::BreakerConfig::default();
+        Self {
+            error_rate: d.error_rate,
+            min_requests: d.min_requests,
+            window: d.window,
+            open_for: d.open_for,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +112,10 @@ pub struct RawRouting {
     /// Latency assumed for a model with neither a configured nor an observed one.
     #[serde(with = "humantime_serde")]
     pub default_latency: Duration,
+    /// What a pinned conversation gets when every deployment of its model is
+    /// down: `wait` (503 + Retry-After) or `failover` (re-pin to a healthy
+    /// model of the same tier, announced as a switch).
+    pub pinned_unavailable: String,
 }
 
 impl Default for RawRouting {
@@ -92,6 +127,7 @@ impl Default for RawRouting {
             idle_timeout: Duration::from_secs(60),
             max_attempts: 3,
             default_latency: Duration::from_secs(1),
+            pinned_unavailable: "wait".to_owned(),
         }
     }
 }

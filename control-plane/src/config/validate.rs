@@ -131,12 +131,22 @@ pub struct StoreConfig {
 /// Upstream limits handed to the sidecar with each decision.
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
+    pub pinned_unavailable: PinnedUnavailable,
     pub default_profile: String,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_attempts: u32,
     pub default_latency: Duration,
+}
+
+/// What a pinned conversation gets when its model is down everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinnedUnavailable {
+    /// 503 with `Retry-After`; the pin stays.
+    Wait,
+    /// Re-pin to a healthy model of the same tier, announced as a switch.
+    Failover,
 }
 
 /// The validated configuration.
@@ -149,6 +159,7 @@ pub struct Config {
     pub catalog: Catalog,
     pub profiles: HashMap<String, Profile>,
     pub divergence: DivergenceConfig,
+    pub health: crate::breaker::BreakerConfig,
 }
 
 impl RawConfig {
@@ -243,6 +254,37 @@ impl RawConfig {
         if routing.max_attempts == 0 {
             return Err(invalid("routing.max_attempts", "must be >= 1"));
         }
+        let pinned_unavailable = match routing.pinned_unavailable.as_str() {
+            "wait" => PinnedUnavailable::Wait,
+            "failover" => PinnedUnavailable::Failover,
+            other => {
+                return Err(invalid(
+                    "routing.pinned_unavailable",
+                    format!("unknown policy `{other}` (known: wait, failover)"),
+                ));
+            }
+        };
+        let h = self.health;
+        if !(h.error_rate > 0.0 && h.error_rate <= 1.0) {
+            return Err(invalid("health.error_rate", "must be in (0, 1]"));
+        }
+        if h.min_requests == 0 {
+            return Err(invalid("health.min_requests", "must be >= 1"));
+        }
+        if h.window.is_zero() || h.open_for.is_zero() {
+            let key = if h.window.is_zero() {
+                "health.window"
+            } else {
+                "health.open_for"
+            };
+            return Err(invalid(key, "must be > 0"));
+        }
+        let health = crate::breaker::BreakerConfig {
+            error_rate: h.error_rate,
+            min_requests: h.min_requests,
+            window: h.window,
+            open_for: h.open_for,
+        };
         let store = self.store;
         if store.session_idle_ttl.is_zero() {
             return Err(invalid("store.session_idle_ttl", "must be > 0"));
@@ -272,10 +314,12 @@ impl RawConfig {
                 idle_timeout: routing.idle_timeout,
                 max_attempts: routing.max_attempts,
                 default_latency: routing.default_latency,
+                pinned_unavailable,
             },
             catalog,
             profiles,
             divergence: self.divergence,
+            health,
         })
     }
 }

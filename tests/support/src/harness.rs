@@ -187,6 +187,11 @@ impl ControlPlane {
         self.proc.terminate()
     }
 
+    /// Sends a signal (`TERM`, `STOP`, `CONT`, …) without waiting.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        self.proc.signal(sig)
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.proc.child.id()

@@ -1,0 +1,161 @@
+//! `keel.v1.Router`: `Route` decides (decide.rs), `Report` feeds signals
+//! and spend (report.rs); divergence nudges and stops are in nudge.rs.
+
+mod decide;
+mod failover;
+mod nudge;
+mod report;
+
+use std::sync::{Arc, atomic::AtomicUsize};
+
+use keel::pb::{self, DecisionKind, RouteRequest, router_server};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    config::{Config, Profile},
+    metrics::Metrics,
+    policy::{Choice, Policy, PolicyError},
+    signals::Signals,
+    store::{SessionStore, StoreError},
+};
+
+/// Most fallbacks carried by a decision.
+const MAX_FALLBACKS: usize = 4;
+
+/// State shared by the gRPC services.
+pub struct RouterState {
+    pub config: Config,
+    pub store: Arc<dyn SessionStore>,
+    pub signals: Signals,
+    pub metrics: Arc<Metrics>,
+    spread: AtomicUsize,
+}
+
+impl RouterState {
+    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+        let metrics = Arc::new(Metrics::new(config.profiles.keys().map(String::as_str)));
+        Self {
+            signals: Signals::new(&config.catalog, config.health),
+            config,
+            store,
+            metrics,
+            spread: AtomicUsize::new(0),
+        }
+    }
+
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            catalog: &self.config.catalog,
+            signals: &self.signals,
+            default_latency_ms: self.config.routing.default_latency.as_secs_f64() * 1000.0,
+            spread: &self.spread,
+        }
+    }
+
+    fn profile(&self, name: &str) -> Result<&Profile, Status> {
+        let name = if name.is_empty() {
+            self.config.routing.default_profile.as_str()
+        } else {
+            name
+        };
+        self.config.profiles.get(name).ok_or_else(|| {
+            let mut known: Vec<&str> = self.config.profiles.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            Status::invalid_argument(format!(
+                "unknown profile `{name}` (known: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// Decides one request. Creates and flushes a pin before returning when
+    /// the profile locks sessions. Runs divergence detection on the request's
+    /// fingerprints: a nudge is added to `inject` and recorded with the decision.
+    pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
+        let decision = self.decide(req).await?;
+        self.metrics.decision(&decision.profile, decision.kind());
+        Ok(decision)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn decision(
+        &self,
+        decision_id: String,
+        profile: &Profile,
+        choice: &Choice,
+        fallbacks: Vec<(usize, usize)>,
+        pinned: bool,
+        kind: DecisionKind,
+        turn: u32,
+    ) -> pb::Decision {
+        let catalog = &self.config.catalog;
+        let r = &self.config.routing;
+        // In half-open state, this decision is the breaker's probe.
+        self.signals.chosen(choice.deployment);
+        pb::Decision {
+            decision_id,
+            target: Some(catalog.target(choice.deployment, choice.key)),
+            fallbacks: fallbacks
+                .into_iter()
+                .map(|(d, k)| catalog.target(d, k))
+                .collect(),
+            pinned,
+            kind: kind as i32,
+            reason: choice.reason.clone(),
+            turn,
+            inject: Vec::new(),
+            profile: profile.name.clone(),
+            limits: Some(pb::Limits {
+                connect_timeout_ms: r.connect_timeout.as_millis() as u32,
+                first_byte_timeout_ms: r.first_byte_timeout.as_millis() as u32,
+                idle_timeout_ms: r.idle_timeout.as_millis() as u32,
+                max_attempts: r.max_attempts,
+            }),
+        }
+    }
+}
+
+fn validate_ids(req: &RouteRequest) -> Result<(), Status> {
+    if req.conversation_id.len() > keel::MAX_CONVERSATION_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "conversation id is {} bytes; at most {} allowed",
+            req.conversation_id.len(),
+            keel::MAX_CONVERSATION_ID_BYTES
+        )));
+    }
+    if req.conversation_id.contains('\0') || req.tenant.contains('\0') {
+        return Err(Status::invalid_argument(
+            "conversation id and tenant must not contain NUL",
+        ));
+    }
+    Ok(())
+}
+
+fn no_candidate(e: PolicyError) -> Status {
+    Status::failed_precondition(e.to_string())
+}
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "session store failed");
+    Status::internal("session store unavailable")
+}
+
+/// The tonic service wrapper.
+pub struct RouterService(pub Arc<RouterState>);
+
+#[tonic::async_trait]
+impl router_server::Router for RouterService {
+    async fn route(
+        &self,
+        request: Request<RouteRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        self.0.route(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn report(
+        &self,
+        request: Request<pb::ReportBatch>,
+    ) -> Result<Response<pb::ReportAck>, Status> {
+        let accepted = self.0.report(request.into_inner()).await?;
+        Ok(Response::new(pb::ReportAck { accepted }))
+    }
+}

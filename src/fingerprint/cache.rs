@@ -1,0 +1,359 @@
+//! A bounded cache of per-message fingerprints, shared by every request of a sidecar.
+//!
+//! Each turn the sidecar fingerprints the last [`super::DEFAULT_WINDOW`] messages, and all
+//! but the few the agent just appended were fingerprinted on earlier turns. A message's
+//! fingerprint is a pure function of its JSON value and of one bit of context (whether it
+//! answers fenced commands), so it can be keyed by a 128-bit xxh3 of that value: the key
+//! walks the `serde_json::Value` tree into a small tagged, length-prefixed encoding (no two
+//! trees encode the same; strings longer than 32 bytes by their own 128-bit xxh3) without
+//! serializing it, which costs a fraction of normalizing.
+//! The message's position is not part of the key: it is patched in on a hit, so the same
+//! message moved by context compaction still hits.
+//!
+//! Memory is bounded: at most `capacity` entries (default [`FingerprintCache::DEFAULT_CAPACITY`], 64k ≈ 6-10
+//! MB with the hash maps' slack), each a few fixed fields plus at most
+//! `MAX_CACHED_ACTIONS` (16) action hashes. Messages with more actions, or nested deeper than
+//! anything fingerprinting reads, are computed every time instead. Eviction is by
+//! generation: each shard fills a young map; when it is full the old map is dropped (outside
+//! the lock) and the young one becomes old. A hit in the old map is promoted, so what every
+//! turn re-reads stays.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Write as _;
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::Value;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::{Format, Role, TurnFp};
+
+/// Messages with more actions than this are not cached (rare; keeps entries small).
+const MAX_CACHED_ACTIONS: usize = 16;
+
+/// Independent locks, so concurrent requests rarely wait on each other; each critical
+/// section is one hash map probe and a copy of a few words.
+const SHARDS: usize = 16;
+
+/// Values nested deeper than this are not keyed: fingerprinting reads at most ~40 levels
+/// (tool arguments are cut at 32 below the call), so such a message is computed directly.
+const MAX_KEY_DEPTH: usize = 64;
+
+/// What `fingerprint_one` returned for a message, minus its index.
+struct Entry {
+    /// `None` for a message that produces no fingerprint (system, malformed).
+    role: Option<Role>,
+    /// The message acts through fenced commands (context for the next message).
+    fenced: bool,
+    is_error: bool,
+    text_hash: u64,
+    result_hash: u64,
+    error_hash: u64,
+    text_simhash: u64,
+    /// Action hashes followed by action name hashes (same length each).
+    actions: Box<[u64]>,
+}
+
+impl Entry {
+    fn new(computed: Option<&(TurnFp, bool)>) -> Option<Entry> {
+        let Some((fp, fenced)) = computed else {
+            return Some(Entry {
+                role: None,
+                fenced: false,
+                is_error: false,
+                text_hash: 0,
+                result_hash: 0,
+                error_hash: 0,
+                text_simhash: 0,
+                actions: Box::default(),
+            });
+        };
+        if fp.action_hashes.len() > MAX_CACHED_ACTIONS
+            || fp.action_hashes.len() != fp.action_name_hashes.len()
+        {
+            return None;
+        }
+        let actions: Box<[u64]> = fp
+            .action_hashes
+            .iter()
+            .chain(&fp.action_name_hashes)
+            .copied()
+            .collect();
+        Some(Entry {
+            role: Some(fp.role),
+            fenced: *fenced,
+            is_error: fp.is_error,
+            text_hash: fp.text_hash,
+            result_hash: fp.result_hash,
+            error_hash: fp.error_hash,
+            text_simhash: fp.text_simhash,
+            actions,
+        })
+    }
+
+    fn to_result(&self, index: u32) -> Option<(TurnFp, bool)> {
+        let role = self.role?;
+        let (actions, names) = self.actions.split_at(self.actions.len() / 2);
+        let fp = TurnFp {
+            index,
+            role,
+            text_hash: self.text_hash,
+            action_hashes: actions.to_vec(),
+            action_name_hashes: names.to_vec(),
+            is_error: self.is_error,
+            result_hash: self.result_hash,
+            error_hash: self.error_hash,
+            text_simhash: self.text_simhash,
+        };
+        Some((fp, self.fenced))
+    }
+}
+
+/// Keys are already uniform xxh3 output: hash maps use their low bits as is.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        // Truncation on purpose: the low half of a 128-bit xxh3 is itself uniform.
+        self.0 = i as u64;
+    }
+}
+
+type Map = HashMap<u128, Entry, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+struct Shard {
+    young: Map,
+    old: Map,
+}
+
+/// Bounded, thread-safe cache of message fingerprints; see the module docs. One per
+/// sidecar, shared by all requests.
+pub struct FingerprintCache {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per generation per shard.
+    generation: usize,
+}
+
+impl Default for FingerprintCache {
+    fn default() -> Self {
+        FingerprintCache::new(FingerprintCache::DEFAULT_CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for FingerprintCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FingerprintCache")
+            .field("capacity", &(self.generation * 2 * SHARDS))
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl FingerprintCache {
+    /// Default number of entries: 64k, several thousand conversations' windows.
+    pub const DEFAULT_CAPACITY: usize = 64 * 1024;
+
+    /// A cache holding at most `capacity` entries (rounded up to a multiple of 32).
+    pub fn new(capacity: usize) -> Self {
+        let generation = capacity.div_ceil(2 * SHARDS).max(1);
+        FingerprintCache {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            generation,
+        }
+    }
+
+    /// Entries currently held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(PoisonError::into_inner);
+                s.young.len() + s.old.len()
+            })
+            .sum()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Exactly [`super::fingerprint`], computing only the messages not seen before.
+    pub fn fingerprint(&self, format: Format, messages: &[Value], window: usize) -> Vec<TurnFp> {
+        super::fingerprint_with(Some(self), format, messages, window)
+    }
+
+    /// Exactly [`super::fingerprint_proto`], computing only the messages not seen before.
+    pub fn fingerprint_proto(
+        &self,
+        format: Format,
+        messages: &[Value],
+        window: usize,
+    ) -> Vec<crate::pb::TurnFingerprint> {
+        super::into_proto(self.fingerprint(format, messages, window))
+    }
+
+    /// `fingerprint_one(format, msg, index, fenced_pending)`, from the cache when possible.
+    pub(crate) fn fingerprint_one(
+        &self,
+        format: Format,
+        msg: &Value,
+        index: u32,
+        fenced_pending: bool,
+        buf: &mut Vec<u8>,
+    ) -> Option<(TurnFp, bool)> {
+        let Some(key) = key(format, msg, fenced_pending, buf) else {
+            return super::message::fingerprint_one(format, msg, index, fenced_pending);
+        };
+        if let Some(hit) = self.get(key, |e| e.to_result(index)) {
+            return hit;
+        }
+        let computed = super::message::fingerprint_one(format, msg, index, fenced_pending);
+        if let Some(entry) = Entry::new(computed.as_ref()) {
+            self.insert(key, entry);
+        }
+        computed
+    }
+
+    /// `ends_with_fenced_action(format, msg)`: the `fenced` bit cached with the message when
+    /// it was in an earlier turn's window. Equal because both are "assistant, no native
+    /// call, at least one fenced command", and an assistant message's entry does not depend
+    /// on the context bit.
+    pub(crate) fn ends_with_fenced_action(
+        &self,
+        format: Format,
+        msg: &Value,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        if !super::message::is_assistant(msg) {
+            return false;
+        }
+        key(format, msg, false, buf)
+            .and_then(|k| self.get(k, |e| e.fenced))
+            .unwrap_or_else(|| super::message::ends_with_fenced_action(format, msg))
+    }
+
+    fn shard(&self, key: u128) -> &Mutex<Shard> {
+        // High bits pick the shard; the maps use the low ones.
+        &self.shards[(key >> 64) as usize % SHARDS]
+    }
+
+    fn get<T>(&self, key: u128, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = shard.young.get(&key) {
+            return Some(read(e));
+        }
+        let e = shard.old.remove(&key)?;
+        let out = read(&e);
+        let dropped = shard.put(key, e, self.generation);
+        drop(shard);
+        drop(dropped);
+        Some(out)
+    }
+
+    fn insert(&self, key: u128, entry: Entry) {
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let dropped = shard.put(key, entry, self.generation);
+        // Freeing a whole generation is the only slow step: do it after unlocking.
+        drop(shard);
+        drop(dropped);
+    }
+}
+
+impl Shard {
+    /// Inserts into the young generation, rotating first when it is full; returns the
+    /// evicted generation for the caller to drop outside the lock.
+    fn put(&mut self, key: u128, entry: Entry, generation: usize) -> Option<Map> {
+        let mut evicted = None;
+        if self.young.len() >= generation && !self.young.contains_key(&key) {
+            let young = std::mem::take(&mut self.young);
+            evicted = Some(std::mem::replace(&mut self.old, young));
+        }
+        self.young.insert(key, entry);
+        evicted
+    }
+}
+
+/// Strings longer than this enter the key as their own 128-bit xxh3: one pass over the
+/// bytes instead of a copy into the key buffer.
+const INLINE_STRING: usize = 32;
+
+/// The cache key of `msg` in a given context, or `None` when it is too deep to key. `buf`
+/// is scratch space reused across the messages of a turn.
+fn key(format: Format, msg: &Value, fenced_pending: bool, buf: &mut Vec<u8>) -> Option<u128> {
+    // The context bit only changes how a user message is read; leaving it out for other
+    // roles lets the look-back before the window find the assistant message's entry.
+    let context = fenced_pending && msg.get("role").and_then(Value::as_str) == Some("user");
+    buf.clear();
+    buf.push(match format {
+        Format::OpenAi => 1,
+        Format::Anthropic => 2,
+    });
+    buf.push(u8::from(context));
+    walk(msg, buf, 0).then(|| xxh3_128(buf))
+}
+
+/// Appends a tagged, length-prefixed encoding of `v` (no two values encode the same), long
+/// strings by their hash. False when too deep.
+fn walk(v: &Value, buf: &mut Vec<u8>, depth: usize) -> bool {
+    if depth > MAX_KEY_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Null => buf.push(b'n'),
+        Value::Bool(b) => buf.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => {
+            // Its text form, which is what canonical arguments use; no digit is a ';'.
+            buf.push(b'#');
+            let _ = write!(buf, "{n};");
+        }
+        Value::String(s) => string(s, buf),
+        Value::Array(a) => {
+            buf.push(b'[');
+            buf.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            for x in a {
+                if !walk(x, buf, depth + 1) {
+                    return false;
+                }
+            }
+        }
+        Value::Object(m) => {
+            buf.push(b'{');
+            buf.extend_from_slice(&(m.len() as u64).to_le_bytes());
+            for (k, x) in m {
+                string(k, buf);
+                if !walk(x, buf, depth + 1) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn string(s: &str, buf: &mut Vec<u8>) {
+    if s.len() <= INLINE_STRING {
+        buf.push(b's');
+        buf.push(s.len() as u8);
+        buf.extend_from_slice(s.as_bytes());
+    } else {
+        buf.push(b'h');
+        buf.extend_from_slice(&xxh3_128(s.as_bytes()).to_le_bytes());
+    }
+}
