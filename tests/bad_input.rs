@@ -4,37 +4,14 @@
 mod common;
 
 use common::*;
-use keel_testkit::{ControlPlane, FakeProvider, Sidecar};
 use serde_json::{Value, json};
 
-struct Env {
-    _fake: FakeProvider,
-    _tmp: tempfile::TempDir,
-    _cp: ControlPlane,
-    sc: Sidecar,
-    client: reqwest::Client,
-}
-
-async fn setup() -> Env {
-    let fake = FakeProvider::start().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &tmp.path().join("data"),
-        &format!("{}{}", alpha(&fake), model("strong-a", 3, 3.0, 15.0)),
-    );
-    let cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
-    let mut args = SIDECAR_ARGS.to_vec();
-    args.extend(["--max-body-bytes", "4096"]);
-    let sc = Sidecar::start(tmp.path(), &cp.url(), &args, KEYS)
-        .await
-        .unwrap();
-    Env {
-        _fake: fake,
-        _tmp: tmp,
-        _cp: cp,
-        sc,
-        client: reqwest::Client::new(),
-    }
+async fn setup() -> Gateway {
+    Gateway::start(
+        &model("strong-a", 3, 3.0, 15.0),
+        &["--max-body-bytes", "4096"],
+    )
+    .await
 }
 
 async fn openai_error(resp: reqwest::Response, status: u16) -> String {
@@ -182,7 +159,7 @@ async fn the_apps_credentials_never_reach_the_provider() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let seen = env._fake.requests();
+    let seen = env.fake.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
         seen[0].authorization.as_deref(),

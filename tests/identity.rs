@@ -5,32 +5,20 @@
 mod common;
 
 use common::*;
-use keel_testkit::{ControlPlane, FakeProvider, Sidecar};
 use serde_json::json;
 
-async fn setup() -> (FakeProvider, tempfile::TempDir, ControlPlane, Sidecar) {
-    let fake = FakeProvider::start().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &tmp.path().join("data"),
-        &format!(
-            "{}{}{}",
-            alpha(&fake),
-            model("strong-a", 3, 3.0, 15.0),
-            model("cheap", 1, 0.1, 0.4)
-        ),
-    );
-    let cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
-    let sc = Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, KEYS)
-        .await
-        .unwrap();
-    (fake, tmp, cp, sc)
+async fn setup() -> Gateway {
+    Gateway::start(
+        &(model("strong-a", 3, 3.0, 15.0) + &model("cheap", 1, 0.1, 0.4)),
+        &[],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_harness_session_header_pins_like_the_conversation_header() {
-    let (_fake, _tmp, _cp, sc) = setup().await;
-    let client = reqwest::Client::new();
+    let gw = setup().await;
+    let (sc, client) = (&gw.sc, &gw.client);
     for turn in 1..=3 {
         let r = client
             .post(format!("{}/v1/chat/completions", sc.url()))
@@ -50,11 +38,11 @@ async fn a_harness_session_header_pins_like_the_conversation_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_conversations_opening_identifies_an_agent_without_ids() {
-    let (_fake, _tmp, _cp, sc) = setup().await;
-    let client = reqwest::Client::new();
+    let gw = setup().await;
+    let (sc, client) = (&gw.sc, &gw.client);
     let mut body = chat_body("auto", false);
     for turn in 1..=3 {
-        let r = post_chat(&client, &sc.url(), None, Some("AGENT"), &body).await;
+        let r = post_chat(client, &sc.url(), None, Some("AGENT"), &body).await;
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "x-keel-session-source"), "fingerprint");
         assert_eq!(header(&r, "x-keel-turn"), turn.to_string());
@@ -67,14 +55,14 @@ async fn the_conversations_opening_identifies_an_agent_without_ids() {
     // Another opening is another conversation.
     let other =
         json!({"model": "auto", "messages": [{"role": "user", "content": "Different task"}]});
-    let r = post_chat(&client, &sc.url(), None, Some("AGENT"), &other).await;
+    let r = post_chat(client, &sc.url(), None, Some("AGENT"), &other).await;
     assert_eq!(header(&r, "x-keel-turn"), "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_profiles_do_not_turn_openings_into_sessions() {
-    let (_fake, _tmp, _cp, sc) = setup().await;
-    let client = reqwest::Client::new();
+    let gw = setup().await;
+    let (sc, client) = (&gw.sc, &gw.client);
     for _ in 0..2 {
         let r = post_chat(
             &client,

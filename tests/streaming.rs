@@ -8,21 +8,11 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use keel::pb::{GetConversationRequest, admin_client::AdminClient};
-use keel_testkit::{Behavior, ControlPlane, FakeProvider, Sidecar};
+use keel_testkit::Behavior;
 use serde_json::Value;
 
-async fn setup() -> (FakeProvider, tempfile::TempDir, ControlPlane, Sidecar) {
-    let fake = FakeProvider::start().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &tmp.path().join("data"),
-        &format!("{}{}", alpha(&fake), model("strong-a", 3, 3.0, 15.0)),
-    );
-    let cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
-    let sc = Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, KEYS)
-        .await
-        .unwrap();
-    (fake, tmp, cp, sc)
+async fn setup() -> Gateway {
+    Gateway::start(&model("strong-a", 3, 3.0, 15.0), &[]).await
 }
 
 /// The `data:` payloads of an SSE body.
@@ -34,7 +24,8 @@ fn data_lines(text: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_chunk_reaches_the_app_before_the_provider_finishes() {
-    let (fake, _tmp, _cp, sc) = setup().await;
+    let gw = setup().await;
+    let (fake, sc) = (&gw.fake, &gw.sc);
     // The provider sends two frames, then waits until released.
     fake.set_behavior(Behavior {
         hold_after_frames: Some(2),
@@ -100,7 +91,8 @@ async fn first_chunk_reaches_the_app_before_the_provider_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_chunk_reaches_an_app_that_asked_and_spend_is_reported() {
-    let (_fake, _tmp, cp, sc) = setup().await;
+    let gw = setup().await;
+    let (cp, sc) = (&gw.cp, &gw.sc);
     let client = reqwest::Client::new();
     let mut body = chat_body("auto", true);
     body["stream_options"] = serde_json::json!({"include_usage": true});
@@ -158,7 +150,8 @@ async fn usage_chunk_reaches_an_app_that_asked_and_spend_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_dying_mid_stream_ends_the_stream_with_an_error_event() {
-    let (fake, _tmp, _cp, sc) = setup().await;
+    let gw = setup().await;
+    let (fake, sc) = (&gw.fake, &gw.sc);
     // Frames are spaced so the head and first frames are on the wire before the cut.
     fake.set_behavior(Behavior {
         cut_after_frames: Some(3),

@@ -106,3 +106,50 @@ pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_else(|| panic!("missing header {name}"))
 }
+
+/// A gateway for one test: a fake provider `alpha`, a control plane with
+/// `models` on it, and a sidecar with the test flags plus `extra_args`.
+pub struct Gateway {
+    pub fake: keel_testkit::FakeProvider,
+    pub cp: keel_testkit::ControlPlane,
+    pub sc: keel_testkit::Sidecar,
+    pub client: reqwest::Client,
+    // Last: the processes are killed before their directory goes.
+    pub tmp: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub async fn start(models: &str, extra_args: &[&str]) -> Self {
+        let fake = keel_testkit::FakeProvider::start().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(
+            &tmp.path().join("data"),
+            &format!("{}{models}", alpha(&fake)),
+        );
+        let cp = keel_testkit::ControlPlane::start(tmp.path(), &cfg)
+            .await
+            .unwrap();
+        let mut args = SIDECAR_ARGS.to_vec();
+        args.extend_from_slice(extra_args);
+        let sc = keel_testkit::Sidecar::start(tmp.path(), &cp.url(), &args, KEYS)
+            .await
+            .unwrap();
+        Self {
+            fake,
+            cp,
+            sc,
+            client: reqwest::Client::new(),
+            tmp,
+        }
+    }
+
+    /// POSTs an OpenAI chat request to the sidecar.
+    pub async fn chat(
+        &self,
+        conversation: Option<&str>,
+        profile: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        post_chat(&self.client, &self.sc.url(), conversation, profile, body).await
+    }
+}
