@@ -65,7 +65,7 @@ async fn one_shot_profiles_do_not_turn_openings_into_sessions() {
     let (sc, client) = (&gw.sc, &gw.client);
     for _ in 0..2 {
         let r = post_chat(
-            &client,
+            client,
             &sc.url(),
             None,
             Some("CHAT"),
