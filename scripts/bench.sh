@@ -37,7 +37,8 @@ cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 log() { echo "bench: $*" >&2; }
 
 # --- what the benchmark needs -------------------------------------------------
@@ -52,7 +53,12 @@ log "building release binaries"
 cargo build -q --release -p keel-control-plane -p keel-data-plane -p keel-testkit --bins
 cargo bench -q --no-run -p keel-control-plane --bench route 2>/dev/null
 cargo bench -q --no-run -p keel-data-plane --bench parse 2>/dev/null
-bin=target/release
+# Copies, so a concurrent build cannot swap a binary between the phases.
+bin=$run_dir/bin
+mkdir -p "$bin"
+for b in keel-control-plane keel-sidecar keel-fake-provider keel-loadgen keel-bench-populate; do
+    cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bin/"
+done
 route_bench() { cargo bench -q -p keel-control-plane --bench route -- "$@"; }
 
 # --- processes ----------------------------------------------------------------

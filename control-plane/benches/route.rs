@@ -219,6 +219,7 @@ async fn in_process(o: &Opts) {
                         reason: "pinned at turn 1 (bench)".into(),
                         at_ms: now,
                         events: Vec::new(),
+                        result: None,
                     },
                 )
                 .expect("record");

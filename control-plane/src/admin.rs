@@ -1,5 +1,7 @@
-//! `keel.v1.Admin`: the catalog snapshot sidecars keep, and a conversation's
-//! session and decision timeline.
+//! `keel.v1.Admin`: the catalog snapshot sidecars keep, a conversation's
+//! session and decision timeline, and run-time budget caps (budgets.rs).
+
+mod budgets;
 
 use std::sync::Arc;
 
@@ -63,6 +65,21 @@ impl admin_server::Admin for AdminService {
                 reason: d.reason,
                 at_unix_ms: d.at_ms,
                 events: d.events.iter().map(|e| e.to_proto()).collect(),
+                result: d.result.map(|r| pb::TurnResult {
+                    success: r.success,
+                    latency_ms: r.latency_ms,
+                    ttft_ms: r.ttft_ms,
+                    usage: Some(pb::Usage {
+                        input_tokens: r.input_tokens,
+                        output_tokens: r.output_tokens,
+                        cached_input_tokens: r.cached_input_tokens,
+                        cache_creation_tokens: r.cache_creation_tokens,
+                    }),
+                    cost_usd: r.cost_usd,
+                    provider: r.provider,
+                    key_ref: r.key_ref,
+                    attempts: r.attempts,
+                }),
             })
             .collect();
         Ok(Response::new(pb::Conversation {
@@ -75,6 +92,31 @@ impl admin_server::Admin for AdminService {
             last_seen_unix_ms: session.last_seen_ms,
             spend_usd: session.spend_usd,
             decisions,
+            input_tokens: session.input_tokens,
+            output_tokens: session.output_tokens,
+            cached_input_tokens: session.cached_input_tokens,
+            cache_hit_ratio: if session.input_tokens > 0 {
+                session.cached_input_tokens as f64 / session.input_tokens as f64
+            } else {
+                0.0
+            },
+            key_affinity: session.key_affinity.unwrap_or_default(),
         }))
+    }
+
+    async fn set_budgets(
+        &self,
+        request: Request<pb::SetBudgetsRequest>,
+    ) -> Result<Response<pb::Budgets>, Status> {
+        budgets::set(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_budgets(
+        &self,
+        request: Request<pb::GetBudgetsRequest>,
+    ) -> Result<Response<pb::Budgets>, Status> {
+        budgets::get(&self.0, request.into_inner()).map(Response::new)
     }
 }

@@ -25,6 +25,8 @@ pub struct Key {
     pub key_ref: String,
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    /// In-flight requests at which the key is full.
+    pub max_in_flight: Option<u32>,
 }
 
 /// One model reached through one provider.

@@ -4,8 +4,11 @@
 
 pub mod admin;
 pub mod breaker;
+pub mod budget;
+pub mod capacity;
 pub mod catalog;
 pub mod config;
+pub mod difficulty;
 pub mod divergence;
 pub mod http;
 pub mod metrics;

@@ -7,7 +7,8 @@ use keel_control_plane::{config, server};
 use tokio::net::TcpListener;
 
 // glibc malloc was a fifth of the CPU under load (arena contention between
-// tokio workers, consolidation); mimalloc is faster and keeps RSS lower.
+// tokio workers, consolidation); mimalloc is faster. Without transparent
+// huge pages (`no_thp`), which would round every heap up to 2 MB pages.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,13 +1,22 @@
 //! Routing policy: which deployment a profile picks for a request, and the
-//! ordered fallbacks. Pure functions over the catalog and signals.
+//! ordered fallbacks. Pure functions over the catalog, signals and key load;
+//! placement on a deployment and key is in `place.rs`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod place;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use keel::pb::RequestFeatures;
 
+pub use place::Affinity;
+
 use crate::{
+    capacity::Capacity,
     catalog::{Catalog, Deployment},
     config::{Objective, Profile},
+    difficulty,
     signals::Signals,
 };
 
@@ -16,6 +25,17 @@ use crate::{
 pub enum PolicyError {
     #[error("no model in the catalog meets this request under profile {profile} (needs: {needs})")]
     NoCandidate { profile: String, needs: String },
+    /// Every key that could serve is under pressure for this profile's
+    /// shed priority: the caller should wait.
+    #[error(
+        "shed under load: every key that could serve {model} is busy for profile {profile} (shed priority {priority}); retry after {retry_after_secs} s"
+    )]
+    Shed {
+        profile: String,
+        model: String,
+        priority: u8,
+        retry_after_secs: u64,
+    },
 }
 
 /// A chosen deployment and key, with the reason in words.
@@ -32,6 +52,10 @@ pub struct Policy<'a> {
     pub signals: &'a Signals,
     pub default_latency_ms: f64,
     pub spread: &'a AtomicUsize,
+    pub capacity: &'a Capacity,
+    /// Counts unpinned latency decisions; every `explore_every`-th explores.
+    pub explore: &'a AtomicU64,
+    pub explore_every: u64,
 }
 
 /// Does the deployment meet the request's needs?
@@ -68,6 +92,8 @@ pub enum Placement {
     AllOpen(usize, usize),
     /// No such model in the catalog.
     Unknown,
+    /// Every usable key is under pressure for the profile's shed priority.
+    Shed,
 }
 
 impl Placement {
@@ -75,7 +101,7 @@ impl Placement {
     pub fn any(self) -> Option<(usize, usize)> {
         match self {
             Self::Healthy(d, k) | Self::AllOpen(d, k) => Some((d, k)),
-            Self::Unknown => None,
+            Self::Unknown | Self::Shed => None,
         }
     }
 }
@@ -105,8 +131,14 @@ impl Policy<'_> {
     }
 
     /// Candidate deployments for `auto`, best first under the profile; those
-    /// with an open breaker only when no other candidate exists.
+    /// with an open breaker only when no other candidate exists, those with
+    /// no key left for the profile's shed priority only when none has one.
     pub fn ranked(&self, profile: &Profile, f: &RequestFeatures) -> Vec<usize> {
+        self.ranked_counting(profile, f).0
+    }
+
+    /// [`Self::ranked`], and how many candidates were left out for load.
+    fn ranked_counting(&self, profile: &Profile, f: &RequestFeatures) -> (Vec<usize>, usize) {
         let deps = self.catalog.deployments();
         let mut ids: Vec<usize> = (0..deps.len())
             .filter(|&i| {
@@ -117,6 +149,16 @@ impl Policy<'_> {
         if ids.iter().any(|&i| self.signals.available(i)) {
             ids.retain(|&i| self.signals.available(i));
         }
+        let mut under_load = 0;
+        if profile.shed_priority > 0 {
+            let now = std::time::Instant::now();
+            let before = ids.len();
+            let roomy = |i: usize| self.has_room(i, profile.shed_priority, now);
+            if ids.iter().any(|&i| roomy(i)) {
+                ids.retain(|&i| roomy(i));
+            }
+            under_load = before - ids.len();
+        }
         let by_cost = |a: &Deployment, b: &Deployment| a.cost_rank().total_cmp(&b.cost_rank());
         match profile.objective {
             Objective::Quality => {
@@ -125,6 +167,13 @@ impl Policy<'_> {
                         .tier
                         .cmp(&deps[a].tier)
                         .then(by_cost(&deps[a], &deps[b]))
+                });
+            }
+            Objective::Savings => {
+                let need = self.savings_tier(profile, f, &ids);
+                ids.retain(|&i| deps[i].tier >= need);
+                ids.sort_by(|&a, &b| {
+                    by_cost(&deps[a], &deps[b]).then(deps[a].tier.cmp(&deps[b].tier))
                 });
             }
             Objective::Cost | Objective::Spread => {
@@ -137,71 +186,18 @@ impl Policy<'_> {
                 ids.sort_by(|&a, &b| ttft[a].total_cmp(&ttft[b]).then(a.cmp(&b)));
             }
         }
-        ids
+        (ids, under_load)
     }
 
-    /// Picks a deployment and key for model `name` (chosen or pinned):
-    /// healthy deployments only while there is one, preferring `affinity` (a
-    /// provider name, to keep its prompt cache warm), keys not parked by a 429.
-    pub fn place(&self, profile: &Profile, name: &str, affinity: Option<&str>) -> Placement {
-        let all = self.catalog.deployments_of(name);
-        if all.is_empty() {
-            return Placement::Unknown;
-        }
-        let healthy: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&d| self.signals.available(d))
-            .collect();
-        type Wrap = fn(usize, usize) -> Placement;
-        let (deps, wrap): (&[usize], Wrap) = if healthy.is_empty() {
-            (all, Placement::AllOpen)
-        } else {
-            (&healthy, Placement::Healthy)
-        };
-        if profile.objective == Objective::Spread {
-            // Rotate over every usable (deployment, key) pair so no key takes
-            // it all.
-            let mut pairs: Vec<(usize, usize)> = Vec::new();
-            for &d in deps {
-                let p = self.catalog.deployments()[d].provider;
-                pairs.extend(
-                    (0..self.keys_of(d))
-                        .filter(|&k| !self.signals.key_parked(p, k))
-                        .map(|k| (d, k)),
-                );
-            }
-            if pairs.is_empty() {
-                pairs.extend(deps.iter().map(|&d| (d, 0)));
-            }
-            let n = self.spread.fetch_add(1, Ordering::Relaxed);
-            let (d, k) = pairs[n % pairs.len()];
-            return wrap(d, k);
-        }
-        let by_affinity = affinity.and_then(|aff| {
-            deps.iter().copied().find(|&d| {
-                self.catalog
-                    .provider_of(&self.catalog.deployments()[d])
-                    .name
-                    == aff
-            })
-        });
-        let catalog = self.catalog.deployments();
-        let best = by_affinity.or_else(|| match profile.objective {
-            Objective::Latency => deps
-                .iter()
-                .copied()
-                .min_by(|&a, &b| self.expected_ttft(a).total_cmp(&self.expected_ttft(b))),
-            Objective::Cost => deps
-                .iter()
-                .copied()
-                .min_by(|&a, &b| catalog[a].cost_rank().total_cmp(&catalog[b].cost_rank())),
-            _ => deps.first().copied(),
-        });
-        match best {
-            Some(d) => wrap(d, self.usable_key(d)),
-            None => Placement::Unknown,
-        }
+    /// The tier a `savings` profile needs: the estimated difficulty level
+    /// (at least the floor), capped at the strongest candidate.
+    fn savings_tier(&self, profile: &Profile, f: &RequestFeatures, ids: &[usize]) -> u32 {
+        let deps = self.catalog.deployments();
+        let top = ids.iter().map(|&i| deps[i].tier).max().unwrap_or(0);
+        difficulty::estimate(f)
+            .level
+            .max(profile.quality_floor)
+            .min(top)
     }
 
     /// Chooses for a request that is not pinned. `requested` is a resolved
@@ -212,32 +208,44 @@ impl Policy<'_> {
         requested: Option<&str>,
         f: &RequestFeatures,
     ) -> Result<Choice, PolicyError> {
+        let shed = |model: &str| PolicyError::Shed {
+            profile: profile.name.clone(),
+            model: model.to_owned(),
+            priority: profile.shed_priority,
+            retry_after_secs: self.capacity.config().retry_after.as_secs().max(1),
+        };
         if let Some(name) = requested {
             // The app named a model: honour it; needs are the app's call.
-            let (deployment, key) =
-                self.place(profile, name, None)
-                    .any()
-                    .ok_or_else(|| PolicyError::NoCandidate {
-                        profile: profile.name.clone(),
-                        needs: format!("model {name}"),
-                    })?;
+            let placed = self.place(profile, name, Affinity::default());
+            if placed == Placement::Shed {
+                return Err(shed(name));
+            }
+            let (deployment, key) = placed.any().ok_or_else(|| PolicyError::NoCandidate {
+                profile: profile.name.clone(),
+                needs: format!("model {name}"),
+            })?;
             return Ok(Choice {
                 deployment,
                 key,
                 reason: format!("requested model {name} ({})", profile.name),
             });
         }
-        let ranked = self.ranked(profile, f);
-        let first = *ranked.first().ok_or_else(|| PolicyError::NoCandidate {
+        let (ranked, under_load) = self.ranked_counting(profile, f);
+        let mut first = *ranked.first().ok_or_else(|| PolicyError::NoCandidate {
             profile: profile.name.clone(),
             needs: needs(f, profile.quality_floor),
         })?;
+        let explored = self.explore_pick(profile, &ranked);
+        if let Some(e) = explored {
+            first = e;
+        }
         let d = &self.catalog.deployments()[first];
-        let (deployment, key) = self
-            .place(profile, &d.name, None)
-            .any()
-            .unwrap_or((first, 0));
-        let reason = match profile.objective {
+        let placed = self.place(profile, &d.name, Affinity::default());
+        if placed == Placement::Shed {
+            return Err(shed(&d.name));
+        }
+        let (deployment, key) = placed.any().unwrap_or((first, 0));
+        let mut reason = match profile.objective {
             Objective::Quality => format!(
                 "best tier {} at or above floor {} ({})",
                 d.tier, profile.quality_floor, profile.name
@@ -246,18 +254,66 @@ impl Policy<'_> {
                 "cheapest meeting tier {} ({})",
                 profile.quality_floor, profile.name
             ),
+            Objective::Savings => format!(
+                "{}: cheapest meeting tier {} is {} ({})",
+                difficulty::estimate(f).explain(),
+                self.savings_tier(profile, f, &ranked),
+                d.name,
+                profile.name
+            ),
             Objective::Spread => format!("cheapest, spread across keys ({})", profile.name),
+            Objective::Latency if explored.is_some() => format!(
+                "exploring {}: {} (1 in {} {} decisions)",
+                d.name,
+                self.signals.measured_ago(first).map_or(
+                    "never measured".to_owned(),
+                    |ago| format!("last measured {} s ago", ago.as_secs())
+                ),
+                self.explore_every,
+                profile.name
+            ),
             Objective::Latency => format!(
                 "lowest expected ttft {:.0} ms ({})",
                 self.expected_ttft(first),
                 profile.name
             ),
         };
+        if under_load > 0 {
+            reason.push_str(&format!("; {under_load} candidate(s) skipped under load"));
+        }
         Ok(Choice {
             deployment,
             key,
             reason,
         })
+    }
+
+    /// Every `explore_every`-th unpinned latency decision goes to the other
+    /// candidate measured longest ago (never measured first), so a model
+    /// that was slow once is not avoided forever.
+    fn explore_pick(&self, profile: &Profile, ranked: &[usize]) -> Option<usize> {
+        if profile.objective != Objective::Latency
+            || profile.session_lock
+            || self.explore_every == 0
+            || ranked.len() < 2
+        {
+            return None;
+        }
+        let n = self.explore.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % self.explore_every != 0 {
+            return None;
+        }
+        let best = ranked[0];
+        let best_name = &self.catalog.deployments()[best].name;
+        ranked[1..]
+            .iter()
+            .copied()
+            .filter(|&d| &self.catalog.deployments()[d].name != best_name)
+            .max_by_key(|&d| {
+                self.signals
+                    .measured_ago(d)
+                    .unwrap_or(std::time::Duration::MAX)
+            })
     }
 
     /// Ordered fallbacks after `(deployment, key)`: the same model through

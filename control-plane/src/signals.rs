@@ -27,6 +27,9 @@ pub struct DeploymentStats {
     pub successes: u64,
     pub failures: u64,
     pub breaker: Breaker,
+    /// When the last latency sample arrived (exploration measures the
+    /// stalest candidate).
+    pub measured_at: Option<Instant>,
 }
 
 fn ewma(old: Option<f64>, sample: f64) -> f64 {
@@ -107,6 +110,7 @@ impl Signals {
             match kind {
                 AttemptKind::Success => {
                     stats.successes += 1;
+                    stats.measured_at = Some(now);
                     stats.latency_ms = Some(ewma(stats.latency_ms, f64::from(latency_ms)));
                     if ttft_ms > 0 {
                         stats.ttft_ms = Some(ewma(stats.ttft_ms, f64::from(ttft_ms)));
@@ -135,6 +139,12 @@ impl Signals {
     pub fn ttft_ms(&self, deployment: usize) -> Option<f64> {
         let s = self.stats(deployment);
         s.ttft_ms.or(s.latency_ms)
+    }
+
+    /// How long ago the deployment's latency was last measured (None:
+    /// never).
+    pub fn measured_ago(&self, deployment: usize) -> Option<Duration> {
+        self.stats(deployment).measured_at.map(|t| t.elapsed())
     }
 
     /// Whether the deployment's breaker lets a request through now.

@@ -64,6 +64,8 @@ pub async fn handle(
             profile: decision.profile.clone(),
             degraded: routed.degraded,
             started_at_unix_ms: unix_ms(),
+            // Names the decision record the report completes.
+            turn: decision.turn,
             ..Default::default()
         },
         started,

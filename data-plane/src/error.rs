@@ -37,10 +37,58 @@ pub enum ApiError {
     },
     #[error("{0}")]
     GatewayTimeout(String),
+    /// 402: a budget cap is reached. Not a failure to retry: the
+    /// conversation resumes as soon as the cap is raised.
+    #[error("{}", .0.message)]
+    BudgetExceeded(Box<BudgetExceeded>),
     /// An upstream's own error, relayed with its status; the body is
     /// already in the caller's shape (see `translate_error_body`).
     #[error("upstream error {status}")]
     Upstream { status: StatusCode, body: Bytes },
+}
+
+/// The control plane's budget refusal (`keel-budget` metadata).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetExceeded {
+    pub message: String,
+    /// `conversation_usd`, `conversation_turns` or `tenant_usd_per_day`.
+    pub budget: String,
+    pub limit: Option<f64>,
+    pub used: Option<f64>,
+    pub remaining_usd: Option<f64>,
+    pub remaining_turns: Option<u64>,
+}
+
+impl BudgetExceeded {
+    /// The error body in `format`'s shape, type `budget_exceeded`, with the
+    /// cap and the remaining amounts as fields beside the message.
+    fn body(&self, format: Format) -> Vec<u8> {
+        let mut error = serde_json::Map::new();
+        let details = [
+            ("budget", serde_json::json!(self.budget)),
+            ("limit", serde_json::json!(self.limit)),
+            ("used", serde_json::json!(self.used)),
+            ("remaining_usd", serde_json::json!(self.remaining_usd)),
+            ("remaining_turns", serde_json::json!(self.remaining_turns)),
+        ];
+        let body = match format {
+            Format::OpenAi => {
+                error.insert("message".into(), self.message.clone().into());
+                error.insert("type".into(), "budget_exceeded".into());
+                error.insert("param".into(), serde_json::Value::Null);
+                error.insert("code".into(), self.budget.clone().into());
+                error.extend(details.map(|(k, v)| (k.to_owned(), v)));
+                serde_json::json!({ "error": error })
+            }
+            Format::Anthropic => {
+                error.insert("type".into(), "budget_exceeded".into());
+                error.insert("message".into(), self.message.clone().into());
+                error.extend(details.map(|(k, v)| (k.to_owned(), v)));
+                serde_json::json!({ "type": "error", "error": error })
+            }
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
 }
 
 impl ApiError {
@@ -54,6 +102,7 @@ impl ApiError {
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) | Self::Wait { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Upstream { status, .. } => *status,
         }
     }
@@ -72,6 +121,7 @@ impl ApiError {
         };
         let body = match self {
             Self::Upstream { body, .. } => body,
+            Self::BudgetExceeded(b) => Bytes::from(b.body(format)),
             other => Bytes::from(error_body(format, status.as_u16(), &other.to_string())),
         };
         let mut resp = http::Response::new(crate::body::full(body));
@@ -93,5 +143,42 @@ impl ApiError {
 impl From<TranslateError> for ApiError {
     fn from(e: TranslateError) -> Self {
         Self::BadRequest(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exceeded() -> ApiError {
+        ApiError::BudgetExceeded(Box::new(BudgetExceeded {
+            message: "budget exceeded (conversation_turns)".into(),
+            budget: "conversation_turns".into(),
+            limit: Some(3.0),
+            used: Some(3.0),
+            remaining_usd: Some(0.25),
+            remaining_turns: Some(0),
+        }))
+    }
+
+    async fn body(resp: http::Response<Body>) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_budget_refusal_is_402_in_either_shape_with_the_amounts() {
+        let resp = exceeded().into_response(Format::OpenAi);
+        assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+        let v = body(resp).await;
+        assert_eq!(v["error"]["type"], "budget_exceeded");
+        assert_eq!(v["error"]["code"], "conversation_turns");
+        assert_eq!(v["error"]["remaining_turns"], 0);
+        assert_eq!(v["error"]["remaining_usd"], 0.25);
+        let v = body(exceeded().into_response(Format::Anthropic)).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "budget_exceeded");
+        assert_eq!(v["error"]["limit"], 3.0);
     }
 }

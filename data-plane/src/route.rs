@@ -28,11 +28,22 @@ pub struct Routed {
 struct CachedPin {
     /// Granted by the control plane (false: chosen here while it was away).
     pinned: bool,
+    route: Arc<PinRoute>,
+    turn: u32,
+}
+
+/// Where a cached pin goes. Shared by every conversation pinned to the same
+/// targets (nearly all of them), so a cache entry costs its key and a pointer
+/// instead of a copy of several targets.
+#[derive(PartialEq)]
+struct PinRoute {
     target: pb::Target,
     fallbacks: Vec<pb::Target>,
     profile: String,
-    turn: u32,
 }
+
+/// Most distinct [`PinRoute`]s kept for sharing.
+const PIN_ROUTES_SHARED: usize = 64;
 
 /// The control plane's catalog as last fetched.
 #[derive(Default)]
@@ -57,6 +68,7 @@ pub struct RouteClient {
     timeout: Duration,
     default_model: Option<String>,
     pins: Mutex<HashMap<String, CachedPin>>,
+    pin_routes: Mutex<Vec<Arc<PinRoute>>>,
     catalog: RwLock<Arc<CatalogSnapshot>>,
 }
 
@@ -80,6 +92,7 @@ impl RouteClient {
             timeout,
             default_model,
             pins: Mutex::new(HashMap::new()),
+            pin_routes: Mutex::new(Vec::new()),
             catalog: RwLock::new(Arc::new(CatalogSnapshot::default())),
         })
     }
@@ -115,7 +128,7 @@ impl RouteClient {
             // so it adopts that one instead of switching silently.
             let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pin) = pins.get(id).filter(|p| !p.pinned) {
-                req.degraded_model.clone_from(&pin.target.model);
+                req.degraded_model.clone_from(&pin.route.target.model);
             }
         }
         let outcome = tokio::time::timeout(self.timeout, router.route(req)).await;
@@ -138,10 +151,7 @@ impl RouteClient {
                 Err(ApiError::BadRequest(status.message().to_owned()))
             }
             Code::NotFound => Err(ApiError::NotFound(status.message().to_owned())),
-            Code::ResourceExhausted => Err(ApiError::RateLimited {
-                message: status.message().to_owned(),
-                retry_after_secs: None,
-            }),
+            Code::ResourceExhausted => Err(resource_exhausted(&status)),
             Code::PermissionDenied | Code::Unauthenticated => {
                 Err(ApiError::Unauthorized(status.message().to_owned()))
             }
@@ -160,13 +170,45 @@ impl RouteClient {
         }
     }
 
+    /// The shared [`PinRoute`] equal to these targets (compared, not cloned,
+    /// on the hot path).
+    fn pin_route(
+        &self,
+        target: &pb::Target,
+        fallbacks: &[pb::Target],
+        profile: &str,
+    ) -> Arc<PinRoute> {
+        let mut shared = self.pin_routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = shared
+            .iter()
+            .find(|r| r.target == *target && r.fallbacks == fallbacks && r.profile == profile)
+        {
+            return Arc::clone(r);
+        }
+        if shared.len() >= PIN_ROUTES_SHARED {
+            // The catalog changed a lot: start over (cached pins keep theirs).
+            shared.clear();
+        }
+        let r = Arc::new(PinRoute {
+            target: target.clone(),
+            fallbacks: fallbacks.to_vec(),
+            profile: profile.to_owned(),
+        });
+        shared.push(Arc::clone(&r));
+        r
+    }
+
     fn remember(&self, conversation_id: String, d: &pb::Decision) {
-        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(target) = d.target.clone().filter(|_| d.pinned) else {
-            // Not locked: nothing to keep, and a degraded choice is settled.
-            pins.remove(&conversation_id);
-            return;
+        let route = match &d.target {
+            Some(target) if d.pinned => self.pin_route(target, &d.fallbacks, &d.profile),
+            _ => {
+                // Not locked: nothing to keep, and a degraded choice is settled.
+                let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+                pins.remove(&conversation_id);
+                return;
+            }
         };
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
         if pins.len() >= PIN_CACHE_CAPACITY && !pins.contains_key(&conversation_id) {
             // Bounded: drop an arbitrary entry; the control plane still holds
             // the pin, this cache only matters while it is unreachable.
@@ -178,9 +220,7 @@ impl RouteClient {
             conversation_id,
             CachedPin {
                 pinned: true,
-                target,
-                fallbacks: d.fallbacks.clone(),
-                profile: d.profile.clone(),
+                route,
                 turn: d.turn,
             },
         );
@@ -193,13 +233,13 @@ impl RouteClient {
                 pin.turn += 1;
                 return Ok(Routed {
                     decision: pb::Decision {
-                        target: Some(pin.target.clone()),
-                        fallbacks: pin.fallbacks.clone(),
+                        target: Some(pin.route.target.clone()),
+                        fallbacks: pin.route.fallbacks.clone(),
                         pinned: pin.pinned,
                         kind: pb::DecisionKind::Retain as i32,
                         reason: "control plane unreachable: cached pin".into(),
                         turn: pin.turn,
-                        profile: pin.profile.clone(),
+                        profile: pin.route.profile.clone(),
                         ..Default::default()
                     },
                     degraded: true,
@@ -227,14 +267,13 @@ impl RouteClient {
         if let Some(id) = conversation {
             // Later turns while degraded stay on this model too.
             turn = 1;
+            let route = self.pin_route(&target, &fallbacks, "");
             let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
             pins.insert(
                 id.to_owned(),
                 CachedPin {
                     pinned: false,
-                    target: target.clone(),
-                    fallbacks: fallbacks.clone(),
-                    profile: String::new(),
+                    route,
                     turn,
                 },
             );
@@ -260,5 +299,62 @@ impl RouteClient {
             .await
             .map_err(|_| tonic::Status::deadline_exceeded("report timed out"))??;
         Ok(ack.into_inner().accepted)
+    }
+}
+
+/// RESOURCE_EXHAUSTED from `Route`: a budget cap (metadata `keel-budget`,
+/// answered 402) or load shedding (answered 429 with `Retry-After`).
+fn resource_exhausted(status: &tonic::Status) -> ApiError {
+    let md = status.metadata();
+    let text = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
+    let num = |k: &str| text(k).and_then(|v| v.parse::<f64>().ok());
+    match text("keel-budget") {
+        Some(budget) => ApiError::BudgetExceeded(Box::new(crate::error::BudgetExceeded {
+            message: status.message().to_owned(),
+            budget: budget.to_owned(),
+            limit: num("keel-budget-limit"),
+            used: num("keel-budget-used"),
+            remaining_usd: num("keel-budget-remaining-usd"),
+            remaining_turns: text("keel-budget-remaining-turns").and_then(|v| v.parse().ok()),
+        })),
+        None => ApiError::RateLimited {
+            message: status.message().to_owned(),
+            retry_after_secs: Some(
+                text("retry-after")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_exhausted_is_a_budget_with_metadata_and_a_shed_without() {
+        let mut s = tonic::Status::resource_exhausted("budget exceeded");
+        s.metadata_mut()
+            .insert("keel-budget", "conversation_usd".parse().unwrap());
+        s.metadata_mut()
+            .insert("keel-budget-remaining-usd", "0.000000".parse().unwrap());
+        match resource_exhausted(&s) {
+            ApiError::BudgetExceeded(b) => {
+                assert_eq!(b.budget, "conversation_usd");
+                assert_eq!(b.remaining_usd, Some(0.0));
+                assert_eq!(b.remaining_turns, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut s = tonic::Status::resource_exhausted("shed under load");
+        s.metadata_mut().insert("retry-after", "3".parse().unwrap());
+        assert!(matches!(
+            resource_exhausted(&s),
+            ApiError::RateLimited {
+                retry_after_secs: Some(3),
+                ..
+            }
+        ));
     }
 }

@@ -3,6 +3,7 @@
 use super::normalize::{self, COMMAND, PROSE, RESULT};
 use super::{Format, Role, TurnFp, canon, fenced, h, h_seq, outcome, simhash};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// Fingerprints one message. Returns the fingerprint and whether the message is an
 /// assistant turn whose actions are fenced commands (so a plain user reply is the
@@ -48,7 +49,7 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
     let mut action_hashes = Vec::with_capacity(calls.len().max(1));
     let mut action_name_hashes = Vec::with_capacity(calls.len().max(1));
     let mut buf = String::new();
-    let prose;
+    let prose: Cow<'_, str>;
     let mut fenced_actions = false;
     if calls.is_empty() {
         let split = fenced::split(&text);
@@ -60,7 +61,7 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
             action_name_hashes.push(h(fenced::program(cmd).as_bytes()));
         }
         fenced_actions = !split.commands.is_empty();
-        prose = split.prose;
+        prose = Cow::Owned(split.prose);
     } else {
         for call in &calls {
             buf.clear();
@@ -98,22 +99,17 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
 /// or a person speaking.
 fn user(content: &Value, index: u32, fenced_pending: bool) -> TurnFp {
     let mut results = Vec::new();
-    let mut text = String::new();
-    match content {
-        Value::Array(blocks) => {
-            for b in blocks {
-                match b.get("type").and_then(Value::as_str) {
-                    Some("tool_result") => {
-                        let flagged = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                        let body = text_of(b.get("content").unwrap_or(&Value::Null));
-                        results.push(result_part(&body, flagged));
-                    }
-                    _ => push_text(b, &mut text),
-                }
+    if let Value::Array(blocks) = content {
+        for b in blocks {
+            if b.get("type").and_then(Value::as_str) == Some("tool_result") {
+                let flagged = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                let body = text_of(b.get("content").unwrap_or(&Value::Null));
+                results.push(result_part(&body, flagged));
             }
         }
-        other => push_text(other, &mut text),
     }
+    // `tool_result` blocks have no text of their own, so this is the rest of the message.
+    let text = text_of(content);
     if !results.is_empty() {
         let norm = normalize::normalize(&text, PROSE);
         let extra = if norm.is_empty() {
@@ -255,24 +251,30 @@ fn openai_call(f: &Value) -> Call<'_> {
 }
 
 /// Visible text of a content value: a string, or the text blocks of an array (thinking,
-/// images and tool calls excluded).
-fn text_of(content: &Value) -> String {
-    let mut s = String::new();
-    match content {
-        Value::Array(blocks) => {
-            for b in blocks {
-                push_text(b, &mut s);
-            }
-        }
-        other => push_text(other, &mut s),
+/// images and tool calls excluded). Borrowed unless several pieces must be joined.
+fn text_of(content: &Value) -> Cow<'_, str> {
+    let Value::Array(blocks) = content else {
+        return Cow::Borrowed(piece(content).unwrap_or(""));
+    };
+    let mut pieces = blocks.iter().filter_map(piece);
+    let Some(first) = pieces.next() else {
+        return Cow::Borrowed("");
+    };
+    let mut rest = pieces.peekable();
+    if rest.peek().is_none() {
+        return Cow::Borrowed(first);
     }
-    s
+    let mut s = String::new();
+    for p in std::iter::once(first).chain(rest) {
+        push_piece(p, &mut s);
+    }
+    Cow::Owned(s)
 }
 
-/// Appends the text of a string or a `text`-bearing block; other blocks (images, tool
-/// calls, thinking) contribute nothing.
-fn push_text(v: &Value, out: &mut String) {
-    let piece = match v {
+/// The text of a string or a `text`-bearing block; other blocks (images, tool calls,
+/// thinking, tool results) have none.
+fn piece(v: &Value) -> Option<&str> {
+    match v {
         Value::String(s) => Some(s.as_str()),
         Value::Object(o) => match o.get("type").and_then(Value::as_str) {
             Some("text" | "input_text" | "output_text") | None => {
@@ -281,11 +283,13 @@ fn push_text(v: &Value, out: &mut String) {
             _ => None,
         },
         _ => None,
-    };
-    if let Some(p) = piece {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(p);
     }
+}
+
+/// Pieces are joined by a newline, not counting empty ones at the start.
+fn push_piece(p: &str, out: &mut String) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(p);
 }

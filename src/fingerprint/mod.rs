@@ -228,11 +228,27 @@ pub(crate) fn h(bytes: &[u8]) -> u64 {
 
 /// Folds a sequence of hashes into one (order matters).
 pub(crate) fn h_seq(hashes: impl IntoIterator<Item = u64>) -> u64 {
-    let mut buf = Vec::with_capacity(64);
+    // Up to 8 hashes (nearly always: a result and its error flag) stay on the stack.
+    let mut small = [0u8; 64];
+    let mut len = 0;
+    let mut spilled: Vec<u8> = Vec::new();
     for x in hashes {
-        buf.extend_from_slice(&x.to_le_bytes());
+        if len + 8 <= small.len() {
+            small[len..len + 8].copy_from_slice(&x.to_le_bytes());
+            len += 8;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&small[..len]);
+            }
+            spilled.extend_from_slice(&x.to_le_bytes());
+        }
     }
-    if buf.is_empty() { 0 } else { h(&buf) }
+    let bytes = if spilled.is_empty() {
+        &small[..len]
+    } else {
+        &spilled[..]
+    };
+    if bytes.is_empty() { 0 } else { h(bytes) }
 }
 
 fn nonzero(x: u64) -> u64 {

@@ -93,26 +93,25 @@ fn normalize_body(s: &str, mode: Mode, out: &mut String) {
         while i < bytes.len() {
             // Only ASCII whitespace separates words; splitting at a UTF-8 boundary is
             // therefore always safe.
-            let ws_end = i + bytes[i..]
-                .iter()
-                .take_while(|b| b.is_ascii_whitespace())
-                .count();
-            if ws_end > i {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i > start {
                 if !mode.collapse_ws {
-                    out.push_str(&line[i..ws_end]);
+                    out.push_str(&line[start..i]);
                 } else if !out.is_empty() && !out.ends_with(' ') {
                     out.push(' ');
                 }
-                i = ws_end;
                 continue;
             }
-            let end = i + bytes[i..]
-                .iter()
-                .take_while(|b| !b.is_ascii_whitespace())
-                .count();
-            let word = &line[i..end];
-            i = end;
-            let plain = !word.bytes().any(|b| b.is_ascii_digit() || b == b'/');
+            // One pass finds the word's end and whether it can hold anything volatile.
+            let mut plain = true;
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                plain &= !(bytes[i].is_ascii_digit() || bytes[i] == b'/');
+                i += 1;
+            }
+            let word = &line[start..i];
             if plain {
                 // Fast path: nothing volatile can hide in a word without digits or '/'.
                 prev_was_line_word = mode.output && word.eq_ignore_ascii_case("line");
@@ -125,12 +124,16 @@ fn normalize_body(s: &str, mode: Mode, out: &mut String) {
                 continue;
             }
             prev_was_line_word = false;
-            for (pi, part) in word.split('=').enumerate() {
-                if pi > 0 {
+            // `word.split('=')` without a searcher per (short) word.
+            let mut part_start = 0;
+            for (j, b) in word.bytes().enumerate() {
+                if b == b'=' {
+                    push_word(&word[part_start..j], mode, out);
                     out.push('=');
+                    part_start = j + 1;
                 }
-                push_word(part, mode, out);
             }
+            push_word(&word[part_start..], mode, out);
         }
     }
     if mode.collapse_ws {

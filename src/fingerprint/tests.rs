@@ -352,3 +352,46 @@ fn cache_is_bounded_and_handles_junk() {
         }
     }
 }
+
+/// Folds every field of every fingerprint into one hash.
+fn digest(fps: &[TurnFp], acc: &mut Vec<u64>) {
+    for f in fps {
+        acc.extend([
+            u64::from(f.index),
+            f.role.to_proto() as u64,
+            f.text_hash,
+            f.is_error as u64,
+            f.result_hash,
+            f.error_hash,
+            f.text_simhash,
+            f.action_hashes.len() as u64,
+        ]);
+        acc.extend(&f.action_hashes);
+        acc.extend(&f.action_name_hashes);
+    }
+}
+
+#[test]
+fn corpus_fingerprints_are_pinned() {
+    // Computed with the original (pre-cache, pre-optimization) code: any change to the
+    // values, which the detector persists, shows up here.
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane/corpus/divergence");
+    let mut acc = Vec::new();
+    for name in ["loops.jsonl", "healthy.jsonl"] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("corpus file");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let conv: Value = serde_json::from_str(line).expect("corpus line");
+            let msgs = conv["messages"].as_array().expect("messages");
+            for format in [Format::OpenAi, Format::Anthropic] {
+                for end in 1..=msgs.len() {
+                    digest(&fingerprint(format, &msgs[..end], DEFAULT_WINDOW), &mut acc);
+                }
+                digest(&fingerprint(format, msgs, usize::MAX), &mut acc);
+            }
+        }
+    }
+    let got = h_seq(acc.iter().copied());
+    println!("corpus digest {got:#018x} over {} words", acc.len());
+    assert_eq!(got, 0x9d65_96e9_e182_cba9);
+}

@@ -94,6 +94,7 @@ fn main() -> Result<()> {
                                     reason: format!("pinned at turn 1: {} (bench)", args.model),
                                     at_ms: now,
                                     events: Vec::new(),
+                                    result: None,
                                 },
                             )?;
                             written += 1;

@@ -37,6 +37,53 @@ pub struct RawConfig {
     pub divergence: crate::divergence::DivergenceConfig,
     #[serde(default)]
     pub health: RawHealth,
+    /// Budget caps for every profile (a profile may override them).
+    #[serde(default)]
+    pub budgets: RawBudgets,
+    /// When a key counts as under pressure, and what is shed then.
+    #[serde(default)]
+    pub load: RawLoad,
+}
+
+/// Budget caps; absent means no cap.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudgets {
+    pub per_conversation_usd: Option<f64>,
+    pub per_conversation_turns: Option<u32>,
+    pub per_tenant_usd_per_day: Option<f64>,
+}
+
+/// Load shedding (see `crate::capacity`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoad {
+    /// In-flight requests per key at which it is full (0: no limit; a key's
+    /// own `max_in_flight` wins).
+    pub max_in_flight_per_key: u32,
+    /// Rate-limit headroom (0..1) below which a key is full.
+    pub min_headroom: f64,
+    /// Share of each key's capacity (0..1) kept from the profiles shed first.
+    pub reserve: f64,
+    /// `Retry-After` given to a shed request.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// A request whose report never arrives stops counting as in flight
+    /// after this long.
+    #[serde(with = "humantime_serde")]
+    pub in_flight_timeout: Duration,
+}
+
+impl Default for RawLoad {
+    fn default() -> Self {
+        Self {
+            max_in_flight_per_key: 0,
+            min_headroom: 0.05,
+            reserve: 0.2,
+            retry_after: Duration::from_secs(2),
+            in_flight_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Circuit breakers per deployment.
@@ -116,6 +163,9 @@ pub struct RawRouting {
     /// down: `wait` (503 + Retry-After) or `failover` (re-pin to a healthy
     /// model of the same tier, announced as a switch).
     pub pinned_unavailable: String,
+    /// Share (0..=0.05) of unpinned latency-seeking decisions sent to the
+    /// candidate measured longest ago, so stale estimates get refreshed.
+    pub explore_rate: f64,
 }
 
 impl Default for RawRouting {
@@ -128,6 +178,7 @@ impl Default for RawRouting {
             max_attempts: 3,
             default_latency: Duration::from_secs(1),
             pinned_unavailable: "wait".to_owned(),
+            explore_rate: 0.02,
         }
     }
 }
@@ -148,6 +199,9 @@ pub struct RawKey {
     pub key_ref: String,
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    /// In-flight requests at which this key is full (overrides
+    /// `[load] max_in_flight_per_key`).
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +229,11 @@ pub struct RawProfile {
     pub quality_floor: Option<u32>,
     pub objective: Option<String>,
     pub allowed_models: Option<Vec<String>>,
+    /// 0: never shed; 1: shed when a key is full; 2: shed first, when a key
+    /// is within `[load] reserve` of full.
+    pub shed_priority: Option<u8>,
+    /// Budget caps for this profile, overriding `[budgets]` key by key.
+    pub budgets: Option<RawBudgets>,
 }
 
 /// Reads and validates `path`. Errors name the file and the key.

@@ -34,7 +34,10 @@ fn valid_config_has_builtin_profiles_and_defaults() {
     }
     assert!(c.profiles["AGENT"].session_lock);
     assert!(!c.profiles["CHAT"].session_lock);
-    assert_eq!(c.profiles["SAVINGS"].objective, Objective::Cost);
+    assert_eq!(c.profiles["SAVINGS"].objective, Objective::Savings);
+    assert_eq!(c.profiles["BATCH"].shed_priority, 2);
+    assert_eq!(c.profiles["AGENT"].shed_priority, 0);
+    assert_eq!(c.routing.explore_every, 50);
     assert_eq!(c.routing.default_profile, "CHAT");
     assert_eq!(c.store.session_idle_ttl.as_secs(), 24 * 3600);
     assert_eq!(
@@ -143,4 +146,40 @@ fn divergence_table_is_optional_validated_and_strict() {
     assert!(e.contains("escalation"), "{e}");
     let e = err("\n[divergence]\nbackof_turns = 3\n");
     assert!(e.contains("backof_turns"), "{e}");
+}
+
+#[test]
+fn budgets_load_and_profiles_are_validated_naming_the_key() {
+    let c = parse(&format!(
+        "{BASE}\n[budgets]\nper_conversation_usd = 2.5\nper_conversation_turns = 40\n\
+         [load]\nmax_in_flight_per_key = 8\nreserve = 0.25\n\
+         [profiles.NIGHTLY]\nobjective = \"spread\"\nshed_priority = 2\n\
+         [profiles.NIGHTLY.budgets]\nper_tenant_usd_per_day = 10.0\n"
+    ))
+    .unwrap();
+    assert_eq!(c.budgets.per_conversation_usd, Some(2.5));
+    assert_eq!(c.budgets.per_conversation_turns, Some(40));
+    assert_eq!(c.load.max_in_flight_per_key, 8);
+    let nightly = &c.profiles["NIGHTLY"];
+    assert_eq!(nightly.shed_priority, 2);
+    assert_eq!(nightly.budgets.per_tenant_usd_per_day, Some(10.0));
+
+    assert!(
+        err("[budgets]\nper_conversation_usd = -1.0\n").contains("`budgets.per_conversation_usd`")
+    );
+    assert!(
+        err("[budgets]\nper_conversation_turns = 0\n").contains("`budgets.per_conversation_turns`")
+    );
+    assert!(err("[budgets]\nper_day = 1.0\n").contains("per_day"));
+    assert!(err("[profiles.X]\nshed_priority = 3\n").contains("`profiles.X.shed_priority`"));
+    assert!(
+        err("[profiles.X.budgets]\nper_conversation_usd = 0.0\n")
+            .contains("`profiles.X.budgets.per_conversation_usd`")
+    );
+    assert!(err("[load]\nreserve = 1.5\n").contains("`load.reserve`"));
+    assert!(err("[routing]\nexplore_rate = 0.2\n").contains("`routing.explore_rate`"));
+    assert!(
+        err("[profiles.X]\nobjective = \"fastest\"\n").contains("savings"),
+        "the message lists the known objectives"
+    );
 }

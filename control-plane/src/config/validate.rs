@@ -5,8 +5,10 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use keel::pb::WireFormat;
 
-use super::{RawConfig, RawProfile};
+use super::{RawBudgets, RawConfig, RawLoad, RawProfile};
 use crate::{
+    budget::Caps,
+    capacity::LoadConfig,
     catalog::{Catalog, Deployment, Key, Provider},
     divergence::DivergenceConfig,
 };
@@ -74,6 +76,9 @@ pub enum Objective {
     Latency,
     /// Cheapest model, spread across keys and providers.
     Spread,
+    /// Cheapest model whose tier meets the request's estimated difficulty
+    /// (and the floor).
+    Savings,
 }
 
 impl Objective {
@@ -83,6 +88,7 @@ impl Objective {
             "cost" => Self::Cost,
             "latency" => Self::Latency,
             "spread" => Self::Spread,
+            "savings" => Self::Savings,
             _ => return None,
         })
     }
@@ -93,6 +99,7 @@ impl Objective {
             Self::Cost => "cost",
             Self::Latency => "latency",
             Self::Spread => "spread",
+            Self::Savings => "savings",
         }
     }
 }
@@ -105,16 +112,23 @@ pub struct Profile {
     pub quality_floor: u32,
     pub objective: Objective,
     pub allowed_models: Option<Vec<String>>,
+    /// 0: never shed (capacity goes here first); 1: shed when a key is
+    /// full; 2: shed first, when a key is within the reserve of full.
+    pub shed_priority: u8,
+    /// Caps overriding `[budgets]` for this profile, key by key.
+    pub budgets: Caps,
 }
 
 impl Profile {
-    fn builtin(name: &str, session_lock: bool, objective: Objective) -> Self {
+    fn builtin(name: &str, session_lock: bool, objective: Objective, shed_priority: u8) -> Self {
         Self {
             name: name.to_owned(),
             session_lock,
             quality_floor: 0,
             objective,
             allowed_models: None,
+            shed_priority,
+            budgets: Caps::default(),
         }
     }
 }
@@ -138,6 +152,8 @@ pub struct RoutingConfig {
     pub idle_timeout: Duration,
     pub max_attempts: u32,
     pub default_latency: Duration,
+    /// One unpinned latency decision in `explore_every` explores (0: never).
+    pub explore_every: u64,
 }
 
 /// What a pinned conversation gets when its model is down everywhere.
@@ -160,6 +176,9 @@ pub struct Config {
     pub profiles: HashMap<String, Profile>,
     pub divergence: DivergenceConfig,
     pub health: crate::breaker::BreakerConfig,
+    /// `[budgets]`: caps for every profile.
+    pub budgets: Caps,
+    pub load: LoadConfig,
 }
 
 impl RawConfig {
@@ -243,6 +262,8 @@ impl RawConfig {
         }
         let catalog = Catalog::new(providers, deployments, self.aliases)
             .map_err(|(alias, message)| invalid(format!("aliases.{alias}"), message))?;
+        let budgets = validate_budgets("budgets", &self.budgets)?;
+        let load = validate_load(&self.load)?;
         let profiles = validate_profiles(self.profiles, &catalog)?;
         let routing = self.routing;
         if !profiles.contains_key(&routing.default_profile) {
@@ -251,6 +272,20 @@ impl RawConfig {
                 format!("no profile named `{}`", routing.default_profile),
             ));
         }
+        if !(0.0..=0.05).contains(&routing.explore_rate) {
+            return Err(invalid(
+                "routing.explore_rate",
+                format!(
+                    "must be in [0, 0.05] (exploration stays rare), got {}",
+                    routing.explore_rate
+                ),
+            ));
+        }
+        let explore_every = if routing.explore_rate > 0.0 {
+            (1.0 / routing.explore_rate).round() as u64
+        } else {
+            0
+        };
         if routing.max_attempts == 0 {
             return Err(invalid("routing.max_attempts", "must be >= 1"));
         }
@@ -315,11 +350,14 @@ impl RawConfig {
                 max_attempts: routing.max_attempts,
                 default_latency: routing.default_latency,
                 pinned_unavailable,
+                explore_every,
             },
             catalog,
             profiles,
             divergence: self.divergence,
             health,
+            budgets,
+            load,
         })
     }
 }
@@ -360,10 +398,23 @@ fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, Config
                 "must be a non-empty name of letters, digits, `-`, `_` or `.` (a reference, never the secret)",
             ));
         }
+        for (field, v) in [
+            ("rpm", k.rpm),
+            ("tpm", k.tpm),
+            ("max_in_flight", k.max_in_flight),
+        ] {
+            if v == Some(0) {
+                return Err(invalid(
+                    format!("providers[{i}].keys[{j}].{field}"),
+                    "must be > 0 (leave it out for no limit)",
+                ));
+            }
+        }
         keys.push(Key {
             key_ref: k.key_ref,
             rpm: k.rpm,
             tpm: k.tpm,
+            max_in_flight: k.max_in_flight,
         });
     }
     Ok(Provider {
@@ -379,10 +430,10 @@ fn validate_profiles(
     catalog: &Catalog,
 ) -> Result<HashMap<String, Profile>, ConfigError> {
     let mut profiles: HashMap<String, Profile> = [
-        Profile::builtin("CHAT", false, Objective::Latency),
-        Profile::builtin("AGENT", true, Objective::Quality),
-        Profile::builtin("BATCH", false, Objective::Spread),
-        Profile::builtin("SAVINGS", false, Objective::Cost),
+        Profile::builtin("CHAT", false, Objective::Latency, 1),
+        Profile::builtin("AGENT", true, Objective::Quality, 0),
+        Profile::builtin("BATCH", false, Objective::Spread, 2),
+        Profile::builtin("SAVINGS", false, Objective::Savings, 1),
     ]
     .into_iter()
     .map(|p| (p.name.clone(), p))
@@ -401,7 +452,7 @@ fn validate_profiles(
         }
         let profile = profiles
             .entry(name.clone())
-            .or_insert_with(|| Profile::builtin(&name, false, Objective::Quality));
+            .or_insert_with(|| Profile::builtin(&name, false, Objective::Quality, 1));
         if let Some(lock) = r.session_lock {
             profile.session_lock = lock;
         }
@@ -412,9 +463,23 @@ fn validate_profiles(
             profile.objective = Objective::parse(&o).ok_or_else(|| {
                 invalid(
                     key("objective"),
-                    format!("unknown objective `{o}` (known: quality, cost, latency, spread)"),
+                    format!(
+                        "unknown objective `{o}` (known: quality, cost, latency, spread, savings)"
+                    ),
                 )
             })?;
+        }
+        if let Some(p) = r.shed_priority {
+            if p > 2 {
+                return Err(invalid(
+                    key("shed_priority"),
+                    format!("must be 0 (never shed), 1 or 2 (shed first), got {p}"),
+                ));
+            }
+            profile.shed_priority = p;
+        }
+        if let Some(b) = &r.budgets {
+            profile.budgets = validate_budgets(&format!("profiles.{name}.budgets"), b)?;
         }
         if let Some(allowed) = r.allowed_models {
             for (j, m) in allowed.iter().enumerate() {
@@ -452,4 +517,53 @@ impl Profile {
             .as_ref()
             .is_none_or(|list| list.iter().any(|m| m == name))
     }
+}
+
+fn validate_budgets(table: &str, b: &RawBudgets) -> Result<Caps, ConfigError> {
+    for (field, v) in [
+        ("per_conversation_usd", b.per_conversation_usd),
+        ("per_tenant_usd_per_day", b.per_tenant_usd_per_day),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(invalid(
+                format!("{table}.{field}"),
+                format!("must be an amount > 0 (leave it out for no cap), got {v}"),
+            ));
+        }
+    }
+    if b.per_conversation_turns == Some(0) {
+        return Err(invalid(
+            format!("{table}.per_conversation_turns"),
+            "must be >= 1 (leave it out for no cap)",
+        ));
+    }
+    Ok(Caps {
+        per_conversation_usd: b.per_conversation_usd,
+        per_conversation_turns: b.per_conversation_turns,
+        per_tenant_usd_per_day: b.per_tenant_usd_per_day,
+    })
+}
+
+fn validate_load(l: &RawLoad) -> Result<LoadConfig, ConfigError> {
+    if !(0.0..1.0).contains(&l.min_headroom) {
+        return Err(invalid("load.min_headroom", "must be in [0, 1)"));
+    }
+    if !(0.0..1.0).contains(&l.reserve) {
+        return Err(invalid("load.reserve", "must be in [0, 1)"));
+    }
+    if l.retry_after.is_zero() {
+        return Err(invalid("load.retry_after", "must be > 0"));
+    }
+    if l.in_flight_timeout.is_zero() {
+        return Err(invalid("load.in_flight_timeout", "must be > 0"));
+    }
+    Ok(LoadConfig {
+        max_in_flight_per_key: l.max_in_flight_per_key,
+        min_headroom: l.min_headroom,
+        reserve: l.reserve,
+        retry_after: l.retry_after,
+        in_flight_timeout: l.in_flight_timeout,
+    })
 }

@@ -5,11 +5,16 @@
 use keel::pb::{self, DecisionKind, RouteRequest};
 use tonic::Status;
 
-use super::{MAX_FALLBACKS, RouterState, internal, no_candidate, validate_ids};
+use super::{
+    MAX_FALLBACKS, RouterState,
+    budget::{check_conversation, refused},
+    internal, no_candidate, validate_ids,
+};
 use crate::{
+    budget::Exceeded,
     config::{Objective, Profile},
     divergence::{Escalation, Nudge},
-    policy::{Choice, Placement, PolicyError},
+    policy::{Affinity, Choice, Placement, PolicyError},
     store::{DecisionEntry, SessionKey, now_ms},
 };
 
@@ -32,6 +37,14 @@ impl RouterState {
         let features = req.features.unwrap_or_default();
         let policy = self.policy();
         let decision_id = uuid::Uuid::now_v7().to_string();
+        let tenant = if req.tenant.is_empty() {
+            keel::DEFAULT_TENANT
+        } else {
+            &req.tenant
+        };
+        let now = now_ms();
+        let caps = self.caps(profile);
+        let tenant_usd_today = self.check_tenant(tenant, &caps, now)?;
 
         // An opening fingerprint is a guess at a session; it is only worth a
         // session where the profile locks one (one-shot traffic with the same
@@ -57,13 +70,7 @@ impl RouterState {
             ));
         }
 
-        let tenant = if req.tenant.is_empty() {
-            keel::DEFAULT_TENANT
-        } else {
-            &req.tenant
-        };
         let key = SessionKey::new(tenant, &req.conversation_id);
-        let now = now_ms();
         let divergence = &self.config.divergence;
         let fingerprints = if divergence.enabled {
             keel::fingerprint::from_proto(&req.fingerprints)
@@ -74,9 +81,16 @@ impl RouterState {
             .filter(|m| !self.config.catalog.deployments_of(m).is_empty());
         let mut nudge: Option<Nudge> = None;
         let mut fresh: Option<Result<Choice, PolicyError>> = None;
+        let mut over: Option<Exceeded> = None;
         let updated = self
             .store
             .update(&key, now, &mut |current| {
+                // Over a cap: the turn is not taken and nothing changes; the
+                // conversation resumes once the cap is raised.
+                over = current.and_then(|c| check_conversation(&caps, c, tenant_usd_today).err());
+                if let (Some(c), Some(_)) = (current, &over) {
+                    return c.clone();
+                }
                 let mut s = current.cloned().unwrap_or_else(|| crate::store::Session {
                     profile: profile.name.clone(),
                     created_ms: now,
@@ -108,6 +122,9 @@ impl RouterState {
                 s
             })
             .map_err(internal)?;
+        if let Some(e) = over {
+            return Err(refused(tenant, Some(&req.conversation_id), &e));
+        }
         let session = &updated.after;
         let turn = session.turns;
         // A pinned conversation is never switched by escalation: it is nudged only.
@@ -137,13 +154,23 @@ impl RouterState {
                     .before
                     .as_ref()
                     .is_none_or(|b| b.pinned_model.is_none());
-                let placed = match policy.place(
-                    profile,
-                    model,
-                    session.provider_affinity.as_deref(),
-                ) {
+                let affinity = Affinity {
+                    provider: session.provider_affinity.as_deref(),
+                    key: session.key_affinity.as_deref(),
+                };
+                let placed = match policy.place(profile, model, affinity) {
                     Placement::Healthy(d, k) => Ok((d, k)),
                     Placement::AllOpen(d, k) => Err((d, k)),
+                    Placement::Shed => {
+                        // Only profiles with a shed priority get here: the
+                        // pin stays, the turn waits.
+                        return Err(no_candidate(PolicyError::Shed {
+                            profile: profile.name.clone(),
+                            model: model.clone(),
+                            priority: profile.shed_priority,
+                            retry_after_secs: self.capacity.config().retry_after.as_secs().max(1),
+                        }));
+                    }
                     Placement::Unknown => {
                         // Aborted, not Unavailable: the sidecar must not
                         // mistake this for an unreachable control plane.
@@ -237,6 +264,7 @@ impl RouterState {
             reason: decision.reason.clone(),
             at_ms: now,
             events,
+            result: None,
         };
         if let Err(e) = self.store.record_decision(&key, &entry) {
             tracing::warn!(error = %e, "cannot record decision");

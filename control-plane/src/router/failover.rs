@@ -69,7 +69,8 @@ impl RouterState {
         let Some(new_model) = replacement else {
             return Err(wait("no healthy model of the same tier to fail over to"));
         };
-        let Placement::Healthy(deployment, key_idx) = policy.place(profile, &new_model, None)
+        let Placement::Healthy(deployment, key_idx) =
+            policy.place(profile, &new_model, Default::default())
         else {
             return Err(wait("no healthy model of the same tier to fail over to"));
         };

@@ -1,17 +1,23 @@
 //! `keel.v1.Router`: `Route` decides (decide.rs), `Report` feeds signals
 //! and spend (report.rs); divergence nudges and stops are in nudge.rs.
 
+mod budget;
 mod decide;
 mod failover;
 mod nudge;
 mod report;
 
-use std::sync::{Arc, atomic::AtomicUsize};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, AtomicUsize},
+};
 
 use keel::pb::{self, DecisionKind, RouteRequest, router_server};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    budget::{Budgets, TenantSpend},
+    capacity::Capacity,
     config::{Config, Profile},
     metrics::Metrics,
     policy::{Choice, Policy, PolicyError},
@@ -28,18 +34,32 @@ pub struct RouterState {
     pub store: Arc<dyn SessionStore>,
     pub signals: Signals,
     pub metrics: Arc<Metrics>,
+    /// Per-key load: in flight, rate-limit headroom, 429s.
+    pub capacity: Capacity,
+    /// Budget caps (config and run time) and tenant spend per day.
+    pub budgets: Budgets,
+    pub tenants: TenantSpend,
     spread: AtomicUsize,
+    explore: AtomicU64,
 }
 
 impl RouterState {
     pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
         let metrics = Arc::new(Metrics::new(config.profiles.keys().map(String::as_str)));
+        let overrides = store.budget_overrides().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read run-time budget caps; using the config's");
+            None
+        });
         Self {
             signals: Signals::new(&config.catalog, config.health),
+            capacity: Capacity::new(&config.catalog, config.load.clone()),
+            budgets: Budgets::new(config.budgets, overrides.unwrap_or_default()),
+            tenants: TenantSpend::default(),
             config,
             store,
             metrics,
             spread: AtomicUsize::new(0),
+            explore: AtomicU64::new(0),
         }
     }
 
@@ -49,6 +69,9 @@ impl RouterState {
             signals: &self.signals,
             default_latency_ms: self.config.routing.default_latency.as_secs_f64() * 1000.0,
             spread: &self.spread,
+            capacity: &self.capacity,
+            explore: &self.explore,
+            explore_every: self.config.routing.explore_every,
         }
     }
 
@@ -91,6 +114,12 @@ impl RouterState {
         let r = &self.config.routing;
         // In half-open state, this decision is the breaker's probe.
         self.signals.chosen(choice.deployment);
+        // In flight until its report arrives (or the in-flight timeout).
+        self.capacity.started(
+            catalog.deployments()[choice.deployment].provider,
+            choice.key,
+            std::time::Instant::now(),
+        );
         pb::Decision {
             decision_id,
             target: Some(catalog.target(choice.deployment, choice.key)),
@@ -131,7 +160,23 @@ fn validate_ids(req: &RouteRequest) -> Result<(), Status> {
 }
 
 fn no_candidate(e: PolicyError) -> Status {
-    Status::failed_precondition(e.to_string())
+    match e {
+        PolicyError::NoCandidate { .. } => Status::failed_precondition(e.to_string()),
+        PolicyError::Shed {
+            retry_after_secs, ..
+        } => shed_status(e.to_string(), retry_after_secs),
+    }
+}
+
+/// RESOURCE_EXHAUSTED without `keel-budget`: wait `retry_after_secs`.
+fn shed_status(message: String, retry_after_secs: u64) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    if let Ok(v) = retry_after_secs.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert(failover::RETRY_AFTER_METADATA, v);
+    }
+    status
 }
 
 fn internal(e: StoreError) -> Status {

@@ -50,6 +50,7 @@ impl RouterState {
             reason: format!("divergence stop: {}", n.pattern),
             at_ms: now,
             events: vec![event],
+            result: None,
         };
         if let Err(e) = self.store.record_decision(key, &entry) {
             tracing::warn!(error = %e, "cannot record decision");

@@ -1,15 +1,19 @@
 //! `Report`: outcomes feed the live signals (latency, breakers, parked
-//! keys) and the conversation's spend and turns. A conversation first served
-//! while the control plane was unreachable adopts the model it was served
-//! with as its pin, unless it has one.
+//! keys, key load), the tenant's and the conversation's spend and turns, and
+//! complete the turn's decision record. A conversation first served while
+//! the control plane was unreachable adopts the model it was served with as
+//! its pin, unless it has one.
+
+use std::time::Instant;
 
 use keel::pb;
 use tonic::Status;
 
 use super::{RouterState, internal};
 use crate::{
+    budget::utc_day,
     signals::AttemptKind,
-    store::{SessionKey, StoreError, now_ms},
+    store::{DecisionEntry, SessionKey, StoreError, TurnResult, now_ms},
 };
 
 impl RouterState {
@@ -17,12 +21,42 @@ impl RouterState {
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
         let mut accepted = 0;
         let mut adopted = false;
+        let now = Instant::now();
         for outcome in batch.outcomes {
-            for a in &outcome.attempts {
-                self.record_attempt(a);
+            let usage = outcome.usage.unwrap_or_default();
+            let last = outcome.attempts.len().saturating_sub(1);
+            for (i, a) in outcome.attempts.iter().enumerate() {
+                let tokens = if i == last {
+                    u64::from(usage.input_tokens) + u64::from(usage.output_tokens)
+                } else {
+                    0
+                };
+                self.record_attempt(a, tokens, now);
             }
-            if !outcome.conversation_id.is_empty() && outcome.success {
-                adopted |= self.apply_to_session(&outcome).map_err(internal)?;
+            if !outcome.decision_id.is_empty() {
+                // `Route` counted the decision's primary key as in flight.
+                self.release(&outcome);
+            }
+            let cost = self.cost(&outcome);
+            if outcome.success || cost > 0.0 {
+                let tenant = tenant_of(&outcome);
+                self.tenants
+                    .add(
+                        &*self.store,
+                        tenant,
+                        utc_day(now_ms()),
+                        cost,
+                        u64::from(outcome.success),
+                    )
+                    .map_err(internal)?;
+            }
+            if !outcome.conversation_id.is_empty() {
+                if outcome.success {
+                    adopted |= self.apply_to_session(&outcome, cost).map_err(internal)?;
+                } else if !outcome.decision_id.is_empty() {
+                    self.complete_record(&outcome, cost, None)
+                        .map_err(internal)?;
+                }
             }
             accepted += 1;
         }
@@ -33,7 +67,50 @@ impl RouterState {
         Ok(accepted)
     }
 
-    fn record_attempt(&self, a: &pb::Attempt) {
+    /// The catalog (provider, key) indexes of a reported target.
+    fn key_of(&self, t: &pb::Target) -> Option<(usize, usize)> {
+        let catalog = &self.config.catalog;
+        let d = catalog.deployment_index(&t.model, &t.provider)?;
+        let p = catalog.deployments()[d].provider;
+        let k = catalog.providers()[p]
+            .keys
+            .iter()
+            .position(|k| k.key_ref == t.key_ref)?;
+        Some((p, k))
+    }
+
+    /// Ends the in-flight count `Route` started on the decision's primary
+    /// key (the first attempt's target).
+    fn release(&self, outcome: &pb::Outcome) {
+        if let Some((p, k)) = outcome
+            .attempts
+            .first()
+            .and_then(|a| a.target.as_ref())
+            .and_then(|t| self.key_of(t))
+        {
+            self.capacity.finished(p, k);
+        }
+    }
+
+    /// USD of the outcome's usage at the serving deployment's catalog
+    /// prices: every input token (cached ones included) and output token.
+    fn cost(&self, outcome: &pb::Outcome) -> f64 {
+        let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
+            return 0.0;
+        };
+        let usage = outcome.usage.unwrap_or_default();
+        let catalog = &self.config.catalog;
+        catalog
+            .deployment_index(&served.model, &served.provider)
+            .map_or(0.0, |d| {
+                catalog.deployments()[d].cost_usd(
+                    u64::from(usage.input_tokens),
+                    u64::from(usage.output_tokens),
+                )
+            })
+    }
+
+    fn record_attempt(&self, a: &pb::Attempt, tokens: u64, now: Instant) {
         let Some(t) = &a.target else { return };
         let catalog = &self.config.catalog;
         let Some(deployment) = catalog.deployment_index(&t.model, &t.provider) else {
@@ -49,38 +126,30 @@ impl RouterState {
             .rate_limit_headers
             .get("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        self.signals.record(
-            deployment,
-            key,
-            AttemptKind::of(a.status, &a.error_class),
-            a.latency_ms,
-            a.ttft_ms,
-            retry_after,
-        );
+        let kind = AttemptKind::of(a.status, &a.error_class);
+        if let Some((p, k)) = key {
+            self.capacity.observe(
+                p,
+                k,
+                tokens,
+                &a.rate_limit_headers,
+                kind == AttemptKind::RateLimited,
+                now,
+            );
+        }
+        self.signals
+            .record(deployment, key, kind, a.latency_ms, a.ttft_ms, retry_after);
     }
 
     /// Adds spend and usage; for outcomes served without the control plane,
     /// counts the turn and adopts the model as the pin. Returns whether a pin
     /// was adopted.
-    fn apply_to_session(&self, outcome: &pb::Outcome) -> Result<bool, StoreError> {
+    fn apply_to_session(&self, outcome: &pb::Outcome, cost: f64) -> Result<bool, StoreError> {
         let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
             return Ok(false);
         };
         let usage = outcome.usage.unwrap_or_default();
-        let catalog = &self.config.catalog;
-        let cost = catalog
-            .deployment_index(&served.model, &served.provider)
-            .map_or(0.0, |d| {
-                catalog.deployments()[d].cost_usd(
-                    u64::from(usage.input_tokens),
-                    u64::from(usage.output_tokens),
-                )
-            });
-        let tenant = if outcome.tenant.is_empty() {
-            keel::DEFAULT_TENANT
-        } else {
-            &outcome.tenant
-        };
+        let tenant = tenant_of(outcome);
         let locks = self
             .config
             .profiles
@@ -105,6 +174,7 @@ impl RouterState {
             s.output_tokens += u64::from(usage.output_tokens);
             s.cached_input_tokens += u64::from(usage.cached_input_tokens);
             s.provider_affinity = Some(served.provider.clone());
+            s.key_affinity = Some(served.key_ref.clone());
             if outcome.degraded {
                 // Served from the sidecar's cache or default: Route never
                 // counted this turn.
@@ -121,6 +191,8 @@ impl RouterState {
                 .before
                 .as_ref()
                 .is_none_or(|b| b.pinned_model.is_none());
+        let degraded_turn = outcome.degraded.then_some(updated.after.turns);
+        self.complete_record(outcome, cost, degraded_turn)?;
         if adopted {
             tracing::info!(
                 conversation_id = %outcome.conversation_id,
@@ -129,5 +201,62 @@ impl RouterState {
             );
         }
         Ok(adopted)
+    }
+}
+
+fn tenant_of(outcome: &pb::Outcome) -> &str {
+    if outcome.tenant.is_empty() {
+        keel::DEFAULT_TENANT
+    } else {
+        &outcome.tenant
+    }
+}
+
+impl RouterState {
+    /// Completes the turn's decision record with how it went. A turn served
+    /// without the control plane (`degraded_turn`, its number as now
+    /// counted) had no decision: it gets a record of its own.
+    fn complete_record(
+        &self,
+        outcome: &pb::Outcome,
+        cost: f64,
+        degraded_turn: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let usage = outcome.usage.unwrap_or_default();
+        let served = outcome.attempts.last().and_then(|a| a.target.as_ref());
+        let result = TurnResult {
+            success: outcome.success,
+            latency_ms: outcome.total_latency_ms,
+            ttft_ms: outcome.attempts.last().map_or(0, |a| a.ttft_ms),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_creation_tokens: usage.cache_creation_tokens,
+            cost_usd: cost,
+            provider: served.map(|t| t.provider.clone()).unwrap_or_default(),
+            key_ref: served.map(|t| t.key_ref.clone()).unwrap_or_default(),
+            attempts: u32::try_from(outcome.attempts.len()).unwrap_or(u32::MAX),
+        };
+        let key = SessionKey::new(tenant_of(outcome), &outcome.conversation_id);
+        if let Some(turn) = degraded_turn {
+            let entry = DecisionEntry {
+                decision_id: String::new(),
+                turn,
+                kind: pb::DecisionKind::Unspecified as i32,
+                model: served.map(|t| t.model.clone()).unwrap_or_default(),
+                provider: result.provider.clone(),
+                reason: "served by the sidecar while the control plane was unreachable".into(),
+                at_ms: outcome.started_at_unix_ms,
+                events: Vec::new(),
+                result: Some(result),
+            };
+            return self.store.record_decision(&key, &entry);
+        }
+        if outcome.decision_id.is_empty() || outcome.turn == 0 {
+            return Ok(());
+        }
+        self.store
+            .complete_decision(&key, outcome.turn, &outcome.decision_id, &result)?;
+        Ok(())
     }
 }

@@ -11,7 +11,10 @@ use std::{future::Future, pin::Pin};
 
 use serde::{Deserialize, Serialize};
 
-use crate::divergence::{DetectorState, DivergenceEvent};
+use crate::{
+    budget::{Overrides, TenantDay},
+    divergence::{DetectorState, DivergenceEvent},
+};
 
 pub use sled_store::SledStore;
 pub use sweeper::run_sweeper;
@@ -26,6 +29,10 @@ pub struct Session {
     /// Provider that last served the conversation (soft affinity, keeps the
     /// provider's prompt cache warm).
     pub provider_affinity: Option<String>,
+    /// Key reference that last served the conversation (soft affinity within
+    /// the provider: the prompt cache is per key at some providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_affinity: Option<String>,
     pub created_ms: u64,
     pub last_seen_ms: u64,
     pub turns: u32,
@@ -52,6 +59,25 @@ pub struct DecisionEntry {
     /// Divergence nudges issued with this decision (empty in older records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<DivergenceEvent>,
+    /// How the turn went, once its report arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TurnResult>,
+}
+
+/// The reported outcome of a decided turn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnResult {
+    pub success: bool,
+    pub latency_ms: u32,
+    pub ttft_ms: u32,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub cached_input_tokens: u32,
+    pub cache_creation_tokens: u32,
+    pub cost_usd: f64,
+    pub provider: String,
+    pub key_ref: String,
+    pub attempts: u32,
 }
 
 /// `(tenant, conversation id)` encoded as a store key. Neither part may
@@ -118,6 +144,28 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// The conversation's timeline, oldest first.
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError>;
+
+    /// Adds the reported result to the decision of `turn` with
+    /// `decision_id`; false when no such decision is stored.
+    fn complete_decision(
+        &self,
+        key: &SessionKey,
+        turn: u32,
+        decision_id: &str,
+        result: &TurnResult,
+    ) -> Result<bool, StoreError>;
+
+    /// A tenant's spend and turns on a UTC day.
+    fn tenant_day(&self, tenant: &str, day: u64) -> Result<Option<TenantDay>, StoreError>;
+
+    /// Stores a tenant's spend and turns for `day.day`.
+    fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError>;
+
+    /// Run-time budget caps (`Admin.SetBudgets`).
+    fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError>;
+
+    /// Stores run-time budget caps (not durable until flushed).
+    fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError>;
 
     /// Removes sessions idle past their TTL; returns how many.
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError>;

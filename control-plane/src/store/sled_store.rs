@@ -4,16 +4,25 @@
 
 use std::{path::Path, time::Duration};
 
-use super::{DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, Updated};
+use super::{
+    DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
+};
+use crate::budget::{Overrides, TenantDay};
+
+/// Key of the run-time budget caps in the `meta` tree.
+const BUDGETS_KEY: &[u8] = b"budget_overrides";
 
 const BUCKET_MS: u64 = 60_000;
 
-/// sled-backed sessions: trees `sessions`, `expiry` and `decisions`.
+/// sled-backed sessions: trees `sessions`, `expiry` and `decisions`; tenant
+/// spend per day in `tenant_days`, run-time settings in `meta`.
 pub struct SledStore {
     db: sled::Db,
     sessions: sled::Tree,
     expiry: sled::Tree,
     decisions: sled::Tree,
+    tenant_days: sled::Tree,
+    meta: sled::Tree,
     ttl_ms: u64,
 }
 
@@ -29,6 +38,8 @@ impl SledStore {
             sessions: db.open_tree("sessions")?,
             expiry: db.open_tree("expiry")?,
             decisions: db.open_tree("decisions")?,
+            tenant_days: db.open_tree("tenant_days")?,
+            meta: db.open_tree("meta")?,
             db,
             ttl_ms: ttl.as_millis() as u64,
         })
@@ -55,6 +66,21 @@ impl SledStore {
         let mut k = Vec::with_capacity(key.as_bytes().len() + 1);
         k.extend_from_slice(key.as_bytes());
         k.push(0xFF);
+        k
+    }
+
+    fn decision_key(key: &SessionKey, turn: u32, decision_id: &str) -> Vec<u8> {
+        let mut k = Self::decision_prefix(key);
+        k.extend_from_slice(&turn.to_be_bytes());
+        k.extend_from_slice(decision_id.as_bytes());
+        k
+    }
+
+    fn tenant_day_key(tenant: &str, day: u64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(tenant.len() + 9);
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&day.to_be_bytes());
         k
     }
 
@@ -113,10 +139,57 @@ impl SessionStore for SledStore {
     }
 
     fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError> {
-        let mut k = Self::decision_prefix(key);
-        k.extend_from_slice(&entry.turn.to_be_bytes());
-        k.extend_from_slice(entry.decision_id.as_bytes());
+        let k = Self::decision_key(key, entry.turn, &entry.decision_id);
         self.decisions.insert(k, serde_json::to_vec(entry)?)?;
+        Ok(())
+    }
+
+    fn complete_decision(
+        &self,
+        key: &SessionKey,
+        turn: u32,
+        decision_id: &str,
+        result: &TurnResult,
+    ) -> Result<bool, StoreError> {
+        let k = Self::decision_key(key, turn, decision_id);
+        let Some(raw) = self.decisions.get(&k)? else {
+            return Ok(false);
+        };
+        let mut entry: DecisionEntry = serde_json::from_slice(&raw)?;
+        entry.result = Some(result.clone());
+        // A sweep may have removed the conversation meanwhile: only replace
+        // what is still there.
+        Ok(self
+            .decisions
+            .compare_and_swap(&k, Some(raw), Some(serde_json::to_vec(&entry)?))?
+            .is_ok())
+    }
+
+    fn tenant_day(&self, tenant: &str, day: u64) -> Result<Option<TenantDay>, StoreError> {
+        self.tenant_days
+            .get(Self::tenant_day_key(tenant, day))?
+            .map(|v| Ok(serde_json::from_slice(&v)?))
+            .transpose()
+    }
+
+    fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError> {
+        self.tenant_days.insert(
+            Self::tenant_day_key(tenant, day.day),
+            serde_json::to_vec(day)?,
+        )?;
+        Ok(())
+    }
+
+    fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {
+        self.meta
+            .get(BUDGETS_KEY)?
+            .map(|v| Ok(serde_json::from_slice(&v)?))
+            .transpose()
+    }
+
+    fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError> {
+        self.meta
+            .insert(BUDGETS_KEY, serde_json::to_vec(overrides)?)?;
         Ok(())
     }
 

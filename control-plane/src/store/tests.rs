@@ -62,6 +62,7 @@ fn idle_sessions_expire_on_read_and_are_swept() {
                 reason: "r".into(),
                 at_ms: 1_000,
                 events: Vec::new(),
+                result: None,
             },
         )
         .unwrap();
@@ -119,6 +120,7 @@ fn decisions_are_kept_per_conversation_in_turn_order() {
                     reason: String::new(),
                     at_ms: 0,
                     events: Vec::new(),
+                    result: None,
                 },
             )
             .unwrap();

@@ -1,0 +1,92 @@
+//! Spend and turns per tenant per UTC day: kept in memory for `Route`'s
+//! check (no store read per request) and written through to the session
+//! store on every report, so a restart keeps the day's total.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{SessionStore, StoreError};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// The UTC day number of a Unix time in ms.
+pub fn utc_day(unix_ms: u64) -> u64 {
+    unix_ms / DAY_MS
+}
+
+/// One tenant's totals for one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantDay {
+    pub day: u64,
+    pub usd: f64,
+    pub turns: u64,
+}
+
+/// Today's totals per tenant.
+#[derive(Default)]
+pub struct TenantSpend {
+    days: Mutex<HashMap<String, TenantDay>>,
+}
+
+impl TenantSpend {
+    /// The tenant's totals on `day`, loaded from the store on first use.
+    pub fn today(
+        &self,
+        store: &dyn SessionStore,
+        tenant: &str,
+        day: u64,
+    ) -> Result<TenantDay, StoreError> {
+        {
+            let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = days.get(tenant) {
+                return Ok(if d.day == day {
+                    *d
+                } else {
+                    TenantDay {
+                        day,
+                        ..TenantDay::default()
+                    }
+                });
+            }
+        }
+        let loaded = store.tenant_day(tenant, day)?.unwrap_or(TenantDay {
+            day,
+            ..TenantDay::default()
+        });
+        let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+        // A report may have raced the load: keep whichever is further along.
+        let entry = days.entry(tenant.to_owned()).or_insert(loaded);
+        if entry.day < day || (entry.day == day && entry.usd < loaded.usd) {
+            *entry = loaded;
+        }
+        Ok(*entry)
+    }
+
+    /// Adds a reported turn's cost (and the turn) to the tenant's day.
+    pub fn add(
+        &self,
+        store: &dyn SessionStore,
+        tenant: &str,
+        day: u64,
+        usd: f64,
+        turns: u64,
+    ) -> Result<TenantDay, StoreError> {
+        let mut current = self.today(store, tenant, day)?;
+        {
+            let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = days.entry(tenant.to_owned()).or_insert(current);
+            if entry.day != day {
+                *entry = TenantDay {
+                    day,
+                    ..TenantDay::default()
+                };
+            }
+            entry.usd += usd;
+            entry.turns += turns;
+            current = *entry;
+        }
+        store.put_tenant_day(tenant, &current)?;
+        Ok(current)
+    }
+}
