@@ -2,6 +2,8 @@
 //! below (unknown keys are errors), then validated into [`Config`] before any
 //! port is bound.
 
+mod error;
+mod profile;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -10,9 +12,9 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use serde::Deserialize;
 
-pub use validate::{
-    Config, ConfigError, Objective, PinnedUnavailable, Profile, RoutingConfig, StoreConfig,
-};
+pub use error::ConfigError;
+pub use profile::{Objective, Profile};
+pub use validate::{Config, PinnedUnavailable, RoutingConfig, StoreConfig};
 
 /// The file as written. Every table denies unknown keys so a typo fails
 /// start-up instead of silently falling back to a default.
