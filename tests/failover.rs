@@ -127,6 +127,23 @@ async fn a_5xx_moves_a_pinned_conversation_to_another_provider_of_its_model() {
     // A 5xx is about the provider: alpha's second key was not tried.
     assert_eq!(env.alpha.requests().len(), 1);
     assert_eq!(env.beta.requests()[0].body["model"], "strong-beta");
+    let metrics = env
+        .client
+        .get(format!("{}/metrics", env.sc.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keel_sidecar_fallbacks_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keel_sidecar_requests_total{api=\"openai\",status=\"2xx\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,9 @@ pub async fn handle(
         })
         .await?;
     let decision = routed.decision;
+    if routed.degraded {
+        state.metrics.degraded();
+    }
     let mut pending = Pending::new(
         state.reporter.clone(),
         pb::Outcome {
@@ -74,7 +77,7 @@ pub async fn handle(
     rewrite::inject(format, &mut chat.body, &decision.inject);
     let wants_usage = rewrite::app_wants_usage(&chat.body);
     let limits = state.limits(decision.limits.as_ref());
-    let forwarded = match forward::forward(
+    let forwarded = forward::forward(
         &state,
         format,
         &mut chat,
@@ -83,8 +86,11 @@ pub async fn handle(
         wants_usage,
         &mut pending,
     )
-    .await
-    {
+    .await;
+    state
+        .metrics
+        .fallbacks(pending.attempts().saturating_sub(1) as u64);
+    let forwarded = match forwarded {
         Ok(f) => f,
         Err(failed) => {
             pending.finish(Usage::default(), false, false);

@@ -23,12 +23,16 @@ pub async fn handle(
     let anthropic_caller = req.headers().contains_key("anthropic-version");
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text("ok\n"),
-        (&Method::POST, "/v1/chat/completions") => chat::handle(state, req, Format::OpenAi)
-            .await
-            .unwrap_or_else(|e| e.into_response(Format::OpenAi)),
-        (&Method::POST, "/v1/messages") => chat::handle(state, req, Format::Anthropic)
-            .await
-            .unwrap_or_else(|e| e.into_response(Format::Anthropic)),
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(full(state.metrics.render(state.reporter.dropped())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::POST, "/v1/chat/completions") => chat_request(state, req, Format::OpenAi).await,
+        (&Method::POST, "/v1/messages") => chat_request(state, req, Format::Anthropic).await,
         (&Method::GET, "/v1/models") => {
             let format = if anthropic_caller {
                 Format::Anthropic
@@ -49,6 +53,19 @@ pub async fn handle(
         }
     };
     Ok(response)
+}
+
+/// A chat request, answered in `format`'s shape and counted.
+async fn chat_request(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    format: Format,
+) -> Response<Body> {
+    let response = chat::handle(Arc::clone(&state), req, format)
+        .await
+        .unwrap_or_else(|e| e.into_response(format));
+    state.metrics.request(format, response.status().as_u16());
+    response
 }
 
 fn text(body: &'static str) -> Response<Body> {

@@ -17,6 +17,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod keys;
+pub mod metrics;
 pub mod outcome;
 pub mod relay;
 pub mod report;

@@ -23,6 +23,11 @@ impl Pending {
         }
     }
 
+    /// Attempts recorded so far.
+    pub fn attempts(&self) -> usize {
+        self.outcome.attempts.len()
+    }
+
     /// Records one attempt.
     pub fn attempt(&mut self, attempt: pb::Attempt) {
         self.outcome.attempts.push(attempt);

@@ -53,6 +53,7 @@ pub async fn serve(
         keys: Keys::default(),
         reporter,
         cooldowns: Default::default(),
+        metrics: Default::default(),
         fingerprints: Default::default(),
     });
 

@@ -19,6 +19,7 @@ pub struct AppState {
     pub keys: Keys,
     pub reporter: Reporter,
     pub cooldowns: Cooldowns,
+    pub metrics: crate::metrics::Metrics,
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the
     /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
     pub fingerprints: FingerprintCache,
