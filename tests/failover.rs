@@ -69,7 +69,7 @@ struct Env {
     alpha: FakeProvider,
     beta: FakeProvider,
     _tmp: tempfile::TempDir,
-    _cp: ControlPlane,
+    cp: ControlPlane,
     sc: Sidecar,
     client: reqwest::Client,
 }
@@ -92,7 +92,7 @@ async fn setup(extra: &str) -> Env {
         alpha,
         beta,
         _tmp: tmp,
-        _cp: cp,
+        cp: cp,
         sc,
         client: reqwest::Client::new(),
     }
