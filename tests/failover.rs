@@ -92,7 +92,7 @@ async fn setup(extra: &str) -> Env {
         alpha,
         beta,
         _tmp: tmp,
-        cp: cp,
+        cp,
         sc,
         client: reqwest::Client::new(),
     }
@@ -144,6 +144,32 @@ async fn a_5xx_moves_a_pinned_conversation_to_another_provider_of_its_model() {
         metrics.contains("keel_sidecar_requests_total{api=\"openai\",status=\"2xx\"} 1"),
         "{metrics}"
     );
+    // What was reported: the turn's record says beta served it on attempt 2.
+    let mut admin = keel::pb::admin_client::AdminClient::connect(env.cp.url())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let conv = admin
+            .get_conversation(keel::pb::GetConversationRequest {
+                tenant: String::new(),
+                conversation_id: "f-1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(result) = conv.decisions.first().and_then(|d| d.result.as_ref()) {
+            assert!(result.success);
+            assert_eq!(result.attempts, 2);
+            assert_eq!(result.provider, "beta");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report never completed the decision record"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
