@@ -5,6 +5,13 @@
 /// commands that way; `python`, `diff` and the like are shown code, not actions.
 const SHELL_LANGS: &[&str] = &["", "bash", "sh", "shell", "zsh", "console", "terminal"];
 
+/// Whether a fence label asks to run a shell command: the labels above, or a harness's own
+/// label for one (mini-swe-agent 2 uses `mswea_bash_command` so that examples in its prompts
+/// are not taken for actions).
+fn is_shell(lang: &str) -> bool {
+    SHELL_LANGS.contains(&lang) || lang.ends_with("bash_command") || lang.ends_with("shell_command")
+}
+
 /// Commands found in `text` and the prose with those blocks removed.
 pub(crate) struct Split<'a> {
     /// Command bodies, in order.
@@ -28,7 +35,7 @@ pub(crate) fn split(text: &str) -> Split<'_> {
             Some(i) => (body_start + i, body_start + i + 3),
             None => (text.len(), text.len()),
         };
-        if SHELL_LANGS.contains(&lang.as_str()) {
+        if is_shell(&lang) {
             prose.push_str(&text[pos..open]);
             let body = text[body_start..body_end].trim();
             if !body.is_empty() {

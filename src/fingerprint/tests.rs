@@ -139,6 +139,29 @@ fn fenced_command_and_returncode_reply() {
 }
 
 #[test]
+fn mini_swe_agent_2_command_fences_are_actions() {
+    // mini-swe-agent 2 labels its action fences `mswea_bash_command`.
+    let v1 = one(
+        Format::OpenAi,
+        &[json!({"role": "assistant", "content": "THOUGHT: x\n\n```bash\npytest -x tests\n```"})],
+    );
+    let v2 = one(
+        Format::OpenAi,
+        &[
+            json!({"role": "assistant", "content": "THOUGHT: x\n\n```mswea_bash_command\npytest -x tests\n```"}),
+            json!({"role": "user", "content": "<returncode>1</returncode>\n<output>\nFAILED tests/test_a.py::test_b - AssertionError\n</output>"}),
+        ],
+    );
+    assert_eq!(v2[0].action_hashes.len(), 1);
+    assert_eq!(
+        v1[0].action_hashes, v2[0].action_hashes,
+        "the same command either way"
+    );
+    assert_eq!(v2[1].role, Role::ToolResult);
+    assert!(v2[1].is_error);
+}
+
+#[test]
 fn python_code_blocks_are_not_actions() {
     let fps = one(
         Format::OpenAi,
