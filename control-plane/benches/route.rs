@@ -190,7 +190,12 @@ async fn in_process(o: &Opts) {
             )
             .expect("open store"),
         );
-        let state = Arc::new(RouterState::new(cfg, Arc::clone(&store)));
+        let (state, writer) = RouterState::new(cfg, Arc::clone(&store));
+        let state = Arc::new(state);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(writer.run(async move {
+            let _ = stopped.await;
+        }));
         // Fill: what a first AGENT turn leaves (session + decision), written
         // straight to the store; one flush at the end.
         let filled = Instant::now();
@@ -260,6 +265,8 @@ async fn in_process(o: &Opts) {
             i += 1;
         }
         report("in-process initialize", n, 1, lat, start.elapsed());
+        let _ = stop.send(());
+        writer.await.expect("decision writer");
     }
 }
 

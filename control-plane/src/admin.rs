@@ -52,8 +52,10 @@ impl admin_server::Admin for AdminService {
             .get(&key, now_ms())
             .map_err(internal)?
             .ok_or_else(|| Status::not_found("no such conversation"))?;
-        let decisions = store
-            .decisions(&key)
+        let decisions = self
+            .0
+            .timeline(&key)
+            .await
             .map_err(internal)?
             .into_iter()
             .map(|d| pb::DecisionRecord {

@@ -55,7 +55,13 @@ pub async fn serve(
         config.store.sweep_interval,
         stopped(),
     ));
-    let state = Arc::new(RouterState::new(config, Arc::clone(&store)));
+    let (state, decision_writer) = RouterState::new(config, Arc::clone(&store));
+    let state = Arc::new(state);
+    let (writer_stop_tx, writer_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Stopped after the gRPC server, so the last Route's record is written.
+    let decision_writer = tokio::spawn(decision_writer.run(async move {
+        let _ = writer_stop_rx.await;
+    }));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RouterServer<RouterService>>().await;
@@ -91,6 +97,8 @@ pub async fn serve(
         .await;
     let _ = http_task.await;
     let _ = sweeper.await;
+    let _ = writer_stop_tx.send(());
+    let _ = decision_writer.await;
     store.flush().await?;
     tracing::info!("control plane stopped");
     result.map_err(ServeError::from)

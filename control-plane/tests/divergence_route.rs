@@ -40,7 +40,10 @@ capabilities = ["tools"]
 fn state(dir: &std::path::Path, extra: &str) -> RouterState {
     let config = config::parse(&format!("{BASE}{extra}")).unwrap();
     let store = SledStore::open(dir, 8 * 1024 * 1024, Duration::from_secs(3600)).unwrap();
-    RouterState::new(config, Arc::new(store))
+    let (state, writer) = RouterState::new(config, Arc::new(store));
+    // Runs until the test's runtime ends.
+    tokio::spawn(writer.run(std::future::pending()));
+    state
 }
 
 /// An OpenAI-format agent that reads the same file over and over; fresh call ids each
@@ -107,7 +110,7 @@ async fn looping_agent_is_nudged_once_then_backs_off_and_the_event_is_recorded()
     assert!(nudge.content.contains("same action"), "{}", nudge.content);
 
     let key = SessionKey::new(keel::DEFAULT_TENANT, "loop-1");
-    let timeline = router.store.decisions(&key).unwrap();
+    let timeline = router.timeline(&key).await.unwrap();
     assert_eq!(timeline.len(), injected.len());
     let with_events: Vec<_> = timeline.iter().filter(|d| !d.events.is_empty()).collect();
     assert_eq!(with_events.len(), 2);
@@ -181,7 +184,7 @@ async fn escalation_stop_refuses_the_turn_with_failed_precondition() {
         "repeated_action"
     );
     let key = SessionKey::new(keel::DEFAULT_TENANT, "loop-1");
-    let last = router.store.decisions(&key).unwrap().pop().unwrap();
+    let last = router.timeline(&key).await.unwrap().pop().unwrap();
     assert_eq!(last.events[0].escalation, "stop");
     assert!(
         router

@@ -135,7 +135,9 @@ impl RouterState {
         if let Some(n) = &nudge
             && n.escalate == Escalation::Stop
         {
-            return Err(self.stop(&key, &req.conversation_id, n, &decision_id, turn, now));
+            return Err(self
+                .stop(key, &req.conversation_id, n, &decision_id, turn, now)
+                .await);
         }
         let stronger;
         let profile = if escalation == Escalation::StrongerModel && requested.is_none() {
@@ -266,9 +268,8 @@ impl RouterState {
             events,
             result: None,
         };
-        if let Err(e) = self.store.record_decision(&key, &entry) {
-            tracing::warn!(error = %e, "cannot record decision");
-        }
+        // Off the hot path: the writer task batches records.
+        self.decision_log.record(key, entry).await;
         Ok(decision)
     }
 }

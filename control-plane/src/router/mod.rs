@@ -22,7 +22,7 @@ use crate::{
     metrics::Metrics,
     policy::{Choice, Policy, PolicyError},
     signals::Signals,
-    store::{SessionStore, StoreError},
+    store::{DecisionLog, DecisionWriter, SessionKey, SessionStore, StoreError},
 };
 
 /// Most fallbacks carried by a decision.
@@ -39,18 +39,24 @@ pub struct RouterState {
     /// Budget caps (config and run time) and tenant spend per day.
     pub budgets: Budgets,
     pub tenants: TenantSpend,
+    /// Decision records, written by the server's [`DecisionWriter`].
+    pub decision_log: DecisionLog,
     spread: AtomicUsize,
     explore: AtomicU64,
 }
 
 impl RouterState {
-    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+    /// The state and the writer of its decision records, which the owner
+    /// must run (and stop after the last `Route`).
+    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> (Self, DecisionWriter) {
         let metrics = Arc::new(Metrics::new(config.profiles.keys().map(String::as_str)));
         let overrides = store.budget_overrides().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read run-time budget caps; using the config's");
             None
         });
-        Self {
+        let (decision_log, writer) = DecisionLog::new(Arc::clone(&store));
+        let state = Self {
+            decision_log,
             signals: Signals::new(&config.catalog, config.health),
             capacity: Capacity::new(&config.catalog, config.load.clone()),
             budgets: Budgets::new(config.budgets, overrides.unwrap_or_default()),
@@ -60,7 +66,18 @@ impl RouterState {
             metrics,
             spread: AtomicUsize::new(0),
             explore: AtomicU64::new(0),
-        }
+        };
+        (state, writer)
+    }
+
+    /// The conversation's decision records, oldest first, including every
+    /// record queued so far.
+    pub async fn timeline(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Vec<crate::store::DecisionEntry>, StoreError> {
+        self.decision_log.sync().await;
+        self.store.decisions(key)
     }
 
     fn policy(&self) -> Policy<'_> {

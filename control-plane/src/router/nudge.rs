@@ -31,9 +31,9 @@ impl RouterState {
 
     /// Escalation `stop`: records the event in the timeline (a decision without a
     /// target) and returns the status the caller must end the run on.
-    pub(super) fn stop(
+    pub(super) async fn stop(
         &self,
-        key: &SessionKey,
+        key: SessionKey,
         conversation_id: &str,
         n: &Nudge,
         decision_id: &str,
@@ -52,9 +52,7 @@ impl RouterState {
             events: vec![event],
             result: None,
         };
-        if let Err(e) = self.store.record_decision(key, &entry) {
-            tracing::warn!(error = %e, "cannot record decision");
-        }
+        self.decision_log.record(key, entry).await;
         let mut status = Status::failed_precondition(format!(
             "divergence stop: {}: the agent kept looping after being nudged (turns {:?}); end this run",
             n.pattern, n.turns

@@ -52,10 +52,12 @@ impl RouterState {
             }
             if !outcome.conversation_id.is_empty() {
                 if outcome.success {
-                    adopted |= self.apply_to_session(&outcome, cost).map_err(internal)?;
-                } else if !outcome.decision_id.is_empty() {
-                    self.complete_record(&outcome, cost, None)
+                    adopted |= self
+                        .apply_to_session(&outcome, cost)
+                        .await
                         .map_err(internal)?;
+                } else if !outcome.decision_id.is_empty() {
+                    self.complete_record(&outcome, cost, None).await;
                 }
             }
             accepted += 1;
@@ -144,7 +146,7 @@ impl RouterState {
     /// Adds spend and usage; for outcomes served without the control plane,
     /// counts the turn and adopts the model as the pin. Returns whether a pin
     /// was adopted.
-    fn apply_to_session(&self, outcome: &pb::Outcome, cost: f64) -> Result<bool, StoreError> {
+    async fn apply_to_session(&self, outcome: &pb::Outcome, cost: f64) -> Result<bool, StoreError> {
         let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
             return Ok(false);
         };
@@ -192,7 +194,7 @@ impl RouterState {
                 .as_ref()
                 .is_none_or(|b| b.pinned_model.is_none());
         let degraded_turn = outcome.degraded.then_some(updated.after.turns);
-        self.complete_record(outcome, cost, degraded_turn)?;
+        self.complete_record(outcome, cost, degraded_turn).await;
         if adopted {
             tracing::info!(
                 conversation_id = %outcome.conversation_id,
@@ -216,12 +218,7 @@ impl RouterState {
     /// Completes the turn's decision record with how it went. A turn served
     /// without the control plane (`degraded_turn`, its number as now
     /// counted) had no decision: it gets a record of its own.
-    fn complete_record(
-        &self,
-        outcome: &pb::Outcome,
-        cost: f64,
-        degraded_turn: Option<u32>,
-    ) -> Result<(), StoreError> {
+    async fn complete_record(&self, outcome: &pb::Outcome, cost: f64, degraded_turn: Option<u32>) {
         let usage = outcome.usage.unwrap_or_default();
         let served = outcome.attempts.last().and_then(|a| a.target.as_ref());
         let result = TurnResult {
@@ -250,13 +247,13 @@ impl RouterState {
                 events: Vec::new(),
                 result: Some(result),
             };
-            return self.store.record_decision(&key, &entry);
+            return self.decision_log.record(key, entry).await;
         }
         if outcome.decision_id.is_empty() || outcome.turn == 0 {
-            return Ok(());
+            return;
         }
-        self.store
-            .complete_decision(&key, outcome.turn, &outcome.decision_id, &result)?;
-        Ok(())
+        self.decision_log
+            .complete(key, outcome.turn, outcome.decision_id.clone(), result)
+            .await;
     }
 }

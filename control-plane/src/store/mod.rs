@@ -2,6 +2,7 @@
 //! embedded default; the trait lets a distributed store back several
 //! control-plane replicas.
 
+mod decision_log;
 mod sled_store;
 mod sweeper;
 #[cfg(test)]
@@ -16,6 +17,7 @@ use crate::{
     divergence::{DetectorState, DivergenceEvent},
 };
 
+pub use decision_log::{DecisionLog, DecisionWriter};
 pub use sled_store::SledStore;
 pub use sweeper::run_sweeper;
 
@@ -141,6 +143,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Appends a decision to the conversation's timeline.
     fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError>;
+
+    /// Appends several decisions in one write.
+    fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError>;
 
     /// The conversation's timeline, oldest first.
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError>;

@@ -144,6 +144,16 @@ impl SessionStore for SledStore {
         Ok(())
     }
 
+    fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError> {
+        // One insert each: `apply_batch` takes sled's exclusive write lock,
+        // which stalls every session compare-and-swap of `Route` meanwhile.
+        for (key, entry) in entries {
+            let k = Self::decision_key(key, entry.turn, &entry.decision_id);
+            self.decisions.insert(k, serde_json::to_vec(entry)?)?;
+        }
+        Ok(())
+    }
+
     fn complete_decision(
         &self,
         key: &SessionKey,

@@ -169,3 +169,52 @@ fn futures_flush(store: &SledStore) {
         .block_on(store.flush())
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_decision_log_writes_in_order_and_completes_queued_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(open(dir.path(), Duration::from_secs(3600)));
+    let (log, writer) = super::DecisionLog::new(Arc::clone(&store));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(writer.run(async move {
+        let _ = stopped.await;
+    }));
+    let key = SessionKey::new("t", "c");
+    let entry = |turn: u32| DecisionEntry {
+        decision_id: format!("d{turn}"),
+        turn,
+        kind: 1,
+        model: "m".into(),
+        provider: "p".into(),
+        reason: "r".into(),
+        at_ms: 1,
+        events: Vec::new(),
+        result: None,
+    };
+    let result = super::TurnResult {
+        success: true,
+        attempts: 1,
+        ..Default::default()
+    };
+    // The result may arrive before the writer has run: it follows its record.
+    log.record(key.clone(), entry(1)).await;
+    log.complete(key.clone(), 1, "d1".into(), result.clone())
+        .await;
+    log.sync().await;
+    let timeline = store.decisions(&key).unwrap();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0].result.as_ref(), Some(&result));
+    // Already written: completed in the store.
+    log.record(key.clone(), entry(2)).await;
+    log.sync().await;
+    log.complete(key.clone(), 2, "d2".into(), result.clone())
+        .await;
+    // Queued at shutdown: still written.
+    log.record(key.clone(), entry(3)).await;
+    stop.send(()).unwrap();
+    writer.await.unwrap();
+    let timeline = store.decisions(&key).unwrap();
+    assert_eq!(timeline.len(), 3);
+    assert!(timeline[1].result.is_some());
+    assert!(timeline[2].result.is_none());
+}
