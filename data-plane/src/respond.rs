@@ -94,10 +94,20 @@ pub async fn whole(
         }
     };
     pending.first_byte(reply.attempt_started);
-    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    // Same format: the body is relayed as is and only its usage is read, so
+    // it is not parsed into a whole `Value`.
+    let parsed = (reply.upstream != reply.caller)
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten();
     // Usage is read in the upstream's own shape, before any translation.
+    let usage_fields = if reply.upstream == reply.caller {
+        usage_fields(&body)
+    } else {
+        None
+    };
     let usage = parsed
         .as_ref()
+        .or(usage_fields.as_ref())
         .map_or_else(Usage::default, |v| match reply.upstream {
             Format::OpenAi => translate::usage_from_openai(v),
             Format::Anthropic => translate::usage_from_anthropic(v),
@@ -125,6 +135,48 @@ pub async fn whole(
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// The top-level members of a response object that the usage readers look
+/// at (`usage`, Anthropic's `message.usage`, or the counters of a bare usage
+/// object); everything else is skipped without being built.
+#[derive(serde::Deserialize)]
+struct UsageFields {
+    usage: Option<Value>,
+    message: Option<Value>,
+    prompt_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+    prompt_tokens_details: Option<Value>,
+    input_tokens: Option<Value>,
+    output_tokens: Option<Value>,
+    cache_read_input_tokens: Option<Value>,
+    cache_creation_input_tokens: Option<Value>,
+}
+
+/// A JSON object holding only the members of `body` that carry usage.
+fn usage_fields(body: &[u8]) -> Option<Value> {
+    // A struct would also accept a JSON array; only objects carry usage.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let f: UsageFields = serde_json::from_slice(body).ok()?;
+    let members = [
+        ("usage", f.usage),
+        ("message", f.message),
+        ("prompt_tokens", f.prompt_tokens),
+        ("completion_tokens", f.completion_tokens),
+        ("prompt_tokens_details", f.prompt_tokens_details),
+        ("input_tokens", f.input_tokens),
+        ("output_tokens", f.output_tokens),
+        ("cache_read_input_tokens", f.cache_read_input_tokens),
+        ("cache_creation_input_tokens", f.cache_creation_input_tokens),
+    ];
+    Some(Value::Object(
+        members
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect(),
+    ))
 }
 
 fn json_bytes(v: &Value) -> Bytes {

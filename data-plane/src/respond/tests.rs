@@ -140,3 +140,32 @@ async fn truncated_same_format_stream_ends_with_an_error_event() {
     assert!(out[cut.len()..].starts_with("event: error\n"), "{out}");
     assert!(!reported_usage(&mut rx).1);
 }
+
+#[test]
+fn usage_from_the_usage_members_equals_usage_from_the_whole_body() {
+    let bodies = [
+        fixture("openai/chat_completion.json"),
+        fixture("anthropic/message.json"),
+        r#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#.to_owned(),
+        r#"{"type":"message","usage":{"input_tokens":7,"output_tokens":2,"cache_read_input_tokens":5}}"#.to_owned(),
+        r#"{"message":{"usage":{"input_tokens":9,"output_tokens":1}}}"#.to_owned(),
+        r#"{"prompt_tokens":5,"completion_tokens":6}"#.to_owned(),
+        r#"{"usage":null,"input_tokens":3}"#.to_owned(),
+        r#"[{"usage":{"prompt_tokens":1}}]"#.to_owned(),
+        "not json".to_owned(),
+    ];
+    for body in bodies {
+        let whole = serde_json::from_slice::<Value>(body.as_bytes()).ok();
+        let members = usage_fields(body.as_bytes());
+        for read in [
+            translate::usage_from_openai,
+            translate::usage_from_anthropic,
+        ] {
+            assert_eq!(
+                whole.as_ref().map(read).unwrap_or_default(),
+                members.as_ref().map(read).unwrap_or_default(),
+                "{body}"
+            );
+        }
+    }
+}
