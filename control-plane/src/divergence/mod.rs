@@ -16,6 +16,7 @@ mod tests;
 
 pub use config::{DivergenceConfig, Escalation, InvalidSetting, Messages, Thresholds};
 pub use state::DetectorState;
+pub(crate) use state::{Seen, Step};
 
 use serde::{Deserialize, Serialize};
 

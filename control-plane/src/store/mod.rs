@@ -2,6 +2,7 @@
 //! embedded default; the trait lets a distributed store back several
 //! control-plane replicas.
 
+mod codec;
 mod decision_log;
 mod sled_store;
 mod sweeper;
@@ -118,6 +119,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("session store: corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("session store: corrupt record: truncated")]
+    Truncated,
 }
 
 /// Future returned by [`SessionStore::flush`].

@@ -45,9 +45,15 @@ impl SledStore {
         })
     }
 
+    /// The raw sessions tree, for tests of the stored form.
+    #[cfg(test)]
+    pub(crate) fn sessions_tree(&self) -> &sled::Tree {
+        &self.sessions
+    }
+
     fn live(&self, raw: Option<&[u8]>, now_ms: u64) -> Result<Option<Session>, StoreError> {
         let Some(raw) = raw else { return Ok(None) };
-        let s: Session = serde_json::from_slice(raw)?;
+        let s: Session = super::codec::decode_session(raw)?;
         Ok((s.last_seen_ms.saturating_add(self.ttl_ms) > now_ms).then_some(s))
     }
 
@@ -111,7 +117,7 @@ impl SessionStore for SledStore {
         loop {
             let before = self.live(current.as_deref(), now_ms)?;
             let after = f(before.as_ref());
-            let encoded = serde_json::to_vec(&after)?;
+            let encoded = super::codec::encode_session(&after);
             match self.sessions.compare_and_swap(
                 key.as_bytes(),
                 current.as_deref(),

@@ -218,3 +218,80 @@ async fn the_decision_log_writes_in_order_and_completes_queued_records() {
     assert!(timeline[1].result.is_some());
     assert!(timeline[2].result.is_none());
 }
+
+#[test]
+fn sessions_round_trip_through_the_compact_encoding_and_json_still_loads() {
+    use crate::divergence::{Seen, Step};
+    let mut s = Session {
+        pinned_model: Some("strong-1".into()),
+        profile: "AGENT".into(),
+        provider_affinity: Some("alpha".into()),
+        key_affinity: None,
+        created_ms: 1_700_000_000_000,
+        last_seen_ms: 1_700_000_100_000,
+        turns: 42,
+        spend_usd: 0.125,
+        input_tokens: 1 << 40,
+        output_tokens: 7,
+        cached_input_tokens: 3,
+        ..Default::default()
+    };
+    s.divergence.seen = (0..64)
+        .map(|i| Seen {
+            i,
+            d: u64::from(i) * 0x9E37_79B9,
+        })
+        .collect();
+    s.divergence.steps = (0..32)
+        .map(|i| Step {
+            turn: i,
+            act: u64::from(i) + 1,
+            res: 2,
+            err: i % 2 == 0,
+            ekey: 3,
+            text: 4,
+            sim: u64::MAX,
+            reply: 6,
+            reply_rep: i % 3 == 0,
+        })
+        .collect();
+    s.divergence.step_count = 90;
+    s.divergence.last_nudge_at = Some(80);
+    s.divergence.streak = 2;
+    s.divergence.nudges = 5;
+    let compact = super::codec::encode_session(&s);
+    assert!(compact.len() < serde_json::to_vec(&s).unwrap().len() / 2);
+    assert_eq!(super::codec::decode_session(&compact).unwrap(), s);
+    for cut in [1, 10, compact.len() - 1] {
+        assert!(super::codec::decode_session(&compact[..cut]).is_err());
+    }
+    let empty = Session::default();
+    let compact = super::codec::encode_session(&empty);
+    assert_eq!(super::codec::decode_session(&compact).unwrap(), empty);
+    // Records written as JSON before the compact encoding.
+    let json = serde_json::to_vec(&s).unwrap();
+    assert_eq!(super::codec::decode_session(&json).unwrap(), s);
+}
+
+#[test]
+fn a_json_session_is_read_and_rewritten_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(3600));
+    let key = SessionKey::new("t", "old");
+    let old = Session {
+        pinned_model: Some("m".into()),
+        turns: 1,
+        last_seen_ms: 1_000,
+        ..Default::default()
+    };
+    store
+        .sessions_tree()
+        .insert(key.as_bytes(), serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    assert_eq!(store.get(&key, 2_000).unwrap(), Some(old.clone()));
+    let updated = touch(&store, &key, 3_000, "other");
+    assert_eq!(updated.before, Some(old));
+    assert_eq!(updated.after.pinned_model.as_deref(), Some("m"));
+    let raw = store.sessions_tree().get(key.as_bytes()).unwrap().unwrap();
+    assert_eq!(raw[0], 1, "rewritten in the compact encoding");
+}

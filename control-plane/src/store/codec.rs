@@ -1,0 +1,187 @@
+//! The stored form of a [`Session`]: a version byte, then fixed-width
+//! little-endian fields. Records written as JSON (before this encoding) start
+//! with `{` and still load; they are rewritten in this form on their next
+//! update.
+
+use super::{Session, StoreError};
+use crate::divergence::{DetectorState, Seen, Step};
+
+/// First byte of a record in this encoding (never `{`).
+const V1: u8 = 1;
+
+/// Encodes `s` (about 110 bytes plus 12 per seen digest and 54 per step).
+pub fn encode_session(s: &Session) -> Vec<u8> {
+    let d = &s.divergence;
+    let mut out = Vec::with_capacity(128 + d.seen.len() * 12 + d.steps.len() * 54);
+    out.push(V1);
+    opt_str(&mut out, s.pinned_model.as_deref());
+    str(&mut out, &s.profile);
+    opt_str(&mut out, s.provider_affinity.as_deref());
+    opt_str(&mut out, s.key_affinity.as_deref());
+    for v in [s.created_ms, s.last_seen_ms] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&s.turns.to_le_bytes());
+    out.extend_from_slice(&s.spend_usd.to_le_bytes());
+    for v in [s.input_tokens, s.output_tokens, s.cached_input_tokens] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [d.step_count, d.streak, d.nudges] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    match d.last_nudge_at {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(d.seen.len() as u32).to_le_bytes());
+    for seen in &d.seen {
+        out.extend_from_slice(&seen.i.to_le_bytes());
+        out.extend_from_slice(&seen.d.to_le_bytes());
+    }
+    out.extend_from_slice(&(d.steps.len() as u32).to_le_bytes());
+    for st in &d.steps {
+        out.extend_from_slice(&st.turn.to_le_bytes());
+        for v in [st.act, st.res, st.ekey, st.text, st.sim, st.reply] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(u8::from(st.err) | (u8::from(st.reply_rep) << 1));
+    }
+    out
+}
+
+/// Decodes a record of either encoding.
+pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
+    match raw.first() {
+        Some(&V1) => {
+            let mut r = Reader(&raw[1..]);
+            read_v1(&mut r).ok_or(StoreError::Truncated)
+        }
+        _ => Ok(serde_json::from_slice(raw)?),
+    }
+}
+
+fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
+    let pinned_model = r.opt_str()?;
+    let profile = r.str()?;
+    let provider_affinity = r.opt_str()?;
+    let key_affinity = r.opt_str()?;
+    let created_ms = r.u64()?;
+    let last_seen_ms = r.u64()?;
+    let turns = r.u32()?;
+    let spend_usd = f64::from_bits(r.u64()?);
+    let input_tokens = r.u64()?;
+    let output_tokens = r.u64()?;
+    let cached_input_tokens = r.u64()?;
+    let step_count = r.u32()?;
+    let streak = r.u32()?;
+    let nudges = r.u32()?;
+    let last_nudge_at = match r.u8()? {
+        0 => None,
+        _ => Some(r.u32()?),
+    };
+    let n = r.u32()? as usize;
+    let mut seen = Vec::with_capacity(n.min(r.0.len() / 12));
+    for _ in 0..n {
+        seen.push(Seen {
+            i: r.u32()?,
+            d: r.u64()?,
+        });
+    }
+    let n = r.u32()? as usize;
+    let mut steps = Vec::with_capacity(n.min(r.0.len() / 53));
+    for _ in 0..n {
+        let turn = r.u32()?;
+        let [act, res, ekey, text, sim, reply] =
+            [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        let flags = r.u8()?;
+        steps.push(Step {
+            turn,
+            act,
+            res,
+            err: flags & 1 != 0,
+            ekey,
+            text,
+            sim,
+            reply,
+            reply_rep: flags & 2 != 0,
+        });
+    }
+    Some(Session {
+        pinned_model,
+        profile,
+        provider_affinity,
+        key_affinity,
+        created_ms,
+        last_seen_ms,
+        turns,
+        spend_usd,
+        input_tokens,
+        output_tokens,
+        cached_input_tokens,
+        divergence: DetectorState {
+            seen,
+            steps,
+            step_count,
+            last_nudge_at,
+            streak,
+            nudges,
+        },
+    })
+}
+
+fn str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            str(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[b]| b)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() {
+            return None;
+        }
+        let (s, rest) = self.0.split_at(n);
+        self.0 = rest;
+        String::from_utf8(s.to_vec()).ok()
+    }
+
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            _ => self.str().map(Some),
+        }
+    }
+}
