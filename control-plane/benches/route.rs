@@ -1,7 +1,7 @@
 //! `Route` cost. Harness-free, never run by `cargo test`.
 //!
 //! In process (`RouterState::route` on a sled store in a temp dir):
-//!   cargo bench -p keel-control-plane --bench route [-- --sessions 10000,1000000]
+//!   cargo bench -p keel-control-plane --bench route [-- --sessions 10000,1000000 --cache-mb 64]
 //! Over gRPC against a running control plane whose store holds `--ids`
 //! pinned conversations (`scripts/bench.sh` fills it with keel-bench-populate):
 //!   cargo bench -p keel-control-plane --bench route -- --grpc http://127.0.0.1:PORT --ids 10000
@@ -59,6 +59,10 @@ session_lock = true
 quality_floor = 3
 "#;
 
+// The control plane's allocator, so in-process figures match the binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Opts {
     grpc: Option<String>,
     ids: u64,
@@ -66,6 +70,7 @@ struct Opts {
     secs: f64,
     concurrency: Vec<usize>,
     prefix: String,
+    cache_mb: Option<u64>,
 }
 
 fn opts() -> Opts {
@@ -76,6 +81,7 @@ fn opts() -> Opts {
         secs: 5.0,
         concurrency: vec![1, 32],
         prefix: "bench-".into(),
+        cache_mb: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -97,6 +103,7 @@ fn opts() -> Opts {
                     .collect()
             }
             "--id-prefix" => o.prefix = val(),
+            "--cache-mb" => o.cache_mb = Some(val().parse().expect("--cache-mb")),
             _ => {} // `--bench` from cargo, filters
         }
     }
@@ -182,6 +189,9 @@ async fn in_process(o: &Opts) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = config::parse(CONFIG).expect("bench config");
         cfg.store.path = dir.path().to_owned();
+        if let Some(mb) = o.cache_mb {
+            cfg.store.cache_capacity_bytes = mb * 1024 * 1024;
+        }
         let store: Arc<dyn SessionStore> = Arc::new(
             SledStore::open(
                 dir.path(),
