@@ -1,6 +1,6 @@
 //! Spend and turns per tenant per UTC day: kept in memory for `Route`'s
 //! check (no store read per request) and written through to the session
-//! store on every report, so a restart keeps the day's total.
+//! store once per report batch, so a restart keeps the day's total.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -63,8 +63,10 @@ impl TenantSpend {
         Ok(*entry)
     }
 
-    /// Adds a reported turn's cost (and the turn) to the tenant's day.
-    pub fn add(
+    /// Adds a reported turn's cost (and the turn) to the tenant's day in
+    /// memory only: a batch of reports writes each tenant once, with
+    /// [`TenantSpend::persist`].
+    pub fn add_unpersisted(
         &self,
         store: &dyn SessionStore,
         tenant: &str,
@@ -86,7 +88,33 @@ impl TenantSpend {
             entry.turns += turns;
             current = *entry;
         }
+        Ok(current)
+    }
+
+    /// Adds a reported turn's cost (and the turn) to the tenant's day and
+    /// writes the day through to the store.
+    pub fn add(
+        &self,
+        store: &dyn SessionStore,
+        tenant: &str,
+        day: u64,
+        usd: f64,
+        turns: u64,
+    ) -> Result<TenantDay, StoreError> {
+        let current = self.add_unpersisted(store, tenant, day, usd, turns)?;
         store.put_tenant_day(tenant, &current)?;
         Ok(current)
+    }
+
+    /// Writes the tenant's current day to the store.
+    pub fn persist(&self, store: &dyn SessionStore, tenant: &str) -> Result<(), StoreError> {
+        let current = {
+            let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+            days.get(tenant).copied()
+        };
+        match current {
+            Some(day) => store.put_tenant_day(tenant, &day),
+            None => Ok(()),
+        }
     }
 }

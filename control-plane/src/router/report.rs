@@ -21,6 +21,8 @@ impl RouterState {
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
         let mut accepted = 0;
         let mut adopted = false;
+        // Tenants whose day changed: written once for the whole batch.
+        let mut spenders: Vec<String> = Vec::new();
         let now = Instant::now();
         for outcome in batch.outcomes {
             let usage = outcome.usage.unwrap_or_default();
@@ -41,7 +43,7 @@ impl RouterState {
             if outcome.success || cost > 0.0 {
                 let tenant = tenant_of(&outcome);
                 self.tenants
-                    .add(
+                    .add_unpersisted(
                         &*self.store,
                         tenant,
                         utc_day(now_ms()),
@@ -49,6 +51,9 @@ impl RouterState {
                         u64::from(outcome.success),
                     )
                     .map_err(internal)?;
+                if !spenders.iter().any(|t| t == tenant) {
+                    spenders.push(tenant.to_owned());
+                }
             }
             if !outcome.conversation_id.is_empty() {
                 if outcome.success {
@@ -61,6 +66,11 @@ impl RouterState {
                 }
             }
             accepted += 1;
+        }
+        for tenant in &spenders {
+            self.tenants
+                .persist(&*self.store, tenant)
+                .map_err(internal)?;
         }
         if adopted {
             // An adopted pin is what the app was served: keep it across a crash.
