@@ -66,6 +66,19 @@ async fn a_turn_cap_stops_a_loop_and_raising_it_resumes_the_conversation() {
     let err: Value = r.json().await.unwrap();
     assert_eq!(err["type"], "error", "{err}");
     assert_eq!(err["error"]["type"], "budget_exceeded", "{err}");
+    // Both refusals are counted on the control plane's /metrics.
+    let metrics = client
+        .get(format!("http://{}/metrics", cp.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keel_route_refusals_total{reason=\"budget\"} 2"),
+        "{metrics}"
+    );
 
     // A refused turn is not a turn.
     let mut admin = AdminClient::connect(cp.url()).await.unwrap();

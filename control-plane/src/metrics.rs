@@ -25,8 +25,19 @@ const KINDS: [DecisionKind; 4] = [
 /// Escalations that are counted (a plain nudge is `Off` and counted as a nudge only).
 const ESCALATIONS: [Escalation; 2] = [Escalation::StrongerModel, Escalation::Stop];
 
+/// Why `Route` refused a request, in label order.
+pub const REFUSALS: [&str; 5] = [
+    "budget",
+    "shed",
+    "pinned_unavailable",
+    "divergence_stop",
+    "invalid",
+];
+
 /// The control plane's counters.
 pub struct Metrics {
+    /// Per [`REFUSALS`] entry.
+    refusals: [AtomicU64; 5],
     /// Per profile, per [`KINDS`] entry.
     decisions: BTreeMap<String, [AtomicU64; 4]>,
     /// Per [`Pattern::ALL`] entry.
@@ -46,6 +57,7 @@ impl Metrics {
                 .collect(),
             nudges: Default::default(),
             escalations: Default::default(),
+            refusals: Default::default(),
         }
     }
 
@@ -56,6 +68,24 @@ impl Metrics {
             KINDS.iter().position(|x| *x == kind),
         ) {
             row[k].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a request `Route` refused, by the status it answered.
+    pub fn refusal(&self, status: &tonic::Status) {
+        let meta = |k: &str| status.metadata().get(k).is_some();
+        let reason = match status.code() {
+            tonic::Code::ResourceExhausted if meta("keel-budget") => "budget",
+            tonic::Code::ResourceExhausted => "shed",
+            tonic::Code::Aborted => "pinned_unavailable",
+            tonic::Code::FailedPrecondition if meta("keel-divergence") => "divergence_stop",
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition => "invalid",
+            _ => return,
+        };
+        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -111,6 +141,18 @@ impl Metrics {
                 out,
                 "keel_divergence_escalations_total{{escalation=\"{}\"}} {}",
                 e.as_str(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        family(
+            &mut out,
+            "keel_route_refusals_total",
+            "Requests Route refused, by reason (budget caps, load shedding, pinned model down, divergence stop, invalid request).",
+        );
+        for (r, n) in REFUSALS.iter().zip(&self.refusals) {
+            let _ = writeln!(
+                out,
+                "keel_route_refusals_total{{reason=\"{r}\"}} {}",
                 n.load(Ordering::Relaxed)
             );
         }

@@ -112,9 +112,16 @@ impl RouterState {
     /// the profile locks sessions. Runs divergence detection on the request's
     /// fingerprints: a nudge is added to `inject` and recorded with the decision.
     pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
-        let decision = self.decide(req).await?;
-        self.metrics.decision(&decision.profile, decision.kind());
-        Ok(decision)
+        match self.decide(req).await {
+            Ok(decision) => {
+                self.metrics.decision(&decision.profile, decision.kind());
+                Ok(decision)
+            }
+            Err(status) => {
+                self.metrics.refusal(&status);
+                Err(status)
+            }
+        }
     }
     #[allow(clippy::too_many_arguments)]
     pub(super) fn decision(
