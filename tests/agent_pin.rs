@@ -120,26 +120,16 @@ async fn agent_conversation_keeps_its_model_across_catalog_change_restarts_and_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_racing_first_turns_converge_on_one_pin() {
-    let fake = FakeProvider::start().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &tmp.path().join("data"),
-        &format!(
-            "{}{}{}",
-            alpha(&fake),
-            model("strong-a", 3, 3.0, 15.0),
-            model("strong-b", 3, 3.0, 15.0)
-        ),
-    );
-    let cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
-    let sc = Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, KEYS)
-        .await
-        .unwrap();
-    let client = reqwest::Client::new();
+    let gw = Gateway::start(
+        &(model("strong-a", 3, 3.0, 15.0) + &model("strong-b", 3, 3.0, 15.0)),
+        &[],
+    )
+    .await;
+    let client = &gw.client;
     let body = chat_body("auto", false);
-    let url = sc.url();
+    let url = gw.sc.url();
     let responses = futures_util::future::join_all(
-        (0..8).map(|_| post_chat(&client, &url, Some("race-1"), Some("AGENT"), &body)),
+        (0..8).map(|_| post_chat(client, &url, Some("race-1"), Some("AGENT"), &body)),
     )
     .await;
     let mut models = Vec::new();
@@ -168,28 +158,18 @@ async fn eight_racing_first_turns_converge_on_one_pin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_conversation_id_every_request_is_routed_on_its_own() {
-    let fake = FakeProvider::start().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &tmp.path().join("data"),
-        &format!(
-            "{}{}{}",
-            alpha(&fake),
-            model("strong-a", 3, 3.0, 15.0),
-            model("cheap", 1, 0.1, 0.4)
-        ),
-    );
-    let cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
-    let sc = Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, KEYS)
-        .await
-        .unwrap();
-    let client = reqwest::Client::new();
+    let gw = Gateway::start(
+        &(model("strong-a", 3, 3.0, 15.0) + &model("cheap", 1, 0.1, 0.4)),
+        &[],
+    )
+    .await;
+    let (fake, sc, client) = (&gw.fake, &gw.sc, &gw.client);
 
     // CHAT without a conversation id: no pin, no turn, each request decides
     // afresh (a named model is honoured per request). AGENT traffic without
     // ids is identified by its opening instead: see tests/identity.rs.
     let r = post_chat(
-        &client,
+        client,
         &sc.url(),
         None,
         Some("CHAT"),
@@ -201,7 +181,7 @@ async fn without_conversation_id_every_request_is_routed_on_its_own() {
     assert_eq!(header(&r, "x-keel-turn"), "0");
     assert_eq!(header(&r, "x-keel-model"), "strong-a");
     let r = post_chat(
-        &client,
+        client,
         &sc.url(),
         None,
         Some("CHAT"),
@@ -215,7 +195,7 @@ async fn without_conversation_id_every_request_is_routed_on_its_own() {
     let before = fake.requests().len();
     for _ in 0..4 {
         let r = post_chat(
-            &client,
+            client,
             &sc.url(),
             None,
             Some("BATCH"),
