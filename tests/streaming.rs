@@ -180,3 +180,64 @@ async fn provider_dying_mid_stream_ends_the_stream_with_an_error_event() {
     );
     assert!(!text.contains("[DONE]"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_the_app_gets_a_prompt_503_and_open_streams_count() {
+    let gw = Gateway::start(
+        &model("strong-a", 3, 3.0, 15.0),
+        &["--max-concurrency", "2"],
+    )
+    .await;
+    gw.fake.set_behavior(Behavior {
+        hold_after_frames: Some(2),
+        ..Default::default()
+    });
+    // Two open streams hold both slots.
+    let mut open = Vec::new();
+    for i in 0..2 {
+        let conversation = format!("c-{i}");
+        let r = gw
+            .chat(Some(&conversation), Some("AGENT"), &chat_body("auto", true))
+            .await;
+        assert_eq!(r.status(), 200);
+        let mut body = r.bytes_stream();
+        tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        open.push(body);
+    }
+    let r = gw.chat(None, Some("CHAT"), &chat_body("auto", false)).await;
+    assert_eq!(r.status(), 503, "shed at once, not queued");
+    assert_eq!(header(&r, "retry-after"), "1");
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 2"),
+        "{v}"
+    );
+
+    gw.fake.release();
+    for mut body in open {
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+        {
+            chunk.unwrap();
+        }
+    }
+    // The slots come back when the streams end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.chat(None, Some("CHAT"), &chat_body("auto", false)).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(std::time::Instant::now() < deadline, "slots never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -29,6 +29,7 @@ pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
     format: Format,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -72,7 +73,8 @@ pub async fn handle(
             ..Default::default()
         },
         started,
-    );
+    )
+    .holding(Some(slot));
 
     rewrite::inject(format, &mut chat.body, &decision.inject);
     let wants_usage = rewrite::app_wants_usage(&chat.body);

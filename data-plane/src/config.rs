@@ -26,6 +26,10 @@ pub struct SidecarConfig {
     /// unreachable (should meet the AGENT quality floor).
     #[arg(long, env = "KEEL_DEFAULT_MODEL")]
     pub default_model: Option<String>,
+    /// Most chat requests in flight (open streams included); above it the
+    /// app gets 503 with `Retry-After` at once instead of queueing.
+    #[arg(long, env = "KEEL_MAX_CONCURRENCY", default_value_t = 4096)]
+    pub max_concurrency: usize,
     /// Deadline of a `Route` call; past it the sidecar fails static.
     #[arg(long, env = "KEEL_ROUTE_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub route_timeout: Duration,

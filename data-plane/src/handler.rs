@@ -61,7 +61,21 @@ async fn chat_request(
     req: Request<Incoming>,
     format: Format,
 ) -> Response<Body> {
-    let response = chat::handle(Arc::clone(&state), req, format)
+    // Shed at the door rather than queue: an overloaded sidecar answers at
+    // once and the app's retry logic takes it from there.
+    let Ok(slot) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        let response = ApiError::Wait {
+            message: format!(
+                "the sidecar is at its limit of {} requests in flight",
+                state.config.max_concurrency
+            ),
+            retry_after_secs: Some(1),
+        }
+        .into_response(format);
+        state.metrics.request(format, response.status().as_u16());
+        return response;
+    };
+    let response = chat::handle(Arc::clone(&state), req, format, slot)
         .await
         .unwrap_or_else(|e| e.into_response(format));
     state.metrics.request(format, response.status().as_u16());

@@ -12,6 +12,9 @@ pub struct Pending {
     reporter: Reporter,
     outcome: pb::Outcome,
     started: Instant,
+    /// The request's slot under `--max-concurrency`, held until the outcome
+    /// is settled (for a stream: until it ends or the app goes away).
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {
@@ -20,7 +23,15 @@ impl Pending {
             reporter,
             outcome,
             started,
+            slot: None,
         }
+    }
+
+    /// Holds the request's concurrency slot for as long as the outcome is
+    /// pending.
+    pub fn holding(mut self, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self.slot = slot;
+        self
     }
 
     /// Attempts recorded so far.
@@ -56,6 +67,7 @@ impl Pending {
         self.outcome.success = success;
         self.outcome.stream_completed = stream_completed;
         self.outcome.total_latency_ms = crate::upstream::ms_since(self.started);
+        self.slot = None;
         self.reporter.send(self.outcome);
     }
 }

@@ -46,6 +46,7 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     let grace = config.shutdown_grace;
+    let max_concurrency = config.max_concurrency.max(1);
     let state = Arc::new(AppState {
         config,
         route,
@@ -54,6 +55,7 @@ pub async fn serve(
         reporter,
         cooldowns: Default::default(),
         metrics: Default::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
     });
 

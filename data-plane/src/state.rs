@@ -20,6 +20,8 @@ pub struct AppState {
     pub reporter: Reporter,
     pub cooldowns: Cooldowns,
     pub metrics: crate::metrics::Metrics,
+    /// Slots under `--max-concurrency`.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the
     /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
     pub fingerprints: FingerprintCache,
