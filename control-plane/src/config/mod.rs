@@ -120,6 +120,9 @@ impl Default for RawHealth {
 pub struct RawServer {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// Tokio worker threads; absent: one per core.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

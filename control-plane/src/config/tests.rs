@@ -183,3 +183,17 @@ fn budgets_load_and_profiles_are_validated_naming_the_key() {
         "the message lists the known objectives"
     );
 }
+
+#[test]
+fn server_worker_threads_is_optional_and_validated() {
+    assert_eq!(parse(BASE).unwrap().worker_threads, None);
+    let with = |n: &str| {
+        BASE.replace(
+            "http_listen = \"127.0.0.1:0\"\n",
+            &format!("http_listen = \"127.0.0.1:0\"\nworker_threads = {n}\n"),
+        )
+    };
+    assert_eq!(parse(&with("1")).unwrap().worker_threads, Some(1));
+    let e = parse(&with("0")).unwrap_err().to_string();
+    assert!(e.contains("server.worker_threads"), "{e}");
+}

@@ -54,6 +54,8 @@ pub enum PinnedUnavailable {
 pub struct Config {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// Tokio worker threads; `None`: tokio's default (one per core).
+    pub worker_threads: Option<usize>,
     pub store: StoreConfig,
     pub routing: RoutingConfig,
     pub catalog: Catalog,
@@ -211,6 +213,11 @@ impl RawConfig {
         if store.sweep_interval.is_zero() {
             return Err(invalid("store.sweep_interval", "must be > 0"));
         }
+        if let Some(n) = self.server.worker_threads {
+            if !(1..=1024).contains(&n) {
+                return Err(invalid("server.worker_threads", "must be 1..=1024"));
+            }
+        }
         if store.cache_capacity_mb == 0 {
             return Err(invalid("store.cache_capacity_mb", "must be > 0"));
         }
@@ -220,6 +227,7 @@ impl RawConfig {
         Ok(Config {
             grpc_listen: self.server.grpc_listen,
             http_listen: self.server.http_listen,
+            worker_threads: self.server.worker_threads,
             store: StoreConfig {
                 path: store.path,
                 session_idle_ttl: store.session_idle_ttl,
