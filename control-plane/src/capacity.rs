@@ -12,6 +12,11 @@ use std::{
 
 use crate::catalog::Catalog;
 
+/// Cool-down of a rate-limited key without `Retry-After`, and the longest
+/// honoured.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
+const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+
 /// Most in-flight entries kept per key; past it the oldest is presumed lost.
 const MAX_TRACKED: usize = 4096;
 /// Rate windows are one minute, as providers count `rpm` / `tpm`.
@@ -115,6 +120,8 @@ struct KeyLoad {
     /// Lowest remaining/limit share the provider last reported, and when.
     reported: Option<(f64, Instant)>,
     rate_limited: u64,
+    /// A 429 parked the key until then (its `Retry-After`).
+    parked_until: Option<Instant>,
 }
 
 /// A key's limits from the catalog.
@@ -256,6 +263,24 @@ impl Capacity {
         if rate_limited {
             s.rate_limited += 1;
         }
+    }
+
+    /// A 429 parks the key for `retry_after_secs` (1 s without one, at most
+    /// 5 min so a bogus header cannot park it for hours).
+    pub fn park(&self, p: usize, k: usize, retry_after_secs: Option<u64>, now: Instant) {
+        let wait = retry_after_secs
+            .map_or(DEFAULT_COOLDOWN, Duration::from_secs)
+            .min(MAX_COOLDOWN);
+        if let Some(mut s) = self.slot(p, k) {
+            s.parked_until = Some(now + wait);
+        }
+    }
+
+    /// Whether key `k` of provider `p` is parked by a recent 429.
+    pub fn parked(&self, p: usize, k: usize) -> bool {
+        self.slot(p, k)
+            .and_then(|s| s.parked_until)
+            .is_some_and(|until| until > Instant::now())
     }
 
     /// The key now.

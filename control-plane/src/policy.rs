@@ -126,7 +126,7 @@ impl Policy<'_> {
     fn usable_key(&self, d: usize) -> usize {
         let p = self.catalog.deployments()[d].provider;
         (0..self.keys_of(d))
-            .find(|&k| !self.signals.key_parked(p, k))
+            .find(|&k| !self.capacity.parked(p, k))
             .unwrap_or(0)
     }
 
@@ -329,7 +329,7 @@ impl Policy<'_> {
         let all = self.catalog.deployments();
         let name = &all[primary.0].name;
         let mut out = Vec::new();
-        let parked = |d: usize, k: usize| self.signals.key_parked(all[d].provider, k);
+        let parked = |d: usize, k: usize| self.capacity.parked(all[d].provider, k);
         for k in 0..self.keys_of(primary.0) {
             if k != primary.1 && !parked(primary.0, k) {
                 out.push((primary.0, k));

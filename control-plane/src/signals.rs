@@ -14,10 +14,6 @@ use crate::{
 
 /// Weight of the newest sample.
 const ALPHA: f64 = 0.3;
-/// Cool-down of a rate-limited key without `Retry-After`, and the longest
-/// honoured.
-const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
-const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// What reports taught about one deployment.
 #[derive(Debug, Default, Clone)]
@@ -66,8 +62,6 @@ impl AttemptKind {
 /// Signals for every deployment and key of the catalog.
 pub struct Signals {
     deployments: Vec<Mutex<DeploymentStats>>,
-    /// `[provider][key]`: parked until.
-    keys: Vec<Vec<Mutex<Option<Instant>>>>,
     breaker: BreakerConfig,
 }
 
@@ -79,11 +73,6 @@ impl Signals {
                 .iter()
                 .map(|_| Mutex::default())
                 .collect(),
-            keys: catalog
-                .providers()
-                .iter()
-                .map(|p| p.keys.iter().map(|_| Mutex::new(None)).collect())
-                .collect(),
             breaker,
         }
     }
@@ -94,44 +83,26 @@ impl Signals {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records one attempt against a deployment (and key, when known).
-    pub fn record(
-        &self,
-        deployment: usize,
-        key: Option<(usize, usize)>,
-        kind: AttemptKind,
-        latency_ms: u32,
-        ttft_ms: u32,
-        retry_after_secs: Option<u64>,
-    ) {
+    /// Records one attempt against a deployment. (What a 429 says about a
+    /// key is kept by [`crate::capacity::Capacity`].)
+    pub fn record(&self, deployment: usize, kind: AttemptKind, latency_ms: u32, ttft_ms: u32) {
         let now = Instant::now();
-        {
-            let mut stats = self.stats(deployment);
-            match kind {
-                AttemptKind::Success => {
-                    stats.successes += 1;
-                    stats.measured_at = Some(now);
-                    stats.latency_ms = Some(ewma(stats.latency_ms, f64::from(latency_ms)));
-                    if ttft_ms > 0 {
-                        stats.ttft_ms = Some(ewma(stats.ttft_ms, f64::from(ttft_ms)));
-                    }
-                    stats.breaker.record(true, now, &self.breaker);
+        let mut stats = self.stats(deployment);
+        match kind {
+            AttemptKind::Success => {
+                stats.successes += 1;
+                stats.measured_at = Some(now);
+                stats.latency_ms = Some(ewma(stats.latency_ms, f64::from(latency_ms)));
+                if ttft_ms > 0 {
+                    stats.ttft_ms = Some(ewma(stats.ttft_ms, f64::from(ttft_ms)));
                 }
-                AttemptKind::ProviderFailure => {
-                    stats.failures += 1;
-                    stats.breaker.record(false, now, &self.breaker);
-                }
-                AttemptKind::RateLimited | AttemptKind::Neutral => {}
+                stats.breaker.record(true, now, &self.breaker);
             }
-        }
-        if kind == AttemptKind::RateLimited
-            && let Some((p, k)) = key
-            && let Some(slot) = self.keys.get(p).and_then(|keys| keys.get(k))
-        {
-            let wait = retry_after_secs
-                .map_or(DEFAULT_COOLDOWN, Duration::from_secs)
-                .min(MAX_COOLDOWN);
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + wait);
+            AttemptKind::ProviderFailure => {
+                stats.failures += 1;
+                stats.breaker.record(false, now, &self.breaker);
+            }
+            AttemptKind::RateLimited | AttemptKind::Neutral => {}
         }
     }
 
@@ -157,15 +128,6 @@ impl Signals {
     /// The deployment was chosen as a decision's primary target.
     pub fn chosen(&self, deployment: usize) {
         self.stats(deployment).breaker.chosen(Instant::now());
-    }
-
-    /// Whether key `k` of provider `p` is parked by a recent 429.
-    pub fn key_parked(&self, p: usize, k: usize) -> bool {
-        self.keys
-            .get(p)
-            .and_then(|keys| keys.get(k))
-            .and_then(|slot| *slot.lock().unwrap_or_else(|e| e.into_inner()))
-            .is_some_and(|until| until > Instant::now())
     }
 
     /// Breaker state of a deployment, for metrics.

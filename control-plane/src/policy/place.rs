@@ -36,7 +36,7 @@ impl Policy<'_> {
     pub(super) fn has_room(&self, d: usize, shed_priority: u8, now: Instant) -> bool {
         let p = self.catalog.deployments()[d].provider;
         (0..self.keys_of(d)).any(|k| {
-            !self.signals.key_parked(p, k)
+            !self.capacity.parked(p, k)
                 && self
                     .capacity
                     .snapshot(p, k, now)
@@ -79,7 +79,7 @@ impl Policy<'_> {
         for d in deployments.clone() {
             let p = self.catalog.deployments()[d].provider;
             for k in 0..self.keys_of(d) {
-                if !self.signals.key_parked(p, k) {
+                if !self.capacity.parked(p, k) {
                     pairs.push(self.pair(d, k, now));
                 }
             }

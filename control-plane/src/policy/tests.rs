@@ -117,14 +117,7 @@ fn batch_spreads_over_keys_and_avoids_parked_ones() {
         .map(|_| p.choose(w.profile("BATCH"), None, &easy()).unwrap().key)
         .collect();
     assert_eq!(keys.len(), 2, "both keys used");
-    w.signals.record(
-        0,
-        Some((0, 0)),
-        crate::signals::AttemptKind::RateLimited,
-        0,
-        0,
-        Some(60),
-    );
+    w.capacity.park(0, 0, Some(60), std::time::Instant::now());
     for _ in 0..4 {
         let c = p.choose(w.profile("BATCH"), None, &easy()).unwrap();
         assert_eq!((w.name(&c), c.key), ("small", 1), "parked key avoided");

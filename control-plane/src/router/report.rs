@@ -140,6 +140,9 @@ impl RouterState {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let kind = AttemptKind::of(a.status, &a.error_class);
         if let Some((p, k)) = key {
+            if kind == AttemptKind::RateLimited {
+                self.capacity.park(p, k, retry_after, now);
+            }
             self.capacity.observe(
                 p,
                 k,
@@ -150,7 +153,7 @@ impl RouterState {
             );
         }
         self.signals
-            .record(deployment, key, kind, a.latency_ms, a.ttft_ms, retry_after);
+            .record(deployment, kind, a.latency_ms, a.ttft_ms);
     }
 
     /// Adds spend and usage; for outcomes served without the control plane,
