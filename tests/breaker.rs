@@ -168,6 +168,28 @@ async fn until_breaker_opens(
     }
 }
 
+/// Pins `conv` to model x (on alpha), then makes alpha answer 503.
+async fn pin_x_then_fail_alpha(
+    client: &reqwest::Client,
+    sc: &Sidecar,
+    alpha: &FakeProvider,
+    conv: &str,
+) {
+    let r = post_chat(
+        client,
+        &sc.url(),
+        Some(conv),
+        Some("AGENT"),
+        &chat_body("auto", false),
+    )
+    .await;
+    assert_eq!(header(&r, "x-keel-model"), "x");
+    alpha.set_behavior(Behavior {
+        fail_status: Some(503),
+        ..Default::default()
+    });
+}
+
 fn pinned_models() -> String {
     // x (cheaper, so AGENT pins it) only on alpha; y, same tier, only on beta.
     deployment("x", "alpha", 1.0, "1s") + &deployment("y", "beta", 2.0, "1s")
@@ -178,19 +200,7 @@ async fn a_pinned_model_down_everywhere_waits_by_default() {
     let health = "[health]\nmin_requests = 2\nopen_for = \"30s\"\n";
     let (alpha, beta, _tmp, _cp, sc) = start(health, &pinned_models()).await;
     let client = reqwest::Client::new();
-    let r = post_chat(
-        &client,
-        &sc.url(),
-        Some("w-1"),
-        Some("AGENT"),
-        &chat_body("auto", false),
-    )
-    .await;
-    assert_eq!(header(&r, "x-keel-model"), "x");
-    alpha.set_behavior(Behavior {
-        fail_status: Some(503),
-        ..Default::default()
-    });
+    pin_x_then_fail_alpha(&client, &sc, &alpha, "w-1").await;
     let r = until_breaker_opens(&client, &sc, &alpha, "w-1").await;
     assert_eq!(r.status(), 503);
     assert_eq!(header(&r, "retry-after"), "30");
@@ -210,19 +220,7 @@ async fn failover_re_pins_to_the_same_tier_and_announces_it_but_not_mid_tool_cal
     let extra = "[routing]\npinned_unavailable = \"failover\"\n[health]\nmin_requests = 2\nopen_for = \"30s\"\n";
     let (alpha, beta, _tmp, _cp, sc) = start(extra, &pinned_models()).await;
     let client = reqwest::Client::new();
-    let r = post_chat(
-        &client,
-        &sc.url(),
-        Some("f-1"),
-        Some("AGENT"),
-        &chat_body("auto", false),
-    )
-    .await;
-    assert_eq!(header(&r, "x-keel-model"), "x");
-    alpha.set_behavior(Behavior {
-        fail_status: Some(503),
-        ..Default::default()
-    });
+    pin_x_then_fail_alpha(&client, &sc, &alpha, "f-1").await;
     // The breaker opens on a turn that answers a tool call: no switch there.
     let mut tool_turn = chat_body("auto", false);
     tool_turn["messages"] = json!([

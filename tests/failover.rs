@@ -74,6 +74,25 @@ struct Env {
     client: reqwest::Client,
 }
 
+impl Env {
+    /// An OpenAI chat request with Keel's headers and the test's small body.
+    async fn chat(
+        &self,
+        conversation: Option<&str>,
+        profile: &str,
+        stream: bool,
+    ) -> reqwest::Response {
+        post_chat(
+            &self.client,
+            &self.sc.url(),
+            conversation,
+            Some(profile),
+            &chat_body("auto", stream),
+        )
+        .await
+    }
+}
+
 async fn setup(extra: &str) -> Env {
     let alpha = FakeProvider::start().await.unwrap();
     let beta = FakeProvider::start().await.unwrap();
@@ -105,14 +124,7 @@ async fn a_5xx_moves_a_pinned_conversation_to_another_provider_of_its_model() {
         fail_status: Some(503),
         ..Default::default()
     });
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        Some("f-1"),
-        Some("AGENT"),
-        &chat_body("auto", false),
-    )
-    .await;
+    let r = env.chat(Some("f-1"), "AGENT", false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "x-keel-model"),
@@ -214,14 +226,7 @@ async fn a_429_moves_to_the_next_key_and_parks_the_limited_one() {
         fail_only_key: Some("sk-alpha-main-secret".into()),
         ..Default::default()
     });
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        None,
-        Some("CHAT"),
-        &chat_body("auto", false),
-    )
-    .await;
+    let r = env.chat(None, "CHAT", false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "x-keel-provider"),
@@ -242,14 +247,7 @@ async fn a_429_moves_to_the_next_key_and_parks_the_limited_one() {
         ]
     );
     // The next request does not hit the parked key again.
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        None,
-        Some("CHAT"),
-        &chat_body("auto", false),
-    )
-    .await;
+    let r = env.chat(None, "CHAT", false).await;
     assert_eq!(r.status(), 200);
     let keys: Vec<_> = env
         .alpha
@@ -272,14 +270,7 @@ async fn every_key_rate_limited_gives_a_prompt_429_with_retry_after() {
     env.alpha.set_behavior(limited.clone());
     env.beta.set_behavior(limited);
     let started = Instant::now();
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        Some("f-3"),
-        Some("AGENT"),
-        &chat_body("auto", false),
-    )
-    .await;
+    let r = env.chat(Some("f-3"), "AGENT", false).await;
     assert_eq!(r.status(), 429);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -299,14 +290,7 @@ async fn a_provider_4xx_is_relayed_without_trying_other_targets() {
         fail_status: Some(400),
         ..Default::default()
     });
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        None,
-        Some("AGENT"),
-        &chat_body("auto", false),
-    )
-    .await;
+    let r = env.chat(None, "AGENT", false).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].is_string());
@@ -324,14 +308,7 @@ async fn a_stalled_stream_ends_with_an_error_event_after_the_idle_timeout() {
         ..Default::default()
     });
     let started = Instant::now();
-    let r = post_chat(
-        &env.client,
-        &env.sc.url(),
-        None,
-        Some("AGENT"),
-        &chat_body("auto", true),
-    )
-    .await;
+    let r = env.chat(None, "AGENT", true).await;
     assert_eq!(r.status(), 200);
     let text = tokio::time::timeout(Duration::from_secs(10), r.text())
         .await

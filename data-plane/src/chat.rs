@@ -165,8 +165,10 @@ fn to_api_error(failed: Failed, caller: Format) -> ApiError {
         AttemptError::Timeout => {
             ApiError::GatewayTimeout("the provider did not answer in time".into())
         }
+        // Reached only when an earlier target failed otherwise: the last key
+        // tried was rate limited, not necessarily every key.
         AttemptError::RateLimited { retry_after, .. } => ApiError::RateLimited {
-            message: "every provider key for this model is rate limited".into(),
+            message: "the provider rate limited the last key tried; the others failed".into(),
             retry_after_secs: Some(retry_after.unwrap_or(1)),
         },
         AttemptError::Server { status, body } | AttemptError::Client { status, body } => {
