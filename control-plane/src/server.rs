@@ -76,9 +76,11 @@ pub async fn serve(
         stopped(),
     ));
     let grpc_stopped = stopped();
+    let streams = Arc::clone(&state);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        streams.stop_streams();
     });
     tracing::info!("control plane serving");
     let result = tonic::transport::Server::builder()

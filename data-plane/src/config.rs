@@ -33,6 +33,10 @@ pub struct SidecarConfig {
     /// Deadline of a `Route` call; past it the sidecar fails static.
     #[arg(long, env = "KEEL_ROUTE_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub route_timeout: Duration,
+    /// How `Route` is asked: `stream` (one long-lived `RouteStream`, unary
+    /// `Route` if the control plane lacks it) or `unary` (one call each).
+    #[arg(long, env = "KEEL_ROUTE_RPC", value_enum, default_value = "stream")]
+    pub route_rpc: crate::route_stream::RouteRpc,
     /// Largest request body accepted (413 above).
     #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -24,6 +24,7 @@ pub mod report;
 pub mod respond;
 pub mod rewrite;
 pub mod route;
+pub mod route_stream;
 pub mod server;
 pub mod state;
 pub mod translate;

@@ -11,7 +11,10 @@ use std::{
 use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
 use tonic::{Code, transport::Channel};
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    route_stream::{RouteRpc, RouteStream},
+};
 
 /// Most conversations whose last decision is kept for failing static.
 const PIN_CACHE_CAPACITY: usize = 100_000;
@@ -64,6 +67,7 @@ impl CatalogSnapshot {
 /// Route client with fail-static state.
 pub struct RouteClient {
     router: RouterClient<Channel>,
+    stream: RouteStream,
     admin: AdminClient<Channel>,
     timeout: Duration,
     default_model: Option<String>,
@@ -79,6 +83,7 @@ impl RouteClient {
         control_plane: &str,
         timeout: Duration,
         default_model: Option<String>,
+        rpc: RouteRpc,
     ) -> Result<Self, http::uri::InvalidUri> {
         let channel = Channel::from_shared(control_plane.to_owned())?
             .tcp_nodelay(true)
@@ -86,8 +91,10 @@ impl RouteClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true)
             .connect_lazy();
+        let router = RouterClient::new(channel.clone());
         Ok(Self {
-            router: RouterClient::new(channel.clone()),
+            stream: RouteStream::new(router.clone(), rpc),
+            router,
             admin: AdminClient::new(channel),
             timeout,
             default_model,
@@ -121,7 +128,6 @@ impl RouteClient {
     /// Decides a request: from the control plane, else from the fail-static
     /// state.
     pub async fn route(&self, mut req: pb::RouteRequest) -> Result<Routed, ApiError> {
-        let mut router = self.router.clone();
         let conversation = (!req.conversation_id.is_empty()).then(|| req.conversation_id.clone());
         if let Some(id) = &conversation {
             // Served while the control plane was away: tell it which model,
@@ -131,10 +137,9 @@ impl RouteClient {
                 req.degraded_model.clone_from(&pin.route.target.model);
             }
         }
-        let outcome = tokio::time::timeout(self.timeout, router.route(req)).await;
+        let outcome = tokio::time::timeout(self.timeout, self.stream.route(req)).await;
         let status = match outcome {
-            Ok(Ok(resp)) => {
-                let decision = resp.into_inner();
+            Ok(Ok(decision)) => {
                 if let Some(id) = conversation {
                     self.remember(id, &decision);
                 }

@@ -35,6 +35,7 @@ pub async fn serve(
         &config.control_plane,
         config.route_timeout,
         config.default_model.clone(),
+        config.route_rpc,
     )?);
     let http = upstream::client(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);

@@ -1,11 +1,13 @@
 //! `keel.v1.Router`: `Route` decides (decide.rs), `Report` feeds signals
-//! and spend (report.rs); divergence nudges and stops are in nudge.rs.
+//! and spend (report.rs); divergence nudges and stops are in nudge.rs;
+//! `RouteStream` multiplexes `Route` over one stream (stream.rs).
 
 mod budget;
 mod decide;
 mod failover;
 mod nudge;
 mod report;
+mod stream;
 
 use std::sync::{
     Arc,
@@ -43,6 +45,9 @@ pub struct RouterState {
     pub decision_log: DecisionLog,
     spread: AtomicUsize,
     explore: AtomicU64,
+    /// Set when the server begins to stop: open `RouteStream`s end, so that
+    /// the graceful shutdown is not held up by callers that never hang up.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl RouterState {
@@ -66,8 +71,15 @@ impl RouterState {
             metrics,
             spread: AtomicUsize::new(0),
             explore: AtomicU64::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
         };
         (state, writer)
+    }
+
+    /// Ends every open `RouteStream` once its in-flight requests are
+    /// answered; new requests on them are not read.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The conversation's decision records, oldest first, including every
@@ -226,5 +238,17 @@ impl router_server::Router for RouterService {
     ) -> Result<Response<pb::ReportAck>, Status> {
         let accepted = self.0.report(request.into_inner()).await?;
         Ok(Response::new(pb::ReportAck { accepted }))
+    }
+
+    type RouteStreamStream = stream::Answers;
+
+    async fn route_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::RouteStreamRequest>>,
+    ) -> Result<Response<Self::RouteStreamStream>, Status> {
+        Ok(Response::new(stream::serve(
+            Arc::clone(&self.0),
+            request.into_inner(),
+        )))
     }
 }

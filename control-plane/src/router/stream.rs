@@ -1,0 +1,98 @@
+//! `RouteStream`: `Route` multiplexed over one long-lived gRPC stream. Each
+//! request is decided on a task of its own (a turn that creates a pin waits
+//! for the store's flush without holding up the others) and answered with
+//! its id; a refusal travels as a `RouteError` carrying the status `Route`
+//! would have returned.
+
+use std::sync::Arc;
+
+use keel::pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::RouterState;
+
+/// Answers buffered towards one caller before deciding waits for it to read.
+const ANSWERS_BUFFERED: usize = 1024;
+
+/// The response stream of `RouteStream`.
+pub type Answers = ReceiverStream<Result<pb::RouteStreamResponse, Status>>;
+
+/// Serves one `RouteStream` call: reads requests until the caller ends the
+/// stream, decides each on its own task, and answers on the returned stream.
+pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamRequest>) -> Answers {
+    let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED);
+    let mut stopping = state.stopping.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                next = requests.message() => next,
+                // The answers end once the tasks deciding hang up.
+                _ = stopping.wait_for(|s| *s) => break,
+            };
+            let next = match next {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(%status, "route stream ended by the caller");
+                    break;
+                }
+            };
+            let state = Arc::clone(&state);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let id = next.id;
+                let result = match next.request {
+                    Some(req) => state.route(req).await,
+                    None => Err(Status::invalid_argument(
+                        "route stream request without `request`",
+                    )),
+                };
+                let result = Some(match result {
+                    Ok(decision) => pb::route_stream_response::Result::Decision(decision),
+                    Err(status) => pb::route_stream_response::Result::Error(route_error(&status)),
+                });
+                // The caller may have gone: its answer has nobody to read it.
+                let _ = tx.send(Ok(pb::RouteStreamResponse { id, result })).await;
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The status as a message: code, text and its ASCII metadata.
+fn route_error(status: &Status) -> pb::RouteError {
+    let metadata = status
+        .metadata()
+        .iter()
+        .filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect();
+    pb::RouteError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        metadata,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_its_code_message_and_metadata() {
+        let mut status = Status::resource_exhausted("shed under load");
+        status
+            .metadata_mut()
+            .insert("retry-after", "3".parse().unwrap());
+        let e = route_error(&status);
+        assert_eq!(e.code, tonic::Code::ResourceExhausted as i32);
+        assert_eq!(e.message, "shed under load");
+        assert_eq!(e.metadata.get("retry-after").map(String::as_str), Some("3"));
+    }
+}
