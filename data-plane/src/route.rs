@@ -19,6 +19,15 @@ use crate::{
 /// Most conversations whose last decision is kept for failing static.
 const PIN_CACHE_CAPACITY: usize = 100_000;
 
+/// A conversation id as the pin cache keys it: its 128-bit xxh3, so an entry
+/// costs 16 bytes and no allocation instead of a copy of the id (a collision
+/// among 100k cached ids has odds of about 2^-94).
+type PinKey = u128;
+
+fn pin_key(conversation_id: &str) -> PinKey {
+    xxhash_rust::xxh3::xxh3_128(conversation_id.as_bytes())
+}
+
 /// A decision and whether it was made without the control plane.
 pub struct Routed {
     pub decision: pb::Decision,
@@ -71,7 +80,7 @@ pub struct RouteClient {
     admin: AdminClient<Channel>,
     timeout: Duration,
     default_model: Option<String>,
-    pins: Mutex<HashMap<String, CachedPin>>,
+    pins: Mutex<HashMap<PinKey, CachedPin>>,
     pin_routes: Mutex<Vec<Arc<PinRoute>>>,
     catalog: RwLock<Arc<CatalogSnapshot>>,
 }
@@ -128,7 +137,7 @@ impl RouteClient {
     /// Decides a request: from the control plane, else from the fail-static
     /// state.
     pub async fn route(&self, mut req: pb::RouteRequest) -> Result<Routed, ApiError> {
-        let conversation = (!req.conversation_id.is_empty()).then(|| req.conversation_id.clone());
+        let conversation = (!req.conversation_id.is_empty()).then(|| pin_key(&req.conversation_id));
         if let Some(id) = &conversation {
             // Served while the control plane was away: tell it which model,
             // so it adopts that one instead of switching silently.
@@ -170,7 +179,7 @@ impl RouteClient {
             }),
             _ => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "control plane unreachable, failing static");
-                self.fail_static(conversation.as_deref())
+                self.fail_static(conversation)
             }
         }
     }
@@ -203,7 +212,7 @@ impl RouteClient {
         r
     }
 
-    fn remember(&self, conversation_id: String, d: &pb::Decision) {
+    fn remember(&self, conversation_id: PinKey, d: &pb::Decision) {
         let route = match &d.target {
             Some(target) if d.pinned => self.pin_route(target, &d.fallbacks, &d.profile),
             _ => {
@@ -217,7 +226,7 @@ impl RouteClient {
         if pins.len() >= PIN_CACHE_CAPACITY && !pins.contains_key(&conversation_id) {
             // Bounded: drop an arbitrary entry; the control plane still holds
             // the pin, this cache only matters while it is unreachable.
-            if let Some(k) = pins.keys().next().cloned() {
+            if let Some(k) = pins.keys().next().copied() {
                 pins.remove(&k);
             }
         }
@@ -231,10 +240,10 @@ impl RouteClient {
         );
     }
 
-    fn fail_static(&self, conversation: Option<&str>) -> Result<Routed, ApiError> {
+    fn fail_static(&self, conversation: Option<PinKey>) -> Result<Routed, ApiError> {
         if let Some(id) = conversation {
             let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pin) = pins.get_mut(id) {
+            if let Some(pin) = pins.get_mut(&id) {
                 pin.turn += 1;
                 return Ok(Routed {
                     decision: pb::Decision {
@@ -275,7 +284,7 @@ impl RouteClient {
             let route = self.pin_route(&target, &fallbacks, "");
             let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
             pins.insert(
-                id.to_owned(),
+                id,
                 CachedPin {
                     pinned: false,
                     route,
