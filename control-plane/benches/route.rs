@@ -3,7 +3,8 @@
 //! In process (`RouterState::route` on a sled store in a temp dir):
 //!   cargo bench -p keel-control-plane --bench route [-- --sessions 10000,1000000 --cache-mb 64]
 //! Over gRPC against a running control plane whose store holds `--ids`
-//! pinned conversations (`scripts/bench.sh` fills it with keel-bench-populate):
+//! pinned conversations (`scripts/bench.sh` fills it with keel-bench-populate),
+//! unary `Route` and the sidecar's `RouteStream` client:
 //!   cargo bench -p keel-control-plane --bench route -- --grpc http://127.0.0.1:PORT --ids 10000
 //!
 //! Prints one JSON line per case: p50/p99 in µs and decisions per second.
@@ -15,6 +16,7 @@ use std::{
 };
 
 use keel::pb::{self, RequestFeatures, RouteRequest, router_client::RouterClient};
+use keel_data_plane::route_stream::{RouteRpc, RouteStream};
 use keel_control_plane::{
     config,
     router::RouterState,
@@ -280,7 +282,9 @@ async fn in_process(o: &Opts) {
     }
 }
 
-/// Closed loop over gRPC on one channel (as the sidecar does), `c` calls in flight.
+/// Closed loop over gRPC on one channel, `c` calls in flight: unary `Route`
+/// (case `grpc ...`) and the sidecar's own client multiplexing them on one
+/// `RouteStream` (case `grpc-stream ...`).
 async fn grpc(o: &Opts, url: String) {
     let channel = tonic::transport::Channel::from_shared(url)
         .expect("url")
@@ -289,13 +293,20 @@ async fn grpc(o: &Opts, url: String) {
         .await
         .expect("connect to the control plane");
     let client = RouterClient::new(channel);
+    let stream = Arc::new(RouteStream::new(client.clone(), RouteRpc::Stream));
     for &c in &o.concurrency {
-        for case in ["retain", "unpinned"] {
+        for (rpc, case) in [
+            (RouteRpc::Unary, "retain"),
+            (RouteRpc::Unary, "unpinned"),
+            (RouteRpc::Stream, "retain"),
+            (RouteRpc::Stream, "unpinned"),
+        ] {
             let budget = Duration::from_secs_f64(o.secs);
             let start = Instant::now();
             let tasks: Vec<_> = (0..c)
                 .map(|t| {
                     let (mut client, prefix, ids) = (client.clone(), o.prefix.clone(), o.ids);
+                    let stream = Arc::clone(&stream);
                     tokio::spawn(async move {
                         let mut lat = Vec::new();
                         let mut i = t as u64 * 1_000_003;
@@ -305,7 +316,10 @@ async fn grpc(o: &Opts, url: String) {
                                 _ => String::new(),
                             };
                             let t0 = Instant::now();
-                            client.route(request(id)).await.expect("route");
+                            match rpc {
+                                RouteRpc::Unary => drop(client.route(request(id)).await.expect("route")),
+                                RouteRpc::Stream => drop(stream.route(request(id)).await.expect("route")),
+                            }
                             lat.push(t0.elapsed().as_micros() as u32);
                             i += 1;
                         }
@@ -317,7 +331,11 @@ async fn grpc(o: &Opts, url: String) {
             for t in tasks {
                 all.extend(t.await.expect("task"));
             }
-            report(&format!("grpc {case}"), o.ids, c, all, start.elapsed());
+            let name = match rpc {
+                RouteRpc::Unary => "grpc",
+                RouteRpc::Stream => "grpc-stream",
+            };
+            report(&format!("{name} {case}"), o.ids, c, all, start.elapsed());
         }
     }
 }
