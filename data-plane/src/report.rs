@@ -20,6 +20,12 @@ use crate::route::RouteClient;
 /// Most outcomes sent in one `Report` call.
 const BATCH: usize = 256;
 
+/// How long the first outcome of a batch waits for others to join it. Under
+/// load this turns thousands of one-outcome `Report` calls a second into a
+/// few hundred full ones (each call costs the control plane an HTTP/2
+/// stream); signals and spend learn of a turn at most this much later.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// Handle used by the request path.
 #[derive(Clone)]
 pub struct Reporter {
@@ -78,6 +84,17 @@ async fn deliver(
             match rx.recv().await {
                 Some(o) => pending.push_back(o),
                 None => return,
+            }
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            while pending.len() < BATCH {
+                tokio::select! {
+                    _ = &mut linger => break,
+                    o = rx.recv() => match o {
+                        Some(o) => pending.push_back(o),
+                        None => { closed = true; break; }
+                    }
+                }
             }
         }
         // Take whatever else is waiting, up to the queue bound.
