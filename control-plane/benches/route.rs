@@ -16,12 +16,12 @@ use std::{
 };
 
 use keel::pb::{self, RequestFeatures, RouteRequest, router_client::RouterClient};
-use keel_data_plane::route_stream::{RouteRpc, RouteStream};
 use keel_control_plane::{
     config,
     router::RouterState,
     store::{DecisionEntry, Session, SessionKey, SessionStore, SledStore, now_ms},
 };
+use keel_data_plane::route_stream::{RouteRpc, RouteStream};
 
 const CONFIG: &str = r#"
 [server]
@@ -317,8 +317,12 @@ async fn grpc(o: &Opts, url: String) {
                             };
                             let t0 = Instant::now();
                             match rpc {
-                                RouteRpc::Unary => drop(client.route(request(id)).await.expect("route")),
-                                RouteRpc::Stream => drop(stream.route(request(id)).await.expect("route")),
+                                RouteRpc::Unary => {
+                                    drop(client.route(request(id)).await.expect("route"))
+                                }
+                                RouteRpc::Stream => {
+                                    drop(stream.route(request(id)).await.expect("route"))
+                                }
                             }
                             lat.push(t0.elapsed().as_micros() as u32);
                             i += 1;
