@@ -28,10 +28,11 @@ pub enum ServeError {
 
 /// Opens the sled store named by the config.
 pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, crate::store::StoreError> {
-    Ok(Arc::new(SledStore::open(
+    Ok(Arc::new(SledStore::open_with_cache(
         &config.store.path,
         config.store.cache_capacity_bytes,
         config.store.session_idle_ttl,
+        config.store.session_cache_bytes,
     )?))
 }
 

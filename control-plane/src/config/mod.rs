@@ -137,6 +137,9 @@ pub struct RawStore {
     /// Resident memory is ~3x this. 16 MB was as fast as 64 MB at 10k
     /// sessions and faster at 1M (less LRU churn), see the README.
     pub cache_capacity_mb: u64,
+    /// Memory for sessions kept in front of sled and written behind (~0.5 KB
+    /// each, up to ~3 KB with a full loop-detector window).
+    pub session_cache_mb: u64,
 }
 
 impl Default for RawStore {
@@ -146,6 +149,7 @@ impl Default for RawStore {
             session_idle_ttl: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(60),
             cache_capacity_mb: 16,
+            session_cache_mb: (crate::store::DEFAULT_SESSION_CACHE_BYTES >> 20) as u64,
         }
     }
 }

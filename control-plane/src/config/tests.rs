@@ -197,3 +197,17 @@ fn server_worker_threads_is_optional_and_validated() {
     let e = parse(&with("0")).unwrap_err().to_string();
     assert!(e.contains("server.worker_threads"), "{e}");
 }
+
+#[test]
+fn store_session_cache_mb_has_a_default_and_is_validated() {
+    assert_eq!(
+        parse(BASE).unwrap().store.session_cache_bytes,
+        crate::store::DEFAULT_SESSION_CACHE_BYTES
+    );
+    let set = parse(&format!("{BASE}\n[store]\nsession_cache_mb = 4\n")).unwrap();
+    assert_eq!(set.store.session_cache_bytes, 4 * 1024 * 1024);
+    let e = err("\n[store]\nsession_cache_mb = 0\n");
+    assert!(e.contains("store.session_cache_mb"), "{e}");
+    let e = err("\n[store]\nsession_cache_mb = -1\n");
+    assert!(e.contains("session_cache_mb"), "{e}");
+}

@@ -24,6 +24,7 @@ pub struct StoreConfig {
     pub session_idle_ttl: Duration,
     pub sweep_interval: Duration,
     pub cache_capacity_bytes: u64,
+    pub session_cache_bytes: usize,
 }
 
 /// Upstream limits handed to the sidecar with each decision.
@@ -221,6 +222,9 @@ impl RawConfig {
         if store.cache_capacity_mb == 0 {
             return Err(invalid("store.cache_capacity_mb", "must be > 0"));
         }
+        if store.session_cache_mb == 0 {
+            return Err(invalid("store.session_cache_mb", "must be > 0"));
+        }
         self.divergence
             .validate()
             .map_err(|e| invalid(format!("divergence.{}", e.key), e.reason))?;
@@ -233,6 +237,9 @@ impl RawConfig {
                 session_idle_ttl: store.session_idle_ttl,
                 sweep_interval: store.sweep_interval,
                 cache_capacity_bytes: store.cache_capacity_mb * 1024 * 1024,
+                session_cache_bytes: usize::try_from(store.session_cache_mb)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1024 * 1024),
             },
             routing: RoutingConfig {
                 default_profile: routing.default_profile,

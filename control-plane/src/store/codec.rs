@@ -52,6 +52,11 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
     out
 }
 
+/// Whether `raw` is in this encoding (not JSON).
+pub fn is_compact(raw: &[u8]) -> bool {
+    raw.first() == Some(&V1)
+}
+
 /// Decodes a record of either encoding.
 pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
     match raw.first() {

@@ -1,13 +1,21 @@
 //! Decision records, written off the `Route` path: `Route` queues the record
 //! on a bounded channel and one writer task applies the queue in batches.
 //! Reports' results go through the same channel, so a result never overtakes
-//! the record it completes.
+//! the record it completes. A record is held in memory for a moment
+//! (linger.rs) so that its result usually arrives first and the record is
+//! written once, complete.
 
 use std::{future::Future, sync::Arc};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
-use super::{DecisionEntry, SessionKey, SessionStore, TurnResult};
+use super::{
+    DecisionEntry, SessionKey, SessionStore, TurnResult,
+    linger::{Completion, Unwritten},
+};
 
 /// Records queued before `Route` waits for the writer.
 const QUEUE: usize = 8192;
@@ -86,91 +94,95 @@ impl DecisionLog {
 
 impl DecisionWriter {
     /// Writes queued records until `shutdown` resolves, then what is still
-    /// queued, and returns.
+    /// queued or held, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut ops = Vec::with_capacity(BATCH);
+        let mut unwritten = Unwritten::default();
         loop {
-            let n = if stopping {
-                self.rx.recv_many(&mut ops, BATCH).await
-            } else {
-                tokio::select! {
-                    n = self.rx.recv_many(&mut ops, BATCH) => n,
-                    () = &mut shutdown => {
-                        // Refuse new records; drain what is queued.
-                        self.rx.close();
-                        stopping = true;
-                        continue;
+            let wake = unwritten.next_wake();
+            // `None`: something held or waiting is due.
+            let n = tokio::select! {
+                n = self.rx.recv_many(&mut ops, BATCH) => Some(n),
+                () = &mut shutdown, if !stopping => {
+                    // Refuse new records; drain what is queued.
+                    self.rx.close();
+                    stopping = true;
+                    continue;
+                }
+                () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => None,
+            };
+            let now = Instant::now();
+            let mut synced = Vec::new();
+            for op in ops.drain(..) {
+                match op {
+                    Op::Record(key, entry) => unwritten.record(key, entry, now),
+                    Op::Complete {
+                        key,
+                        turn,
+                        decision_id,
+                        result,
+                    } => unwritten.complete(
+                        Completion {
+                            key,
+                            turn,
+                            decision_id,
+                            result,
+                        },
+                        now,
+                    ),
+                    Op::Sync(tx) => {
+                        unwritten.release_all(now);
+                        synced.push(tx);
                     }
                 }
-            };
-            if n == 0 {
+            }
+            // Closed and drained: everything goes now.
+            let last = n == Some(0);
+            if last {
+                unwritten.release_all(now);
+            }
+            if last || !synced.is_empty() || unwritten.write_due(now, BATCH) {
+                let (mut records, completions) = unwritten.take();
+                // In key order, for sled's cache: see `write_sessions`.
+                // Stable: a repeated record keeps its order.
+                records
+                    .sort_by(|(a, x), (b, y)| (a.as_bytes(), x.turn).cmp(&(b.as_bytes(), y.turn)));
+                let store = Arc::clone(&self.store);
+                // sled may touch disk: keep the writes off the runtime's workers.
+                if let Err(e) =
+                    tokio::task::spawn_blocking(move || write(&*store, &records, &completions))
+                        .await
+                {
+                    tracing::error!(error = %e, "decision writer batch failed");
+                }
+            }
+            for tx in synced {
+                let _ = tx.send(());
+            }
+            if last {
+                debug_assert!(unwritten.is_empty());
                 return;
             }
-            let store = Arc::clone(&self.store);
-            // sled may touch disk: keep the batch off the runtime's workers.
-            ops = match tokio::task::spawn_blocking(move || {
-                apply(&*store, &mut ops);
-                ops
-            })
-            .await
-            {
-                Ok(ops) => ops,
-                Err(e) => {
-                    tracing::error!(error = %e, "decision writer batch failed");
-                    Vec::with_capacity(BATCH)
-                }
-            };
         }
     }
 }
 
-/// Applies `ops` in order: records in one store batch, a result to a record
-/// of the same batch in memory, each `Sync` after everything before it.
-fn apply(store: &dyn SessionStore, ops: &mut Vec<Op>) {
-    let mut records: Vec<(SessionKey, DecisionEntry)> = Vec::new();
-    let mut synced = Vec::new();
-    for op in ops.drain(..) {
-        match op {
-            Op::Record(key, entry) => records.push((key, entry)),
-            Op::Complete {
-                key,
-                turn,
-                decision_id,
-                result,
-            } => {
-                let queued = records
-                    .iter_mut()
-                    .rev()
-                    .find(|(k, e)| *k == key && e.turn == turn && e.decision_id == decision_id);
-                match queued {
-                    Some((_, entry)) => entry.result = Some(result),
-                    None => {
-                        if let Err(e) = store.complete_decision(&key, turn, &decision_id, &result) {
-                            tracing::warn!(error = %e, "cannot complete decision record");
-                        }
-                    }
-                }
-            }
-            Op::Sync(tx) => {
-                write(store, &mut records);
-                synced.push(tx);
-            }
-        }
-    }
-    write(store, &mut records);
-    for tx in synced {
-        let _ = tx.send(());
-    }
-}
-
-fn write(store: &dyn SessionStore, records: &mut Vec<(SessionKey, DecisionEntry)>) {
-    if records.is_empty() {
-        return;
-    }
-    if let Err(e) = store.record_decisions(records) {
+/// Writes `records`, then completes records written before.
+fn write(
+    store: &dyn SessionStore,
+    records: &[(SessionKey, DecisionEntry)],
+    completions: &[Completion],
+) {
+    if !records.is_empty()
+        && let Err(e) = store.record_decisions(records)
+    {
         tracing::warn!(error = %e, records = records.len(), "cannot record decisions");
     }
-    records.clear();
+    for c in completions {
+        if let Err(e) = store.complete_decision(&c.key, c.turn, &c.decision_id, &c.result) {
+            tracing::warn!(error = %e, "cannot complete decision record");
+        }
+    }
 }

@@ -2,12 +2,18 @@
 //! embedded default; the trait lets a distributed store back several
 //! control-plane replicas.
 
+mod cache;
 mod codec;
 mod decision_log;
+mod flusher;
+mod linger;
+mod sessions;
 mod sled_store;
 mod sweeper;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_behind_tests;
 
 use std::{future::Future, pin::Pin};
 
@@ -19,7 +25,7 @@ use crate::{
 };
 
 pub use decision_log::{DecisionLog, DecisionWriter};
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
 
 /// A conversation's state.
@@ -131,9 +137,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live session, or None if absent or idle past its TTL.
     fn get(&self, key: &SessionKey, now_ms: u64) -> Result<Option<Session>, StoreError>;
 
-    /// Atomically replaces the session with `f(current)`: a compare-and-swap
-    /// loop, so two racing first turns converge on one pin. `f` may run more
-    /// than once. Not durable until [`SessionStore::flush`].
+    /// Atomically replaces the session with `f(current)`, so two racing
+    /// first turns converge on one pin. `f` may run more than once, and may
+    /// run under a lock of the key: it must not use the store. Not durable
+    /// until [`SessionStore::flush`].
     fn update(
         &self,
         key: &SessionKey,

@@ -1,11 +1,22 @@
 //! [`SessionStore`] on sled 0.34. sled has no TTL, so the deadline is checked
 //! on every read (lazy expiry) and an expiry index, bucketed by minute so
 //! that most turns add no index write, feeds the sweeper.
+//!
+//! Sessions are served from a bounded in-memory cache and written behind
+//! (sessions.rs): one process owns the embedded store, so the cache is the
+//! truth and sled its durable copy, at most [`WRITE_BEHIND`] old.
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use super::{
     DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
+    cache::SessionCache,
+    flusher::{Flusher, WriteBack},
 };
 use crate::budget::{Overrides, TenantDay};
 
@@ -14,27 +25,58 @@ const BUDGETS_KEY: &[u8] = b"budget_overrides";
 
 const BUCKET_MS: u64 = 60_000;
 
+/// How long a changed session (or tenant day) may stay only in memory.
+/// Route's and Report's changes to one turn usually land in one write.
+const WRITE_BEHIND: Duration = Duration::from_millis(250);
+
+/// Memory for cached sessions when the configuration names no other size.
+pub const DEFAULT_SESSION_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// sled-backed sessions: trees `sessions`, `expiry` and `decisions`; tenant
 /// spend per day in `tenant_days`, run-time settings in `meta`.
 pub struct SledStore {
-    db: sled::Db,
-    sessions: sled::Tree,
-    expiry: sled::Tree,
+    inner: Arc<Inner>,
+    flusher: Flusher,
+}
+
+/// The trees and the cache in front of `sessions`, shared with the flusher.
+pub(super) struct Inner {
+    pub db: sled::Db,
+    pub sessions: sled::Tree,
+    pub expiry: sled::Tree,
     decisions: sled::Tree,
     tenant_days: sled::Tree,
     meta: sled::Tree,
-    ttl_ms: u64,
+    pub ttl_ms: u64,
+    pub cache: SessionCache,
+    /// One write pass at a time, so two passes never reorder the writes of
+    /// one session.
+    pub pass: Mutex<()>,
+    /// Tenant days not yet written, by store key.
+    tenant_days_pending: Mutex<HashMap<Vec<u8>, TenantDay>>,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, caching sessions in
+    /// [`DEFAULT_SESSION_CACHE_BYTES`] of memory.
     pub fn open(path: &Path, cache_capacity_bytes: u64, ttl: Duration) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, cache_capacity_bytes, ttl, DEFAULT_SESSION_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store at `path`, caching sessions in about
+    /// `session_cache_bytes` of memory.
+    pub fn open_with_cache(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        ttl: Duration,
+        session_cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .flush_every_ms(Some(500))
             .open()?;
-        Ok(Self {
+        let inner = Arc::new(Inner {
             sessions: db.open_tree("sessions")?,
             expiry: db.open_tree("expiry")?,
             decisions: db.open_tree("decisions")?,
@@ -42,41 +84,62 @@ impl SledStore {
             meta: db.open_tree("meta")?,
             db,
             ttl_ms: ttl.as_millis() as u64,
-        })
+            cache: SessionCache::new(session_cache_bytes),
+            pass: Mutex::new(()),
+            tenant_days_pending: Mutex::new(HashMap::new()),
+        });
+        let target: std::sync::Weak<dyn WriteBack> = Arc::downgrade(&inner) as _;
+        let flusher = Flusher::start(target, WRITE_BEHIND)
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        Ok(Self { inner, flusher })
     }
 
     /// The raw sessions tree, for tests of the stored form.
     #[cfg(test)]
     pub(crate) fn sessions_tree(&self) -> &sled::Tree {
-        &self.sessions
+        &self.inner.sessions
     }
 
-    fn live(&self, raw: Option<&[u8]>, now_ms: u64) -> Result<Option<Session>, StoreError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let s: Session = super::codec::decode_session(raw)?;
-        Ok((s.last_seen_ms.saturating_add(self.ttl_ms) > now_ms).then_some(s))
+    /// The session cache, for tests of its bounds.
+    #[cfg(test)]
+    pub(super) fn cache(&self) -> &SessionCache {
+        &self.inner.cache
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Before `inner` goes: the flusher's last pass writes what is dirty.
+        self.flusher.stop();
+    }
+}
+
+impl Inner {
+    /// Whether a session last seen at `last_seen_ms` is live at `now_ms`.
+    pub fn is_live(&self, last_seen_ms: u64, now_ms: u64) -> bool {
+        last_seen_ms.saturating_add(self.ttl_ms) > now_ms
     }
 
-    fn bucket(&self, last_seen_ms: u64) -> u64 {
+    pub fn bucket(&self, last_seen_ms: u64) -> u64 {
         (last_seen_ms.saturating_add(self.ttl_ms)).div_ceil(BUCKET_MS) * BUCKET_MS
     }
 
-    fn expiry_key(bucket: u64, key: &SessionKey) -> Vec<u8> {
-        let mut k = Vec::with_capacity(8 + key.as_bytes().len());
+    pub fn expiry_key(bucket: u64, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(8 + key.len());
         k.extend_from_slice(&bucket.to_be_bytes());
-        k.extend_from_slice(key.as_bytes());
+        k.extend_from_slice(key);
         k
     }
 
-    fn decision_prefix(key: &SessionKey) -> Vec<u8> {
-        let mut k = Vec::with_capacity(key.as_bytes().len() + 1);
-        k.extend_from_slice(key.as_bytes());
+    fn decision_prefix(key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(key.len() + 1);
+        k.extend_from_slice(key);
         k.push(0xFF);
         k
     }
 
     fn decision_key(key: &SessionKey, turn: u32, decision_id: &str) -> Vec<u8> {
-        let mut k = Self::decision_prefix(key);
+        let mut k = Self::decision_prefix(key.as_bytes());
         k.extend_from_slice(&turn.to_be_bytes());
         k.extend_from_slice(decision_id.as_bytes());
         k
@@ -90,12 +153,41 @@ impl SledStore {
         k
     }
 
-    fn remove_session(&self, key: &[u8]) -> Result<(), StoreError> {
+    /// Removes a session and its decisions from sled.
+    pub fn remove_session(&self, key: &[u8]) -> Result<(), StoreError> {
         self.sessions.remove(key)?;
-        let mut prefix = key.to_vec();
-        prefix.push(0xFF);
-        for entry in self.decisions.scan_prefix(&prefix).keys() {
+        for entry in self
+            .decisions
+            .scan_prefix(Self::decision_prefix(key))
+            .keys()
+        {
             self.decisions.remove(entry?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending tenant days. The lock is held while writing so a
+    /// read never falls between the map and sled.
+    fn write_tenant_days(&self) -> Result<usize, StoreError> {
+        let mut pending = self
+            .tenant_days_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (k, day) in pending.iter() {
+            self.tenant_days
+                .insert(k.as_slice(), serde_json::to_vec(day)?)?;
+        }
+        let n = pending.len();
+        pending.clear();
+        Ok(n)
+    }
+}
+
+impl WriteBack for Inner {
+    fn write_back(&self, sync: bool) -> Result<(), StoreError> {
+        let written = self.write_sessions()? + self.write_tenant_days()?;
+        if written > 0 || sync {
+            self.db.flush()?;
         }
         Ok(())
     }
@@ -103,8 +195,7 @@ impl SledStore {
 
 impl SessionStore for SledStore {
     fn get(&self, key: &SessionKey, now_ms: u64) -> Result<Option<Session>, StoreError> {
-        let raw = self.sessions.get(key.as_bytes())?;
-        self.live(raw.as_deref(), now_ms)
+        self.inner.get(key.as_bytes(), now_ms)
     }
 
     fn update(
@@ -113,49 +204,34 @@ impl SessionStore for SledStore {
         now_ms: u64,
         f: &mut dyn FnMut(Option<&Session>) -> Session,
     ) -> Result<Updated, StoreError> {
-        let mut current = self.sessions.get(key.as_bytes())?;
-        loop {
-            let before = self.live(current.as_deref(), now_ms)?;
-            let after = f(before.as_ref());
-            let encoded = super::codec::encode_session(&after);
-            match self.sessions.compare_and_swap(
-                key.as_bytes(),
-                current.as_deref(),
-                Some(encoded),
-            )? {
-                Ok(()) => {
-                    let new_bucket = self.bucket(after.last_seen_ms);
-                    let old_bucket = before.as_ref().map(|b| self.bucket(b.last_seen_ms));
-                    if old_bucket != Some(new_bucket) {
-                        self.expiry
-                            .insert(Self::expiry_key(new_bucket, key), &[][..])?;
-                    }
-                    return Ok(Updated { before, after });
-                }
-                Err(conflict) => current = conflict.current,
-            }
-        }
+        self.inner.update(key.as_bytes(), now_ms, f)
     }
 
     fn flush(&self) -> FlushFuture<'_> {
+        let done = self.flusher.request();
         Box::pin(async move {
-            self.db.flush_async().await?;
+            if done.await == Ok(true) {
+                return Ok(());
+            }
+            // The flusher failed (or is gone): write here and report why.
+            self.inner.write_sessions()?;
+            self.inner.write_tenant_days()?;
+            self.inner.db.flush_async().await?;
             Ok(())
         })
     }
 
     fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError> {
-        let k = Self::decision_key(key, entry.turn, &entry.decision_id);
-        self.decisions.insert(k, serde_json::to_vec(entry)?)?;
+        let k = Inner::decision_key(key, entry.turn, &entry.decision_id);
+        self.inner.decisions.insert(k, serde_json::to_vec(entry)?)?;
         Ok(())
     }
 
     fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError> {
         // One insert each: `apply_batch` takes sled's exclusive write lock,
-        // which stalls every session compare-and-swap of `Route` meanwhile.
+        // which stalls every other writer meanwhile.
         for (key, entry) in entries {
-            let k = Self::decision_key(key, entry.turn, &entry.decision_id);
-            self.decisions.insert(k, serde_json::to_vec(entry)?)?;
+            self.record_decision(key, entry)?;
         }
         Ok(())
     }
@@ -167,71 +243,72 @@ impl SessionStore for SledStore {
         decision_id: &str,
         result: &TurnResult,
     ) -> Result<bool, StoreError> {
-        let k = Self::decision_key(key, turn, decision_id);
-        let Some(raw) = self.decisions.get(&k)? else {
+        let decisions = &self.inner.decisions;
+        let k = Inner::decision_key(key, turn, decision_id);
+        let Some(raw) = decisions.get(&k)? else {
             return Ok(false);
         };
         let mut entry: DecisionEntry = serde_json::from_slice(&raw)?;
         entry.result = Some(result.clone());
         // A sweep may have removed the conversation meanwhile: only replace
         // what is still there.
-        Ok(self
-            .decisions
+        Ok(decisions
             .compare_and_swap(&k, Some(raw), Some(serde_json::to_vec(&entry)?))?
             .is_ok())
     }
 
     fn tenant_day(&self, tenant: &str, day: u64) -> Result<Option<TenantDay>, StoreError> {
-        self.tenant_days
-            .get(Self::tenant_day_key(tenant, day))?
+        let k = Inner::tenant_day_key(tenant, day);
+        let pending = self
+            .inner
+            .tenant_days_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = pending.get(&k) {
+            return Ok(Some(*d));
+        }
+        self.inner
+            .tenant_days
+            .get(k)?
             .map(|v| Ok(serde_json::from_slice(&v)?))
             .transpose()
     }
 
     fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError> {
-        self.tenant_days.insert(
-            Self::tenant_day_key(tenant, day.day),
-            serde_json::to_vec(day)?,
-        )?;
+        // Written behind with the sessions: one write per tenant per pass.
+        self.inner
+            .tenant_days_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Inner::tenant_day_key(tenant, day.day), *day);
         Ok(())
     }
 
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {
-        self.meta
+        self.inner
+            .meta
             .get(BUDGETS_KEY)?
             .map(|v| Ok(serde_json::from_slice(&v)?))
             .transpose()
     }
 
     fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError> {
-        self.meta
+        self.inner
+            .meta
             .insert(BUDGETS_KEY, serde_json::to_vec(overrides)?)?;
         Ok(())
     }
 
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError> {
-        self.decisions
-            .scan_prefix(Self::decision_prefix(key))
+        self.inner
+            .decisions
+            .scan_prefix(Inner::decision_prefix(key.as_bytes()))
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        let end = (now_ms + 1).to_be_bytes();
-        for entry in self.expiry.range(..&end[..]) {
-            let (index_key, _) = entry?;
-            let session_key = &index_key[8..];
-            let raw = self.sessions.get(session_key)?;
-            // The index may point at a session refreshed since; only the
-            // session's own last_seen decides.
-            if raw.is_some() && self.live(raw.as_deref(), now_ms)?.is_none() {
-                self.remove_session(session_key)?;
-                removed += 1;
-            }
-            self.expiry.remove(index_key)?;
-        }
-        Ok(removed)
+        self.inner.sweep(now_ms)
     }
 }

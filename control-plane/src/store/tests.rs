@@ -292,6 +292,7 @@ fn a_json_session_is_read_and_rewritten_compact() {
     let updated = touch(&store, &key, 3_000, "other");
     assert_eq!(updated.before, Some(old));
     assert_eq!(updated.after.pinned_model.as_deref(), Some("m"));
+    futures_flush(&store);
     let raw = store.sessions_tree().get(key.as_bytes()).unwrap().unwrap();
     assert_eq!(raw[0], 1, "rewritten in the compact encoding");
 }
