@@ -204,8 +204,8 @@ fn store_session_cache_mb_has_a_default_and_is_validated() {
         parse(BASE).unwrap().store.session_cache_bytes,
         crate::store::DEFAULT_SESSION_CACHE_BYTES
     );
-    let set = parse(&format!("{BASE}\n[store]\nsession_cache_mb = 4\n")).unwrap();
-    assert_eq!(set.store.session_cache_bytes, 4 * 1024 * 1024);
+    let set = parse(&format!("{BASE}\n[store]\nsession_cache_mb = 8\n")).unwrap();
+    assert_eq!(set.store.session_cache_bytes, 8 * 1024 * 1024);
     let e = err("\n[store]\nsession_cache_mb = 0\n");
     assert!(e.contains("store.session_cache_mb"), "{e}");
     let e = err("\n[store]\nsession_cache_mb = -1\n");

@@ -30,7 +30,7 @@ const BUCKET_MS: u64 = 60_000;
 const WRITE_BEHIND: Duration = Duration::from_millis(250);
 
 /// Memory for cached sessions when the configuration names no other size.
-pub const DEFAULT_SESSION_CACHE_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_SESSION_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// sled-backed sessions: trees `sessions`, `expiry` and `decisions`; tenant
 /// spend per day in `tenant_days`, run-time settings in `meta`.
