@@ -73,76 +73,136 @@ async fn deliver(
     capacity: usize,
     dropped: Arc<AtomicU64>,
 ) {
-    let mut pending: VecDeque<pb::Outcome> = VecDeque::new();
+    let mut queue = Queue {
+        items: VecDeque::new(),
+        capacity,
+        dropped,
+    };
     let mut backoff = Duration::from_millis(200);
     let mut closed = false;
     loop {
-        if pending.is_empty() {
+        if queue.items.is_empty() {
             if closed {
                 return;
             }
             match rx.recv().await {
-                Some(o) => pending.push_back(o),
+                Some(o) => queue.push(o),
                 None => return,
             }
-            let linger = tokio::time::sleep(LINGER);
-            tokio::pin!(linger);
-            while pending.len() < BATCH {
-                tokio::select! {
-                    _ = &mut linger => break,
-                    o = rx.recv() => match o {
-                        Some(o) => pending.push_back(o),
-                        None => { closed = true; break; }
-                    }
-                }
-            }
+            closed = !queue.gather(&mut rx, LINGER, BATCH).await;
         }
         // Take whatever else is waiting, up to the queue bound.
         while let Ok(o) = rx.try_recv() {
-            if pending.len() >= capacity {
-                pending.pop_front();
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            pending.push_back(o);
+            queue.push(o);
         }
-        let n = pending.len().min(BATCH);
+        let n = queue.items.len().min(BATCH);
         let batch = pb::ReportBatch {
-            outcomes: pending.iter().take(n).cloned().collect(),
+            outcomes: queue.items.iter().take(n).cloned().collect(),
         };
         match client.report(batch).await {
             Ok(_) => {
-                pending.drain(..n);
+                queue.items.drain(..n);
                 backoff = Duration::from_millis(200);
             }
             Err(status) => {
-                tracing::debug!(code = ?status.code(), queued = pending.len(), "report failed, will retry");
+                tracing::debug!(code = ?status.code(), queued = queue.items.len(), "report failed, will retry");
                 if closed {
                     tracing::warn!(
-                        lost = pending.len(),
+                        lost = queue.items.len(),
                         "shutting down with undelivered reports"
                     );
                     return;
                 }
                 // Wait before retrying, but keep accepting new outcomes.
-                let sleep = tokio::time::sleep(backoff);
-                tokio::pin!(sleep);
-                loop {
-                    tokio::select! {
-                        _ = &mut sleep => break,
-                        o = rx.recv() => match o {
-                            Some(o) => {
-                                if pending.len() >= capacity {
-                                    pending.pop_front();
-                                    dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                                pending.push_back(o);
-                            }
-                            None => { closed = true; break; }
-                        }
-                    }
-                }
+                closed = !queue.gather(&mut rx, backoff, usize::MAX).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Outcomes waiting for delivery, oldest first; above `capacity` the oldest
+/// is dropped (and counted).
+struct Queue {
+    items: VecDeque<pb::Outcome>,
+    capacity: usize,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Queue {
+    fn push(&mut self, o: pb::Outcome) {
+        if self.items.len() >= self.capacity {
+            self.items.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.items.push_back(o);
+    }
+
+    /// Queues what arrives for up to `wait`, or until `enough` are queued.
+    /// False once every sender is gone.
+    async fn gather(
+        &mut self,
+        rx: &mut mpsc::Receiver<pb::Outcome>,
+        wait: Duration,
+        enough: usize,
+    ) -> bool {
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        while self.items.len() < enough {
+            tokio::select! {
+                _ = &mut deadline => break,
+                o = rx.recv() => match o {
+                    Some(o) => self.push(o),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(id: &str) -> pb::Outcome {
+        pb::Outcome {
+            decision_id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    fn queue(capacity: usize) -> Queue {
+        Queue {
+            items: VecDeque::new(),
+            capacity,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_outcome_and_counts_it() {
+        let mut q = queue(2);
+        for id in ["a", "b", "c"] {
+            q.push(outcome(id));
+        }
+        let ids: Vec<_> = q.items.iter().map(|o| o.decision_id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn gathering_stops_at_enough_and_tells_when_the_senders_are_gone() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for id in ["a", "b", "c"] {
+            tx.send(outcome(id)).await.unwrap();
+        }
+        let mut q = queue(8);
+        // A long wait: returns as soon as two are queued, not after it.
+        assert!(q.gather(&mut rx, Duration::from_secs(3600), 2).await);
+        assert_eq!(q.items.len(), 2);
+        drop(tx);
+        assert!(!q.gather(&mut rx, Duration::from_secs(3600), 8).await);
+        assert_eq!(q.items.len(), 3, "what was sent before the end is kept");
     }
 }
