@@ -60,6 +60,9 @@ fn main() -> Result<()> {
                 let (store, args) = (Arc::clone(&store), &args);
                 scope.spawn(move || -> Result<u64> {
                     let mut written = 0;
+                    // Decision records in batches, as the decision writer
+                    // writes them.
+                    let mut records = Vec::with_capacity(512);
                     let mut i = t;
                     while i < args.sessions {
                         let id = format!("{}{i}", args.id_prefix);
@@ -83,9 +86,9 @@ fn main() -> Result<()> {
                             }
                         })?;
                         if fresh {
-                            store.record_decision(
-                                &key,
-                                &DecisionEntry {
+                            records.push((
+                                key,
+                                DecisionEntry {
                                     decision_id: uuid::Uuid::now_v7().to_string(),
                                     turn: 1,
                                     kind: DecisionKind::Initialize as i32,
@@ -96,11 +99,16 @@ fn main() -> Result<()> {
                                     events: Vec::new(),
                                     result: None,
                                 },
-                            )?;
+                            ));
                             written += 1;
+                        }
+                        if records.len() == records.capacity() {
+                            store.record_decisions(&records)?;
+                            records.clear();
                         }
                         i += threads;
                     }
+                    store.record_decisions(&records)?;
                     Ok(written)
                 })
             })

@@ -147,7 +147,7 @@ impl Default for RawStore {
         Self {
             path: PathBuf::from("./keel-data"),
             session_idle_ttl: Duration::from_secs(24 * 3600),
-            sweep_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(10),
             cache_capacity_mb: 16,
             session_cache_mb: (crate::store::DEFAULT_SESSION_CACHE_BYTES >> 20) as u64,
         }

@@ -32,9 +32,6 @@ pub(super) struct Cached {
     pub bytes: Vec<u8>,
     /// The session's `last_seen_ms`, for expiry without decoding.
     pub last_seen_ms: u64,
-    /// Expiry bucket of the record in sled (None: no record). A write
-    /// indexes the session again only when its bucket moves.
-    pub stored_bucket: Option<u64>,
 }
 
 /// Index of an entry in its shard, valid while the shard's lock is held or
@@ -189,6 +186,17 @@ impl Shard {
         self.set_dirty(id);
     }
 
+    /// Changes the entry's encoding in place (same `last_seen_ms`) and
+    /// marks it dirty.
+    pub fn patch(&mut self, id: SlotId, f: impl FnOnce(&mut Vec<u8>)) {
+        let bytes = &mut self.slot(id.0).value.bytes;
+        let old = bytes.len();
+        f(bytes);
+        let new = bytes.len();
+        self.bytes = self.bytes + new - old;
+        self.set_dirty(id);
+    }
+
     /// Whether sled holds the entry as cached.
     pub fn is_clean(&self, id: SlotId) -> bool {
         self.slots[id.0].as_ref().is_some_and(Slot::clean)
@@ -273,9 +281,9 @@ impl Shard {
     }
 
     /// Reports a write of the pass: on success sled holds the version
-    /// taken (in expiry bucket `bucket`); on failure the entry is dirty
-    /// again and the next pass retries it.
-    pub fn written(&mut self, id: SlotId, ok: bool, bucket: u64) {
+    /// taken; on failure the entry is dirty again and the next pass
+    /// retries it.
+    pub fn written(&mut self, id: SlotId, ok: bool) {
         let slot = self.slot(id.0);
         slot.writing = false;
         if !ok {
@@ -286,7 +294,6 @@ impl Shard {
             }
             return;
         }
-        slot.value.stored_bucket = Some(bucket);
         if !slot.dirty {
             self.unclean -= 1;
         }

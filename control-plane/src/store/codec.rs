@@ -1,19 +1,26 @@
 //! The stored form of a [`Session`]: a version byte, then fixed-width
-//! little-endian fields. Records written as JSON (before this encoding) start
-//! with `{` and still load; they are rewritten in this form on their next
-//! update.
+//! little-endian fields. Version 2 is version 1 with the session's decision
+//! log head (8 bytes, 0 for none) after the version byte, where it is read
+//! and replaced without decoding the rest. Records written as JSON (before
+//! this encoding) start with `{` and still load, as do version 1 records;
+//! they are rewritten as version 2 on their next update.
 
 use super::{Session, StoreError};
 use crate::divergence::{DetectorState, Seen, Step};
 
-/// First byte of a record in this encoding (never `{`).
+/// First byte of a record in these encodings (never `{`).
 const V1: u8 = 1;
+const V2: u8 = 2;
 
-/// Encodes `s` (about 110 bytes plus 12 per seen digest and 54 per step).
+/// Where version 2 keeps the decision log head.
+const HEAD: std::ops::Range<usize> = 1..9;
+
+/// Encodes `s` (about 120 bytes plus 12 per seen digest and 54 per step).
 pub fn encode_session(s: &Session) -> Vec<u8> {
     let d = &s.divergence;
     let mut out = Vec::with_capacity(128 + d.seen.len() * 12 + d.steps.len() * 54);
-    out.push(V1);
+    out.push(V2);
+    out.extend_from_slice(&s.decision_head.unwrap_or(0).to_le_bytes());
     opt_str(&mut out, s.pinned_model.as_deref());
     str(&mut out, &s.profile);
     opt_str(&mut out, s.provider_affinity.as_deref());
@@ -52,19 +59,58 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
     out
 }
 
-/// Whether `raw` is in this encoding (not JSON).
+/// Whether `raw` is in the current encoding.
 pub fn is_compact(raw: &[u8]) -> bool {
-    raw.first() == Some(&V1)
+    raw.first() == Some(&V2) && raw.len() >= HEAD.end
 }
 
-/// Decodes a record of either encoding.
-pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
-    match raw.first() {
-        Some(&V1) => {
+/// Replaces the decision log head of a record in the current encoding.
+pub fn set_decision_head(raw: &mut [u8], head: Option<u64>) {
+    debug_assert!(is_compact(raw));
+    if let Some(field) = raw.get_mut(HEAD) {
+        field.copy_from_slice(&head.unwrap_or(0).to_le_bytes());
+    }
+}
+
+/// The record's fields after the version byte (and head), and its head.
+fn body(raw: &[u8]) -> Option<(Reader<'_>, Option<u64>)> {
+    match *raw.first()? {
+        V1 => Some((Reader(&raw[1..]), None)),
+        V2 => {
             let mut r = Reader(&raw[1..]);
-            read_v1(&mut r).ok_or(StoreError::Truncated)
+            let head = r.u64()?;
+            Some((r, (head != 0).then_some(head)))
         }
-        _ => Ok(serde_json::from_slice(raw)?),
+        _ => None,
+    }
+}
+
+/// Decodes a record of any encoding.
+pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
+    if raw.first() == Some(&b'{') {
+        return Ok(serde_json::from_slice(raw)?);
+    }
+    let (mut r, decision_head) = body(raw).ok_or(StoreError::Truncated)?;
+    let s = read_v1(&mut r).ok_or(StoreError::Truncated)?;
+    Ok(Session { decision_head, ..s })
+}
+
+/// The `last_seen_ms` of a record of either encoding, without decoding the
+/// rest (the sweep reads every session).
+pub fn last_seen_ms(raw: &[u8]) -> Result<u64, StoreError> {
+    match body(raw) {
+        Some((mut r, _)) => (|| {
+            for optional in [true, false, true, true] {
+                if !optional || r.u8()? != 0 {
+                    let n = r.u32()? as usize;
+                    r.0 = r.0.get(n..)?;
+                }
+            }
+            let _created_ms = r.u64()?;
+            r.u64()
+        })()
+        .ok_or(StoreError::Truncated),
+        None => Ok(decode_session(raw)?.last_seen_ms),
     }
 }
 
@@ -134,6 +180,7 @@ fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
             streak,
             nudges,
         },
+        decision_head: None,
     })
 }
 

@@ -7,11 +7,19 @@ mod codec;
 mod decision_log;
 mod flusher;
 mod linger;
+mod segment;
 mod sessions;
 mod sled_store;
+mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 mod sweeper;
 #[cfg(test)]
 mod tests;
+mod timeline;
+#[cfg(test)]
+mod timeline_tests;
+mod upgrade;
 #[cfg(test)]
 mod write_behind_tests;
 
@@ -53,6 +61,10 @@ pub struct Session {
     /// divergence detection existed still load.
     #[serde(default)]
     pub divergence: DetectorState,
+    /// Store bookkeeping, not for the router: the decision log segment
+    /// holding the conversation's latest decision (timeline.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_head: Option<u64>,
 }
 
 /// A stored decision, for the conversation's timeline.
@@ -91,7 +103,8 @@ pub struct TurnResult {
 
 /// `(tenant, conversation id)` encoded as a store key. Neither part may
 /// contain NUL (checked by the caller); `0xFF` never occurs in UTF-8, which
-/// keeps the decision prefix of one conversation from matching another.
+/// ended the conversation prefix of decision keys in earlier versions
+/// (upgrade.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey(Vec<u8>);
 
@@ -157,7 +170,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Appends several decisions in one write.
     fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError>;
 
-    /// The conversation's timeline, oldest first.
+    /// The conversation's timeline, oldest first (bounded: see timeline.rs).
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError>;
 
     /// Adds the reported result to the decision of `turn` with
@@ -182,7 +195,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores run-time budget caps (not durable until flushed).
     fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError>;
 
-    /// Removes sessions idle past their TTL; returns how many.
+    /// Removes sessions idle past their TTL among the next batch of stored
+    /// ones (each call goes on where the last stopped, and wraps); returns
+    /// how many.
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError>;
 }
 

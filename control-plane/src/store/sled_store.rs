@@ -1,6 +1,7 @@
 //! [`SessionStore`] on sled 0.34. sled has no TTL, so the deadline is checked
-//! on every read (lazy expiry) and an expiry index, bucketed by minute so
-//! that most turns add no index write, feeds the sweeper.
+//! on every read (lazy expiry) and the sweep (sweep.rs) scans the sessions
+//! a batch at a time. No index tree: sled's memory grows with the number of
+//! keys it holds, so the store keeps as few as it can.
 //!
 //! Sessions are served from a bounded in-memory cache and written behind
 //! (sessions.rs): one process owns the embedded store, so the cache is the
@@ -16,14 +17,14 @@ use std::{
 use super::{
     DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
     cache::SessionCache,
+    codec::decode_session,
     flusher::{Flusher, WriteBack},
+    timeline::Log,
 };
 use crate::budget::{Overrides, TenantDay};
 
 /// Key of the run-time budget caps in the `meta` tree.
 const BUDGETS_KEY: &[u8] = b"budget_overrides";
-
-const BUCKET_MS: u64 = 60_000;
 
 /// How long a changed session (or tenant day) may stay only in memory.
 /// Route's and Report's changes to one turn usually land in one write.
@@ -32,7 +33,7 @@ const WRITE_BEHIND: Duration = Duration::from_millis(250);
 /// Memory for cached sessions when the configuration names no other size.
 pub const DEFAULT_SESSION_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-/// sled-backed sessions: trees `sessions`, `expiry` and `decisions`; tenant
+/// sled-backed sessions: trees `sessions` and `decision_log` (timeline.rs); tenant
 /// spend per day in `tenant_days`, run-time settings in `meta`.
 pub struct SledStore {
     inner: Arc<Inner>,
@@ -43,8 +44,7 @@ pub struct SledStore {
 pub(super) struct Inner {
     pub db: sled::Db,
     pub sessions: sled::Tree,
-    pub expiry: sled::Tree,
-    decisions: sled::Tree,
+    pub(super) log: Log,
     tenant_days: sled::Tree,
     meta: sled::Tree,
     pub ttl_ms: u64,
@@ -52,6 +52,8 @@ pub(super) struct Inner {
     /// One write pass at a time, so two passes never reorder the writes of
     /// one session.
     pub pass: Mutex<()>,
+    /// Where the next sweep starts.
+    pub sweep_cursor: Mutex<Vec<u8>>,
     /// Tenant days not yet written, by store key.
     tenant_days_pending: Mutex<HashMap<Vec<u8>, TenantDay>>,
 }
@@ -76,22 +78,39 @@ impl SledStore {
             .cache_capacity(cache_capacity_bytes)
             .flush_every_ms(Some(500))
             .open()?;
+        Self::with_db(db, ttl, session_cache_bytes)
+    }
+
+    /// The store on an open sled database (stores of earlier versions
+    /// included).
+    pub(super) fn with_db(
+        db: sled::Db,
+        ttl: Duration,
+        session_cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             sessions: db.open_tree("sessions")?,
-            expiry: db.open_tree("expiry")?,
-            decisions: db.open_tree("decisions")?,
+            log: Log::open(&db)?,
             tenant_days: db.open_tree("tenant_days")?,
             meta: db.open_tree("meta")?,
             db,
             ttl_ms: ttl.as_millis() as u64,
             cache: SessionCache::new(session_cache_bytes),
             pass: Mutex::new(()),
+            sweep_cursor: Mutex::new(Vec::new()),
             tenant_days_pending: Mutex::new(HashMap::new()),
         });
         let target: std::sync::Weak<dyn WriteBack> = Arc::downgrade(&inner) as _;
         let flusher = Flusher::start(target, WRITE_BEHIND)
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        Ok(Self { inner, flusher })
+        let store = Self { inner, flusher };
+        store.inner.upgrade()?;
+        Ok(store)
+    }
+
+    #[cfg(test)]
+    pub(super) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// The raw sessions tree, for tests of the stored form.
@@ -120,31 +139,6 @@ impl Inner {
         last_seen_ms.saturating_add(self.ttl_ms) > now_ms
     }
 
-    pub fn bucket(&self, last_seen_ms: u64) -> u64 {
-        (last_seen_ms.saturating_add(self.ttl_ms)).div_ceil(BUCKET_MS) * BUCKET_MS
-    }
-
-    pub fn expiry_key(bucket: u64, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(8 + key.len());
-        k.extend_from_slice(&bucket.to_be_bytes());
-        k.extend_from_slice(key);
-        k
-    }
-
-    fn decision_prefix(key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(key.len() + 1);
-        k.extend_from_slice(key);
-        k.push(0xFF);
-        k
-    }
-
-    fn decision_key(key: &SessionKey, turn: u32, decision_id: &str) -> Vec<u8> {
-        let mut k = Self::decision_prefix(key.as_bytes());
-        k.extend_from_slice(&turn.to_be_bytes());
-        k.extend_from_slice(decision_id.as_bytes());
-        k
-    }
-
     fn tenant_day_key(tenant: &str, day: u64) -> Vec<u8> {
         let mut k = Vec::with_capacity(tenant.len() + 9);
         k.extend_from_slice(tenant.as_bytes());
@@ -153,17 +147,17 @@ impl Inner {
         k
     }
 
-    /// Removes a session and its decisions from sled.
+    /// Removes a session and its decisions from sled. The caller holds the
+    /// key's shard lock, and the session is not cached or clean: sled holds
+    /// its latest version.
     pub fn remove_session(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.sessions.remove(key)?;
-        for entry in self
-            .decisions
-            .scan_prefix(Self::decision_prefix(key))
-            .keys()
-        {
-            self.decisions.remove(entry?)?;
-        }
-        Ok(())
+        let pending = self.take_pending_head(key);
+        let Some(raw) = self.sessions.remove(key)? else {
+            return Ok(());
+        };
+        // Unreadable: its records go with their segments' age.
+        let stored = decode_session(&raw).map_or(None, |s| s.decision_head);
+        self.remove_decisions(key, pending.or(stored))
     }
 
     /// Writes the pending tenant days. The lock is held while writing so a
@@ -185,8 +179,10 @@ impl Inner {
 
 impl WriteBack for Inner {
     fn write_back(&self, sync: bool) -> Result<(), StoreError> {
+        // The decision log first: it hands the sessions their new heads.
+        let log = self.write_decision_log()?;
         let written = self.write_sessions()? + self.write_tenant_days()?;
-        if written > 0 || sync {
+        if log || written > 0 || sync {
             self.db.flush()?;
         }
         Ok(())
@@ -214,6 +210,7 @@ impl SessionStore for SledStore {
                 return Ok(());
             }
             // The flusher failed (or is gone): write here and report why.
+            self.inner.write_decision_log()?;
             self.inner.write_sessions()?;
             self.inner.write_tenant_days()?;
             self.inner.db.flush_async().await?;
@@ -222,18 +219,11 @@ impl SessionStore for SledStore {
     }
 
     fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError> {
-        let k = Inner::decision_key(key, entry.turn, &entry.decision_id);
-        self.inner.decisions.insert(k, serde_json::to_vec(entry)?)?;
-        Ok(())
+        self.inner.append_decisions(&[(key.clone(), entry.clone())])
     }
 
     fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError> {
-        // One insert each: `apply_batch` takes sled's exclusive write lock,
-        // which stalls every other writer meanwhile.
-        for (key, entry) in entries {
-            self.record_decision(key, entry)?;
-        }
-        Ok(())
+        self.inner.append_decisions(entries)
     }
 
     fn complete_decision(
@@ -243,18 +233,8 @@ impl SessionStore for SledStore {
         decision_id: &str,
         result: &TurnResult,
     ) -> Result<bool, StoreError> {
-        let decisions = &self.inner.decisions;
-        let k = Inner::decision_key(key, turn, decision_id);
-        let Some(raw) = decisions.get(&k)? else {
-            return Ok(false);
-        };
-        let mut entry: DecisionEntry = serde_json::from_slice(&raw)?;
-        entry.result = Some(result.clone());
-        // A sweep may have removed the conversation meanwhile: only replace
-        // what is still there.
-        Ok(decisions
-            .compare_and_swap(&k, Some(raw), Some(serde_json::to_vec(&entry)?))?
-            .is_ok())
+        self.inner
+            .complete_decision(key.as_bytes(), turn, decision_id, result)
     }
 
     fn tenant_day(&self, tenant: &str, day: u64) -> Result<Option<TenantDay>, StoreError> {
@@ -300,15 +280,10 @@ impl SessionStore for SledStore {
     }
 
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError> {
-        self.inner
-            .decisions
-            .scan_prefix(Inner::decision_prefix(key.as_bytes()))
-            .values()
-            .map(|v| Ok(serde_json::from_slice(&v?)?))
-            .collect()
+        self.inner.timeline(key.as_bytes())
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
-        self.inner.sweep(now_ms)
+        self.inner.sweep_batch(now_ms, super::sweep::SWEEP_BATCH)
     }
 }

@@ -318,6 +318,7 @@ async fn a_held_record_is_written_once_with_its_result() {
         let _ = stopped.await;
     }));
     let key = SessionKey::new("t", "c");
+    turn(&store.inner, &key, 1, "m");
     let result = TurnResult {
         success: true,
         output_tokens: 7,
@@ -350,13 +351,15 @@ async fn a_held_record_is_written_once_with_its_result() {
 #[tokio::test]
 async fn sync_and_shutdown_write_held_records() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn SessionStore> = Arc::new(open_with(dir.path(), MB));
+    let store = open_with(dir.path(), MB);
+    let key = SessionKey::new("t", "c");
+    turn(&store, &key, 1, "m");
+    let store: Arc<dyn SessionStore> = Arc::new(store);
     let (log, writer) = super::DecisionLog::new(Arc::clone(&store));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(writer.run(async move {
         let _ = stopped.await;
     }));
-    let key = SessionKey::new("t", "c");
     log.record(key.clone(), entry("d1", 1, None)).await;
     log.sync().await;
     assert_eq!(
@@ -370,11 +373,6 @@ async fn sync_and_shutdown_write_held_records() {
         .await;
     stop.send(()).unwrap();
     writer.await.unwrap();
-    let turns: Vec<u32> = store
-        .decisions(&key)
-        .unwrap()
-        .iter()
-        .map(|d| d.turn)
-        .collect();
+    let turns = super::tests::turns(&*store, &key);
     assert_eq!(turns, [1, 2, 3]);
 }
