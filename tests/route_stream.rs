@@ -96,6 +96,56 @@ async fn answers_come_back_by_id_a_refusal_leaves_the_stream_open_and_pins_match
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_when_the_caller_ends_its_stream_are_all_answered() {
+    let gw = Gateway::start(
+        &format!(
+            "{}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
+            model("strong-1", 3, 3.0, 15.0)
+        ),
+        &[],
+    )
+    .await;
+    let mut router = RouterClient::connect(gw.cp.url()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // Every request is a new conversation, so each waits for its pin to
+    // reach disk; the caller ends its side before any answer comes.
+    for id in 0..32u64 {
+        tx.send(pb::RouteStreamRequest {
+            id,
+            request: Some(agent_turn(&format!("half-closed-{id}"))),
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let answers: Vec<_> = router
+        .route_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    let mut ids: Vec<u64> = answers
+        .into_iter()
+        .map(|a| {
+            let a = a.expect("an answer, not a status");
+            assert!(
+                matches!(
+                    a.result,
+                    Some(pb::route_stream_response::Result::Decision(_))
+                ),
+                "request {} refused: {:?}",
+                a.id,
+                a.result
+            );
+            a.id
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..32).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_asking_with_unary_route_keeps_the_pin_as_with_the_stream() {
     let models = format!(
         "{}{}",

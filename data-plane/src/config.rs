@@ -69,8 +69,12 @@ pub struct SidecarConfig {
     /// `max_tokens` sent to Anthropic targets when an OpenAI request has none.
     #[arg(long, env = "KEEL_DEFAULT_MAX_TOKENS", default_value_t = 4096)]
     pub default_max_tokens: u32,
-    /// Tokio worker threads (default: one per core). On a box shared with
-    /// other busy processes fewer workers can mean fewer context switches.
-    #[arg(long, env = "KEEL_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
-    pub worker_threads: Option<u16>,
+    /// Tokio worker threads. One by default, like other sidecar proxies: it
+    /// shares the box with the app, and one worker spends less CPU per
+    /// request and less memory than one per core (no cross-thread wakeups or
+    /// work stealing). Raise it for a sidecar that must serve more than one
+    /// core's worth of requests.
+    #[arg(long, env = "KEEL_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: u16,
 }

@@ -22,9 +22,7 @@ fn main() -> ExitCode {
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if let Some(n) = config.worker_threads {
-        builder.worker_threads(n.into());
-    }
+    builder.worker_threads(config.worker_threads.into());
     let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {

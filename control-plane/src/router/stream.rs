@@ -1,11 +1,13 @@
-//! `RouteStream`: `Route` multiplexed over one long-lived gRPC stream. Each
-//! request is decided on a task of its own (a turn that creates a pin waits
-//! for the store's flush without holding up the others) and answered with
-//! its id; a refusal travels as a `RouteError` carrying the status `Route`
-//! would have returned.
+//! `RouteStream`: `Route` multiplexed over one long-lived gRPC stream. The
+//! requests of one stream are decided concurrently on the task that reads
+//! them (a turn that creates a pin waits for the store's flush without
+//! holding up the others), with no task spawned per request, and answered
+//! with their id; a refusal travels as a `RouteError` carrying the status
+//! `Route` would have returned.
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use keel::pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,45 +22,56 @@ const ANSWERS_BUFFERED: usize = 1024;
 pub type Answers = ReceiverStream<Result<pb::RouteStreamResponse, Status>>;
 
 /// Serves one `RouteStream` call: reads requests until the caller ends the
-/// stream, decides each on its own task, and answers on the returned stream.
+/// stream or the server begins to stop, answers every request it read, and
+/// then ends the answers.
 pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamRequest>) -> Answers {
     let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED);
     let mut stopping = state.stopping.subscribe();
     tokio::spawn(async move {
-        loop {
-            let next = tokio::select! {
-                next = requests.message() => next,
-                // The answers end once the tasks deciding hang up.
-                _ = stopping.wait_for(|s| *s) => break,
-            };
-            let next = match next {
-                Ok(Some(next)) => next,
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::debug!(%status, "route stream ended by the caller");
-                    break;
+        let state = &*state;
+        let mut deciding = FuturesUnordered::new();
+        let mut reading = true;
+        while reading || !deciding.is_empty() {
+            tokio::select! {
+                Some(answer) = deciding.next(), if !deciding.is_empty() => {
+                    if tx.send(Ok(answer)).await.is_err() {
+                        return; // the caller has gone
+                    }
                 }
-            };
-            let state = Arc::clone(&state);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let id = next.id;
-                let result = match next.request {
-                    Some(req) => state.route(req).await,
-                    None => Err(Status::invalid_argument(
-                        "route stream request without `request`",
-                    )),
-                };
-                let result = Some(match result {
-                    Ok(decision) => pb::route_stream_response::Result::Decision(decision),
-                    Err(status) => pb::route_stream_response::Result::Error(route_error(&status)),
-                });
-                // The caller may have gone: its answer has nobody to read it.
-                let _ = tx.send(Ok(pb::RouteStreamResponse { id, result })).await;
-            });
+                next = requests.message(), if reading => match next {
+                    Ok(Some(next)) => deciding.push(decide(state, next)),
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        tracing::debug!(%status, "route stream ended by the caller");
+                        reading = false;
+                    }
+                },
+                // (The guard `wait_for` returns is not `Send`: drop it here.)
+                _ = async { drop(stopping.wait_for(|s| *s).await) }, if reading => {
+                    reading = false;
+                }
+            }
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Decides one request of the stream.
+async fn decide(state: &RouterState, next: pb::RouteStreamRequest) -> pb::RouteStreamResponse {
+    let result = match next.request {
+        Some(req) => state.route(req).await,
+        None => Err(Status::invalid_argument(
+            "route stream request without `request`",
+        )),
+    };
+    let result = Some(match result {
+        Ok(decision) => pb::route_stream_response::Result::Decision(decision),
+        Err(status) => pb::route_stream_response::Result::Error(route_error(&status)),
+    });
+    pb::RouteStreamResponse {
+        id: next.id,
+        result,
+    }
 }
 
 /// The status as a message: code, text and its ASCII metadata.
