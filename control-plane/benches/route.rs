@@ -63,7 +63,7 @@ quality_floor = 3
 
 // The control plane's allocator, so in-process figures match the binary.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 struct Opts {
     grpc: Option<String>,

@@ -148,7 +148,7 @@ impl Default for RawStore {
             path: PathBuf::from("./keel-data"),
             session_idle_ttl: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(10),
-            cache_capacity_mb: 16,
+            cache_capacity_mb: 8,
             session_cache_mb: (crate::store::DEFAULT_SESSION_CACHE_BYTES >> 20) as u64,
         }
     }
