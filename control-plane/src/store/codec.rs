@@ -185,8 +185,13 @@ fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
 }
 
 fn str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    bytes(out, s.as_bytes());
+}
+
+/// `b` with its length before it (u32, little endian).
+pub(super) fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
 }
 
 fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -199,9 +204,15 @@ fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads what the writers above wrote, from the front; `None` when the
+/// input ends too early.
+pub(super) struct Reader<'a>(pub &'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.0.split_first_chunk::<N>()?;
         self.0 = rest;
@@ -216,18 +227,20 @@ impl Reader<'_> {
         self.take().map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    pub fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
     }
 
-    fn str(&mut self) -> Option<String> {
+    /// What [`bytes`] wrote.
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
-        if n > self.0.len() {
-            return None;
-        }
-        let (s, rest) = self.0.split_at(n);
+        let (b, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
-        String::from_utf8(s.to_vec()).ok()
+        Some(b)
+    }
+
+    fn str(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
     }
 
     fn opt_str(&mut self) -> Option<Option<String>> {

@@ -25,12 +25,7 @@ const BATCH: usize = 512;
 
 enum Op {
     Record(SessionKey, DecisionEntry),
-    Complete {
-        key: SessionKey,
-        turn: u32,
-        decision_id: String,
-        result: TurnResult,
-    },
+    Complete(Completion),
     /// Answered once everything queued before it is written.
     Sync(oneshot::Sender<()>),
 }
@@ -71,12 +66,12 @@ impl DecisionLog {
         decision_id: String,
         result: TurnResult,
     ) {
-        let op = Op::Complete {
+        let op = Op::Complete(Completion {
             key,
             turn,
             decision_id,
             result,
-        };
+        });
         if self.tx.send(op).await.is_err() {
             tracing::warn!("cannot complete decision: the decision writer has stopped");
         }
@@ -118,20 +113,7 @@ impl DecisionWriter {
             for op in ops.drain(..) {
                 match op {
                     Op::Record(key, entry) => unwritten.record(key, entry, now),
-                    Op::Complete {
-                        key,
-                        turn,
-                        decision_id,
-                        result,
-                    } => unwritten.complete(
-                        Completion {
-                            key,
-                            turn,
-                            decision_id,
-                            result,
-                        },
-                        now,
-                    ),
+                    Op::Complete(c) => unwritten.complete(c, now),
                     Op::Sync(tx) => {
                         unwritten.release_all(now);
                         synced.push(tx);
@@ -144,11 +126,9 @@ impl DecisionWriter {
                 unwritten.release_all(now);
             }
             if last || !synced.is_empty() || unwritten.write_due(now, BATCH) {
-                let (mut records, completions) = unwritten.take();
-                // In key order, for sled's cache: see `write_sessions`.
-                // Stable: a repeated record keeps its order.
-                records
-                    .sort_by(|(a, x), (b, y)| (a.as_bytes(), x.turn).cmp(&(b.as_bytes(), y.turn)));
+                // In the order they became ready: the log appends them to
+                // segments keyed by number, so no order helps sled here.
+                let (records, completions) = unwritten.take();
                 let store = Arc::clone(&self.store);
                 // sled may touch disk: keep the writes off the runtime's workers.
                 if let Err(e) =

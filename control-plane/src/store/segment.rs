@@ -1,6 +1,9 @@
 //! The stored form of a decision log segment (timeline.rs).
 
-use super::StoreError;
+use super::{
+    StoreError,
+    codec::{self, Reader},
+};
 
 /// First byte of a stored segment.
 const FORMAT: u8 = 1;
@@ -40,7 +43,8 @@ pub fn newest_ms(raw: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// `[FORMAT][newest_ms]`, then per record `[key len u32][key][prev u64]
-/// [entry len u32][entry JSON]`, integers little endian.
+/// [entry len u32][entry JSON]`, integers little endian (codec.rs writes
+/// and reads the parts).
 pub fn encode(s: &Segment) -> Vec<u8> {
     let size: usize = s
         .records
@@ -51,39 +55,30 @@ pub fn encode(s: &Segment) -> Vec<u8> {
     out.push(FORMAT);
     out.extend_from_slice(&s.newest_ms.to_le_bytes());
     for r in &s.records {
-        out.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r.key);
+        codec::bytes(&mut out, &r.key);
         out.extend_from_slice(&r.prev.to_le_bytes());
-        out.extend_from_slice(&(r.entry.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r.entry);
+        codec::bytes(&mut out, &r.entry);
     }
     out
 }
 
 pub fn decode(raw: &[u8]) -> Result<Segment, StoreError> {
-    fn take<'a>(raw: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
-        let (head, rest) = raw.split_at_checked(n).ok_or(StoreError::Truncated)?;
-        *raw = rest;
-        Ok(head)
-    }
-    fn u32_of(raw: &mut &[u8]) -> Result<usize, StoreError> {
-        let b = take(raw, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    }
     if raw.first() != Some(&FORMAT) {
         return Err(StoreError::Truncated);
     }
     let newest_ms = newest_ms(raw)?;
-    let mut rest = &raw[9..];
+    let mut r = Reader(&raw[9..]);
     let mut records = Vec::new();
-    while !rest.is_empty() {
-        let n = u32_of(&mut rest)?;
-        let key = take(&mut rest, n)?.to_vec();
-        let b = take(&mut rest, 8)?;
-        let prev = u64::from_le_bytes(b.try_into().map_err(|_| StoreError::Truncated)?);
-        let n = u32_of(&mut rest)?;
-        let entry = take(&mut rest, n)?.to_vec();
-        records.push(Record { key, prev, entry });
+    while !r.is_empty() {
+        records.push(record(&mut r).ok_or(StoreError::Truncated)?);
     }
     Ok(Segment { newest_ms, records })
+}
+
+fn record(r: &mut Reader<'_>) -> Option<Record> {
+    Some(Record {
+        key: r.bytes()?.to_vec(),
+        prev: r.u64()?,
+        entry: r.bytes()?.to_vec(),
+    })
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::{
     Session, StoreError, Updated,
-    cache::Cached,
+    cache::{Cached, Shard},
     codec::{self, decode_session, encode_session, is_compact},
     sled_store::Inner,
 };
@@ -70,14 +70,20 @@ impl Inner {
             .transpose()?;
         let before = stored.filter(|s| self.is_live(s.last_seen_ms, now_ms));
         let after = f(before.as_ref());
-        if let Err(cached) = shard.insert(key, self.cached(&after, None), true) {
+        self.cache_changed(&mut shard, key, &after)?;
+        Ok(Updated { before, after })
+    }
+
+    /// Caches `s`, changed and not yet in the cache, to be written behind.
+    fn cache_changed(&self, shard: &mut Shard, key: &[u8], s: &Session) -> Result<(), StoreError> {
+        if let Err(cached) = shard.insert(key, self.cached(s, None), true) {
             // Every cached session is still to be written (the flusher is
             // behind): write this one through, as if there were no cache.
             // The shard lock is still held, and the key is not cached, so
             // no pass writes it meanwhile.
             self.sessions.insert(key, cached.bytes)?;
         }
-        Ok(Updated { before, after })
+        Ok(())
     }
 
     /// The session's decision log head, live or not; None when there is no
@@ -117,11 +123,7 @@ impl Inner {
             decision_head: Some(head),
             ..decode_session(&raw)?
         };
-        if let Err(cached) = shard.insert(key, self.cached(&session, None), true) {
-            // Full of unwritten sessions: written through, as in `update`.
-            self.sessions.insert(key, cached.bytes)?;
-        }
-        Ok(())
+        self.cache_changed(&mut shard, key, &session)
     }
 
     /// `s` as cached; `stored` is its record in sled, if that is `s`.

@@ -177,12 +177,20 @@ impl Inner {
     }
 }
 
-impl WriteBack for Inner {
-    fn write_back(&self, sync: bool) -> Result<(), StoreError> {
+impl Inner {
+    /// Writes what is only in memory to sled (not synced); whether there
+    /// was anything.
+    fn write_pending(&self) -> Result<bool, StoreError> {
         // The decision log first: it hands the sessions their new heads.
         let log = self.write_decision_log()?;
         let written = self.write_sessions()? + self.write_tenant_days()?;
-        if log || written > 0 || sync {
+        Ok(log || written > 0)
+    }
+}
+
+impl WriteBack for Inner {
+    fn write_back(&self, sync: bool) -> Result<(), StoreError> {
+        if self.write_pending()? || sync {
             self.db.flush()?;
         }
         Ok(())
@@ -210,9 +218,7 @@ impl SessionStore for SledStore {
                 return Ok(());
             }
             // The flusher failed (or is gone): write here and report why.
-            self.inner.write_decision_log()?;
-            self.inner.write_sessions()?;
-            self.inner.write_tenant_days()?;
+            self.inner.write_pending()?;
             self.inner.db.flush_async().await?;
             Ok(())
         })

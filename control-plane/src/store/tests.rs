@@ -6,6 +6,21 @@ fn open(dir: &std::path::Path, ttl: Duration) -> SledStore {
     SledStore::open(dir, 8 * 1024 * 1024, ttl).unwrap()
 }
 
+/// Opens the store at `path` again (TTL one hour). sled may hold its file
+/// lock briefly after the last handle is dropped: polls for up to a second.
+pub(super) fn reopen(path: &std::path::Path) -> SledStore {
+    (0..50)
+        .find_map(|_| {
+            SledStore::open(path, 8 * 1024 * 1024, Duration::from_secs(3600))
+                .ok()
+                .or_else(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                })
+        })
+        .expect("reopen")
+}
+
 /// The turns of the conversation's timeline, oldest first.
 pub(super) fn turns(store: &dyn SessionStore, key: &SessionKey) -> Vec<u32> {
     store
@@ -151,18 +166,8 @@ fn sessions_survive_reopen_after_flush() {
         touch(&store, &SessionKey::new("t", "c"), 1_000, "pinned");
         futures_flush(&store);
     }
-    // sled may hold its lock briefly after drop; a fresh handle on the same
-    // path is what a restart does, so retry the open for a moment.
-    let store = (0..50)
-        .find_map(|_| {
-            SledStore::open(&path, 8 * 1024 * 1024, Duration::from_secs(3600))
-                .ok()
-                .or_else(|| {
-                    std::thread::sleep(Duration::from_millis(20));
-                    None
-                })
-        })
-        .expect("reopen");
+    // A fresh handle on the same path is what a restart does.
+    let store = reopen(&path);
     let s: Session = store
         .get(&SessionKey::new("t", "c"), 1_000)
         .unwrap()

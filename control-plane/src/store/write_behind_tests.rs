@@ -85,17 +85,7 @@ fn a_dropped_store_writes_what_it_cached() {
         let store = open_with(&path, MB);
         turn(&store, &key, 1_000, "kept");
     }
-    // sled may hold its lock briefly after drop: retry the open a moment.
-    let store = (0..50)
-        .find_map(|_| {
-            SledStore::open(&path, 8 * 1024 * 1024, HOUR)
-                .ok()
-                .or_else(|| {
-                    std::thread::sleep(Duration::from_millis(20));
-                    None
-                })
-        })
-        .expect("reopen");
+    let store = super::tests::reopen(&path);
     let s = store.get(&key, 1_000).unwrap().unwrap();
     assert_eq!(s.pinned_model.as_deref(), Some("kept"));
 }
