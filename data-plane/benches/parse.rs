@@ -1,15 +1,19 @@
 //! Sidecar request work for a 200-message agent history, per request:
 //! parse + check the body, compute the routing features, fingerprint the tail
-//! (loop detection), encode the `RouteRequest`, and serialize the body again
-//! for the upstream. Harness-free, never run by `cargo test`:
+//! (loop detection), encode the `RouteRequest`, and write the body for the
+//! upstream (the app's bytes with the model replaced). Harness-free, never run by `cargo test`:
 //!   cargo bench -p keel-data-plane --bench parse
 
 use std::{hint::black_box, time::Instant};
 
 use keel::pb;
-use keel_data_plane::{features, format::Format, inbound};
+use keel_data_plane::{features, format::Format, inbound, rewrite};
 use prost::Message;
 use serde_json::{Value, json};
+
+// The sidecar binary's allocator, so allocation costs are the ones it pays.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A 200-message coding-agent history in OpenAI shape: tool calls with
 /// realistic argument and output sizes (file reads of ~2 KB, test runs, edits).
@@ -75,14 +79,14 @@ fn time<T>(label: &str, bytes: usize, rounds: u32, mut f: impl FnMut() -> T) {
 }
 
 fn main() {
-    let body = openai_body();
+    let body = bytes::Bytes::from(openai_body());
     let n = body.len();
     println!("200-message OpenAI agent history: {} KB", n / 1024);
     let rounds = 2000;
     time("parse + check (inbound::parse_chat)", n, rounds, || {
-        inbound::parse_chat(Format::OpenAi, &body).expect("parse")
+        inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse")
     });
-    let chat = inbound::parse_chat(Format::OpenAi, &body).expect("parse");
+    let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
     time("features::compute", n, rounds, || {
         features::compute(Format::OpenAi, &chat.body, chat.stream)
     });
@@ -119,11 +123,39 @@ fn main() {
     };
     println!("RouteRequest: {} bytes on the wire", req.encoded_len());
     time("encode RouteRequest", n, rounds, || req.encode_to_vec());
-    time("serialize body for upstream (to_vec)", n, rounds, || {
-        serde_json::to_vec(&chat.body).expect("json")
-    });
+    let target = pb::Target {
+        upstream_model: "gpt-4.1-2025-04-14".into(),
+        wire_format: Format::OpenAi.wire() as i32,
+        ..Default::default()
+    };
+    time(
+        "body for upstream, re-serialized (to_vec)",
+        n,
+        rounds,
+        || serde_json::to_vec(&chat.body).expect("json"),
+    );
+    let upstream = |chat: &mut inbound::ChatRequest| {
+        rewrite::prepare(
+            Format::OpenAi,
+            &mut chat.body,
+            chat.raw.as_deref(),
+            &target,
+            false,
+            false,
+            1024,
+        )
+        .expect("prepare")
+        .body
+    };
+    let mut same = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
+    time(
+        "body for upstream, app's bytes (prepare)",
+        n,
+        rounds,
+        || upstream(&mut same),
+    );
     time("all of the above", n, rounds, || {
-        let chat = inbound::parse_chat(Format::OpenAi, &body).expect("parse");
+        let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
         let f = features::compute(Format::OpenAi, &chat.body, chat.stream);
         let messages = chat
             .body
@@ -140,9 +172,7 @@ fn main() {
             fingerprints: fps,
             ..Default::default()
         };
-        (
-            req.encode_to_vec(),
-            serde_json::to_vec(&chat.body).expect("json"),
-        )
+        let mut chat = chat;
+        (req.encode_to_vec(), upstream(&mut chat))
     });
 }

@@ -36,8 +36,7 @@ pub async fn handle(
     state.authorize(&parts.headers)?;
     let keel_headers = inbound::keel_headers(&parts.headers)?;
     let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
-    let mut chat = inbound::parse_chat(format, &bytes)?;
-    drop(bytes);
+    let mut chat = inbound::parse_chat(format, bytes)?;
     let features = features::compute(format, &chat.body, chat.stream);
     let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
 
@@ -76,7 +75,9 @@ pub async fn handle(
     )
     .holding(Some(slot));
 
-    rewrite::inject(format, &mut chat.body, &decision.inject);
+    if rewrite::inject(format, &mut chat.body, &decision.inject) {
+        chat.raw = None;
+    }
     let wants_usage = rewrite::app_wants_usage(&chat.body);
     let limits = state.limits(decision.limits.as_ref());
     let forwarded = forward::forward(

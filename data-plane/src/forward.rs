@@ -87,6 +87,7 @@ pub async fn forward<'a>(
         let prepared = rewrite::prepare(
             format,
             &mut chat.body,
+            chat.raw.as_deref(),
             target,
             chat.stream,
             wants_usage,

@@ -63,14 +63,16 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
 /// A parsed chat request.
 pub struct ChatRequest {
     pub body: Map<String, Value>,
+    /// The body as the app sent it, while `body` is unchanged from it.
+    pub raw: Option<Bytes>,
     /// Requested model (`auto` when absent).
     pub model: String,
     pub stream: bool,
 }
 
 /// Parses and checks a chat request body of `format`.
-pub fn parse_chat(format: Format, bytes: &[u8]) -> Result<ChatRequest, ApiError> {
-    let body: Map<String, Value> = serde_json::from_slice(bytes)
+pub fn parse_chat(format: Format, bytes: Bytes) -> Result<ChatRequest, ApiError> {
+    let body: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
     match body.get("messages") {
         None => return Err(ApiError::BadRequest("`messages` is required".into())),
@@ -111,6 +113,7 @@ pub fn parse_chat(format: Format, bytes: &[u8]) -> Result<ChatRequest, ApiError>
     }
     Ok(ChatRequest {
         body,
+        raw: Some(bytes),
         model,
         stream,
     })

@@ -14,11 +14,18 @@ pub struct Prepared {
     pub strip_usage_chunk: bool,
 }
 
+mod splice;
+
 /// Adds injected system messages to the app's body, once, before any
-/// attempt (in the app's own format; translation carries them over).
-pub fn inject(format: Format, body: &mut Map<String, Value>, inject: &[pb::InjectedMessage]) {
+/// attempt (in the app's own format; translation carries them over);
+/// whether there were any.
+pub fn inject(
+    format: Format,
+    body: &mut Map<String, Value>,
+    inject: &[pb::InjectedMessage],
+) -> bool {
     if inject.is_empty() {
-        return;
+        return false;
     }
     match format {
         Format::OpenAi => {
@@ -65,6 +72,7 @@ pub fn inject(format: Format, body: &mut Map<String, Value>, inject: &[pb::Injec
             body.insert("system".into(), system);
         }
     }
+    true
 }
 
 /// Whether the app itself asked for OpenAI's streamed usage chunk.
@@ -79,9 +87,12 @@ pub fn app_wants_usage(body: &Map<String, Value>) -> bool {
 /// messages already in it, see [`inject`]). `wants_usage` comes from
 /// [`app_wants_usage`] before any rewrite; `default_max_tokens` fills
 /// Anthropic's required `max_tokens` for an OpenAI body that has none.
+/// `raw` is the app's body as sent, while `body` is still just its parse:
+/// a target of the app's format then gets those bytes, model replaced.
 pub fn prepare(
     format: Format,
     body: &mut Map<String, Value>,
+    raw: Option<&[u8]>,
     target: &pb::Target,
     stream: bool,
     wants_usage: bool,
@@ -109,8 +120,14 @@ pub fn prepare(
     }
     // Same format: the app's body as it is (cache_control and unknown fields
     // included), but for the upstream model name.
-    body.insert("model".into(), Value::String(model.to_owned()));
     let strip_usage_chunk = stream && format == Format::OpenAi && !wants_usage;
+    if let Some(spliced) = raw.and_then(|raw| splice::with_model(raw, model, strip_usage_chunk)) {
+        return Ok(Prepared {
+            body: Bytes::from(spliced),
+            strip_usage_chunk,
+        });
+    }
+    body.insert("model".into(), Value::String(model.to_owned()));
     if strip_usage_chunk {
         // Usage is needed for reports and spend; the app did not ask for the
         // chunk, so the relay drops it again.

@@ -42,6 +42,7 @@ fn openai_to_anthropic_carries_the_nudge_once_and_fills_max_tokens() {
     let p = prepare(
         Format::OpenAi,
         &mut body,
+        None,
         &target(Format::Anthropic),
         true,
         false,
@@ -72,6 +73,7 @@ fn anthropic_to_openai_carries_the_nudge_once_and_asks_for_usage() {
     let p = prepare(
         Format::Anthropic,
         &mut body,
+        None,
         &target(Format::OpenAi),
         true,
         false,
@@ -127,6 +129,28 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
     assert_eq!(messages[4]["content"], "You are repeating yourself.");
 }
 
+/// `raw` prepared for a target of its own format from its bytes (the
+/// splice) and from its parse; both must send the same JSON.
+fn same_format(format: Format, raw: &str, stream: bool) -> Prepared {
+    let mut body = obj(serde_json::from_str(raw).expect("test body is JSON"));
+    let wants = app_wants_usage(&body);
+    let from_bytes = prepare(
+        format,
+        &mut body.clone(),
+        Some(raw.as_bytes()),
+        &target(format),
+        stream,
+        wants,
+        512,
+    )
+    .expect("same format");
+    let from_parse =
+        prepare(format, &mut body, None, &target(format), stream, wants, 512).expect("same format");
+    assert_eq!(sent(&from_bytes), sent(&from_parse), "{raw}");
+    assert_eq!(from_bytes.strip_usage_chunk, from_parse.strip_usage_chunk);
+    from_bytes
+}
+
 #[test]
 fn same_format_bodies_keep_everything_but_the_model() {
     let app = json!({
@@ -134,51 +158,98 @@ fn same_format_bodies_keep_everything_but_the_model() {
         "system": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "hi"}],
     });
-    let mut body = obj(app.clone());
-    let p = prepare(
-        Format::Anthropic,
-        &mut body,
-        &target(Format::Anthropic),
-        false,
-        false,
-        512,
-    )
-    .expect("same format");
+    let p = same_format(Format::Anthropic, &app.to_string(), false);
     let mut expected = app;
     expected["model"] = json!("upstream-id");
     assert_eq!(sent(&p), expected);
 }
 
 #[test]
-fn openai_streams_ask_for_usage_and_strip_it_unless_the_app_asked() {
-    let app =
-        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let mut body = obj(app.clone());
-    let p = prepare(
+fn same_format_bodies_go_out_as_the_app_wrote_them() {
+    // Field order, spacing, escapes and numbers beyond f64 are kept byte for
+    // byte; only the model's value changes.
+    let raw = r#"{"seed": 123456789012345678901234567890, "model":"gpt-x",
+        "messages": [ {"role":"user","content":"caf\u00e9 \"quoted\"\n","x":1.50} ]}"#;
+    let p = same_format(Format::OpenAi, raw, false);
+    assert_eq!(
+        std::str::from_utf8(&p.body).expect("utf-8"),
+        r#"{"seed":123456789012345678901234567890,"model":"upstream-id","messages":[ {"role":"user","content":"caf\u00e9 \"quoted\"\n","x":1.50} ]}"#
+    );
+}
+
+#[test]
+fn same_format_bodies_get_a_model_even_without_one_and_only_one() {
+    let p = same_format(
         Format::OpenAi,
-        &mut body,
-        &target(Format::OpenAi),
-        true,
+        r#"{"messages":[{"role":"user","content":"hi"}]}"#,
         false,
-        512,
-    )
-    .expect("same format");
+    );
+    assert_eq!(sent(&p)["model"], json!("upstream-id"));
+    let p = same_format(
+        Format::OpenAi,
+        r#"{"model":"a","messages":[{"role":"user","content":"hi"}],"model":"b"}"#,
+        false,
+    );
+    let body = std::str::from_utf8(&p.body).expect("utf-8");
+    assert_eq!(body.matches("\"model\"").count(), 1, "{body}");
+    assert_eq!(sent(&p)["model"], json!("upstream-id"));
+}
+
+#[test]
+fn openai_streams_ask_for_usage_and_strip_it_unless_the_app_asked() {
+    let p = same_format(
+        Format::OpenAi,
+        r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        true,
+    );
     assert!(p.strip_usage_chunk);
     assert_eq!(sent(&p)["stream_options"], json!({"include_usage": true}));
 
-    let mut body = obj(app);
-    body.insert("stream_options".into(), json!({"include_usage": true}));
-    let wants = app_wants_usage(&body);
+    // The app's other stream options stay; its own usage request is kept.
+    let p = same_format(
+        Format::OpenAi,
+        r#"{"model":"m","stream":true,"stream_options":{"x":1},"messages":[{"role":"user","content":"hi"}]}"#,
+        true,
+    );
+    assert!(p.strip_usage_chunk);
+    assert_eq!(
+        sent(&p)["stream_options"],
+        json!({"x": 1, "include_usage": true})
+    );
+    let p = same_format(
+        Format::OpenAi,
+        r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
+        true,
+    );
+    assert!(!p.strip_usage_chunk);
+    // Not an object: left as sent (the provider judges it).
+    let p = same_format(
+        Format::OpenAi,
+        r#"{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"hi"}]}"#,
+        true,
+    );
+    assert_eq!(sent(&p)["stream_options"], Value::Null);
+}
+
+#[test]
+fn a_translation_is_built_from_the_parsed_body_even_with_the_bytes_at_hand() {
+    let raw = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut body = obj(serde_json::from_str(raw).expect("json"));
     let p = prepare(
         Format::OpenAi,
         &mut body,
-        &target(Format::OpenAi),
-        true,
-        wants,
+        Some(raw.as_bytes()),
+        &target(Format::Anthropic),
+        false,
+        false,
         512,
     )
-    .expect("same format");
-    assert!(!p.strip_usage_chunk);
+    .expect("translates");
+    assert_eq!(sent(&p)["max_tokens"], json!(512));
+    assert_eq!(
+        sent(&p)["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    );
 }
 
 #[test]
@@ -190,6 +261,7 @@ fn untranslatable_bodies_are_bad_requests_naming_the_field() {
     let Err(e) = prepare(
         Format::OpenAi,
         &mut body,
+        None,
         &target(Format::Anthropic),
         false,
         false,

@@ -1,0 +1,100 @@
+//! The app's body for a provider of its own format, written from the app's
+//! own bytes: only the top-level `model` (and, when Keel needs usage, the
+//! `stream_options`) are replaced. The history is copied as it is, never
+//! parsed again and re-serialized: that is most of a long agent history's
+//! cost, and numbers, escapes and unknown fields reach the provider exactly
+//! as the app wrote them.
+
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor},
+};
+use serde_json::{Map, Value, value::RawValue};
+
+/// The top-level fields of a JSON object in order, values unparsed.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `raw` (a JSON object) with `model` as its model and, when
+/// `include_usage`, `stream_options.include_usage` set; None if `raw` is not
+/// a JSON object (the caller then serializes its parsed body).
+pub fn with_model(raw: &[u8], model: &str, include_usage: bool) -> Option<Vec<u8>> {
+    let Fields(fields) = serde_json::from_slice(raw).ok()?;
+    let mut out = Vec::with_capacity(raw.len() + model.len() + 48);
+    out.push(b'{');
+    let mut model_written = false;
+    let mut usage_written = !include_usage;
+    for (key, value) in &fields {
+        match key.as_str() {
+            // A repeated key: the parsed body keeps one, so does this.
+            "model" if model_written => continue,
+            "model" => {
+                field(&mut out, key, &Value::from(model));
+                model_written = true;
+            }
+            "stream_options" if include_usage => {
+                match serde_json::from_str::<Value>(value.get()).ok()? {
+                    Value::Object(mut o) => {
+                        o.insert("include_usage".into(), Value::Bool(true));
+                        field(&mut out, key, &Value::Object(o));
+                    }
+                    // Not an object: left as the app sent it, as the parsed
+                    // body's rewrite does.
+                    _ => raw_field(&mut out, key, value),
+                }
+                usage_written = true;
+            }
+            _ => raw_field(&mut out, key, value),
+        }
+    }
+    if !model_written {
+        field(&mut out, "model", &Value::from(model));
+    }
+    if !usage_written {
+        let mut o = Map::new();
+        o.insert("include_usage".into(), Value::Bool(true));
+        field(&mut out, "stream_options", &Value::Object(o));
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+fn key(out: &mut Vec<u8>, key: &str) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    // A string always serializes.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &Value) {
+    key(out, name);
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn raw_field(out: &mut Vec<u8>, name: &str, value: &RawValue) {
+    key(out, name);
+    out.extend_from_slice(value.get().as_bytes());
+}
