@@ -33,17 +33,21 @@ use super::{
     sled_store::Inner,
 };
 
-/// Records per segment (a few KB). sled keeps a leaf's values together and
-/// rewrites the whole leaf: with 64 (~19 KB segments) a leaf reached ~0.5 MB
-/// and, with one conversation taking ~17k turns a second, the control plane
-/// peaked at ~170 MB instead of ~80 MB.
-pub(super) const SEGMENT_RECORDS: usize = 16;
+/// Records per segment (about 1 KB). sled keeps a leaf's values together
+/// and rewrites the whole leaf (up to 17 keys), so the memory its writes
+/// hold grows with the segment: with one conversation taking ~15k turns a
+/// second the control plane peaked at ~170 MB with 64 records, ~80 MB with
+/// 16, ~53 MB with 8 and ~38 MB with 4 (10k sessions stored; with 1M, 96 ->
+/// 66 MB from 16 to 4), for ~10% more control-plane CPU per decision than
+/// with 16.
+pub(super) const SEGMENT_RECORDS: usize = 4;
 
 /// Most records a timeline returns (the newest).
 pub const TIMELINE_MAX: usize = 256;
 
-/// Segments searched back from the head for a record to complete.
-const COMPLETE_HOPS: usize = 8;
+/// Segments searched back from the head for a record to complete (with
+/// many turns of one conversation in flight, its newest ~128 records).
+const COMPLETE_HOPS: usize = 32;
 
 struct Open {
     seq: u64,

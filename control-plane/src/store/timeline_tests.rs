@@ -57,8 +57,9 @@ fn a_timeline_spans_segments_in_order_and_keeps_the_newest() {
     let a = session(&store, "a", 1_000);
     let b = session(&store, "ab", 1_000);
     interleaved(&store, &a, &b, 1, 150);
+    // The full segments are written; the open one waits for a write pass.
     assert!(
-        segments(&store) >= 300 / SEGMENT_RECORDS,
+        segments(&store) >= 300 / SEGMENT_RECORDS - 1,
         "in several segments"
     );
     assert_eq!(turns(&store, &a), (1..=150).collect::<Vec<_>>());
