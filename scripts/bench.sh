@@ -225,6 +225,9 @@ suite() { # suite PHASE IDS
         load "$phase" "$target" "$url" "$n" max128 --connections 128 --body-file "$run_dir/body.json"
         load "$phase" "$target" "$url" "$n" stream200 --rate 200 --stream --body-file "$run_dir/body-stream.json"
     done
+    # The peak from traffic through the sidecar alone, before the Route
+    # benchmark below hammers the control plane directly.
+    rss "$phase" "control-plane before the Route benchmark" "$cp_pid"
     local out
     while read -r out; do
         echo "{\"kind\":\"route\",\"phase\":\"$phase\",\"run\":$out}" >>"$results"
