@@ -36,6 +36,9 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # Results and logs stay; the store (GBs after the 1M phase) and the
+    # binary copies go.
+    rm -rf "$run_dir/keel-data" "$run_dir/bin"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
