@@ -276,6 +276,7 @@ def run(phase, target, test):
             return r["run"]
     return None
 def ms(us): return f"{us / 1000:.2f}"
+def plus(us): return ("−" if us < 0 and ms(-us) != "0.00" else "+") + ms(abs(us))
 def fmt_sessions(p): return f"{int(p):,}"
 print(f"Machine: {cores} cores, load average before {load_before}, after {load_after}; "
       f"{secs} s measured per run; whole run {int(took) // 60} min.\n")
@@ -297,7 +298,7 @@ for phase in phases:
             if target == "direct":
                 cells.append(" / ".join(ms(r[k]) for k in ["p50_us", "p90_us", "p99_us"]))
             else:
-                cells.append("+" + " / +".join(ms(added(target, test, k)) for k in ["p50_us", "p90_us", "p99_us"]))
+                cells.append(" / ".join(plus(added(target, test, k)) for k in ["p50_us", "p90_us", "p99_us"]))
         for test in ["max32", "max128"]:
             r = run(phase, target, test)
             if r: errors += r["errors"]
@@ -308,7 +309,7 @@ for phase in phases:
             if target == "direct":
                 cells.append(f"{ms(r['ttfc_p50_us'])} / {ms(r['ttfc_p99_us'])}")
             else:
-                cells.append(f"+{ms(added(target, 'stream200', 'ttfc_p50_us'))} / +{ms(added(target, 'stream200', 'ttfc_p99_us'))}")
+                cells.append(f"{plus(added(target, 'stream200', 'ttfc_p50_us'))} / {plus(added(target, 'stream200', 'ttfc_p99_us'))}")
         else:
             cells.append("-")
         label = {"direct": "provider direct (absolute)", "nginx": "nginx proxy_pass (added)",
@@ -316,6 +317,7 @@ for phase in phases:
         print(f"| {label} | " + " | ".join(cells) + f" | {errors} |")
     print()
     rss = {r["process"]: r["vmhwm_kb"] for r in rows if r["kind"] == "rss" and r["phase"] == phase}
+    rss = dict(sorted(rss.items(), key=lambda kv: ["provider", "nginx", "control-plane", "control-plane before the Route benchmark", "sidecar"].index(kv[0]) if kv[0] in ["provider", "nginx", "control-plane", "control-plane before the Route benchmark", "sidecar"] else 9))
     print("Peak RSS (VmHWM): " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in rss.items()) + "\n")
     # Targets.
     for test in ["rate1000"]:

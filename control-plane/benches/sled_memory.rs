@@ -4,8 +4,9 @@
 //! A child process fills the store; this one opens it and prints its RSS
 //! after opening and while reading.
 //! Harness-free, never run by `cargo test`:
-//!   cargo bench -p keel-control-plane --bench sled_memory -- [KEYS] [VALUE_BYTES] [READS] [--rewrite]
-//! (default 1,000,000 keys of 150 bytes, about a stored session, and 1,000,000 reads;
+//!   cargo bench -p keel-control-plane --bench sled_memory -- [KEYS] [VALUE_BYTES] [READS] [CACHE_MB] [--rewrite]
+//! (default 1,000,000 keys of 150 bytes, about a stored session, 1,000,000 reads and
+//! sled's cache at 8 MB as in the store;
 //! `--rewrite` writes each key read back).
 
 #[global_allocator]
@@ -20,10 +21,10 @@ fn rss_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-fn open(path: &std::path::Path) -> sled::Tree {
+fn open(path: &std::path::Path, cache_mb: u64) -> sled::Tree {
     let db = sled::Config::new()
         .path(path)
-        .cache_capacity(8 << 20)
+        .cache_capacity(cache_mb << 20)
         .open()
         .expect("open sled");
     db.open_tree("sessions").expect("open tree")
@@ -37,10 +38,11 @@ fn main() {
     let keys = args.first().copied().unwrap_or(1_000_000);
     let value_len = args.get(1).copied().unwrap_or(150) as usize;
     let reads = args.get(2).copied().unwrap_or(1_000_000);
+    let cache_mb = args.get(3).copied().unwrap_or(8);
     let rewrite = std::env::args().any(|a| a == "--rewrite");
     if let Ok(path) = std::env::var("SLED_MEMORY_FILL") {
         // The child: fills the store and exits, so the reader starts clean.
-        let tree = open(std::path::Path::new(&path));
+        let tree = open(std::path::Path::new(&path), cache_mb);
         let value = vec![7u8; value_len];
         for k in 0..keys {
             tree.insert(k.to_be_bytes(), value.as_slice())
@@ -57,7 +59,7 @@ fn main() {
         .status()
         .expect("run the filler");
     assert!(filled.success(), "filling failed");
-    let tree = open(dir.path());
+    let tree = open(dir.path(), cache_mb);
     println!("opened: RSS {} MB", rss_mb());
     // xorshift: uniform keys without a dependency.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
