@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::Duration,
 };
 
@@ -45,7 +45,7 @@ pub(super) struct Inner {
     pub db: sled::Db,
     pub sessions: sled::Tree,
     pub(super) log: Log,
-    tenant_days: sled::Tree,
+    pub(super) tenant_days: sled::Tree,
     meta: sled::Tree,
     pub ttl_ms: u64,
     pub cache: SessionCache,
@@ -56,6 +56,8 @@ pub(super) struct Inner {
     pub sweep_cursor: Mutex<Vec<u8>>,
     /// Tenant days not yet written, by store key.
     tenant_days_pending: Mutex<HashMap<Vec<u8>, TenantDay>>,
+    /// The UTC day tenant days were last aged out on (sweep.rs).
+    pub tenant_days_aged: AtomicU64,
 }
 
 impl SledStore {
@@ -99,6 +101,7 @@ impl SledStore {
             pass: Mutex::new(()),
             sweep_cursor: Mutex::new(Vec::new()),
             tenant_days_pending: Mutex::new(HashMap::new()),
+            tenant_days_aged: AtomicU64::new(0),
         });
         let target: std::sync::Weak<dyn WriteBack> = Arc::downgrade(&inner) as _;
         let flusher = Flusher::start(target, WRITE_BEHIND)
@@ -180,7 +183,7 @@ impl Inner {
 impl Inner {
     /// Writes what is only in memory to sled (not synced); whether there
     /// was anything.
-    fn write_pending(&self) -> Result<bool, StoreError> {
+    pub(super) fn write_pending(&self) -> Result<bool, StoreError> {
         // The decision log first: it hands the sessions their new heads.
         let log = self.write_decision_log()?;
         let written = self.write_sessions()? + self.write_tenant_days()?;

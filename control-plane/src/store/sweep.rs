@@ -3,13 +3,19 @@
 //! memory grows with its number of keys). A run looks at up to
 //! [`SWEEP_BATCH`] sessions after the one the previous run stopped at, and
 //! wraps at the end; a full pass takes `stored / SWEEP_BATCH` runs.
+//! Tenant-day totals are aged out once per UTC day.
 
-use std::sync::PoisonError;
+use std::sync::{PoisonError, atomic::Ordering};
 
 use super::{StoreError, codec::last_seen_ms, sled_store::Inner};
+use crate::budget::utc_day;
 
 /// Sessions looked at per run.
 pub const SWEEP_BATCH: usize = 4096;
+
+/// Days a tenant's daily totals are kept after their day. `Route` and
+/// `GetBudgets` read only today's; the rest is a month of history.
+pub const TENANT_DAYS_KEPT: u64 = 31;
 
 impl Inner {
     /// Removes sessions idle past their TTL among the next `most` stored
@@ -47,7 +53,35 @@ impl Inner {
             removed += 1;
         }
         self.age_out_decisions(now_ms, most)?;
+        self.age_out_tenant_days(now_ms)?;
         Ok(removed)
+    }
+
+    /// On the first run of a UTC day, drops the tenant-day totals of days
+    /// more than [`TENANT_DAYS_KEPT`] before it (a scan of the small
+    /// `tenant_days` tree: tenants times kept days); returns how many.
+    fn age_out_tenant_days(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let today = utc_day(now_ms);
+        if self.tenant_days_aged.load(Ordering::Relaxed) == today {
+            return Ok(0);
+        }
+        let oldest_kept = today.saturating_sub(TENANT_DAYS_KEPT);
+        let mut dropped = 0;
+        for key in self.tenant_days.iter().keys() {
+            let key = key?;
+            // Tenant, 0, then the day as 8 bytes big endian.
+            let day = key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| key[at..].try_into().ok())
+                .map(u64::from_be_bytes);
+            if day.is_some_and(|day| day < oldest_kept) {
+                self.tenant_days.remove(&key)?;
+                dropped += 1;
+            }
+        }
+        self.tenant_days_aged.store(today, Ordering::Relaxed);
+        Ok(dropped)
     }
 
     /// Keys of expired-looking sessions among the next `most` from the

@@ -110,3 +110,59 @@ fn a_store_of_an_earlier_version_opens_without_its_index_and_keeps_its_timelines
     assert_eq!(store.sweep(1_000_000).unwrap(), 1, "swept without an index");
     assert!(store.decisions(&key).unwrap().is_empty());
 }
+
+#[test]
+fn tenant_day_totals_are_kept_a_month_then_dropped() {
+    use super::sweep::TENANT_DAYS_KEPT;
+    use crate::budget::TenantDay;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_cache(dir.path(), 8 << 20, MIN, 1 << 20).unwrap();
+    let today = 20_000;
+    let now_ms = today * 24 * 3600 * 1000 + 1_000;
+    let days = [
+        today - TENANT_DAYS_KEPT - 9,
+        today - TENANT_DAYS_KEPT - 1,
+        today - TENANT_DAYS_KEPT,
+        today - 1,
+        today,
+    ];
+    for tenant in ["a", "b"] {
+        for day in days {
+            let total = TenantDay {
+                day,
+                usd: 1.5,
+                turns: 3,
+            };
+            store.put_tenant_day(tenant, &total).unwrap();
+        }
+    }
+    store.inner().write_pending().unwrap();
+    store.inner().sweep_batch(now_ms, 4).unwrap();
+    for tenant in ["a", "b"] {
+        let kept: Vec<u64> = days
+            .iter()
+            .copied()
+            .filter(|&d| store.tenant_day(tenant, d).unwrap().is_some())
+            .collect();
+        assert_eq!(kept, days[2..], "tenant {tenant}");
+        let total = store.tenant_day(tenant, today).unwrap().unwrap();
+        assert_eq!((total.usd, total.turns), (1.5, 3));
+    }
+    // Written again (a store restored from a backup): the same day's later
+    // runs leave it, the next day's run drops it.
+    let old = TenantDay {
+        day: days[0],
+        usd: 1.0,
+        turns: 1,
+    };
+    store.put_tenant_day("a", &old).unwrap();
+    store.inner().write_pending().unwrap();
+    store.inner().sweep_batch(now_ms + 60_000, 4).unwrap();
+    assert!(store.tenant_day("a", days[0]).unwrap().is_some());
+    store
+        .inner()
+        .sweep_batch(now_ms + 24 * 3600 * 1000, 4)
+        .unwrap();
+    assert!(store.tenant_day("a", days[0]).unwrap().is_none());
+}
