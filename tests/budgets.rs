@@ -101,6 +101,7 @@ async fn a_turn_cap_stops_a_loop_and_raising_it_resumes_the_conversation() {
                 ..Default::default()
             }),
             reset: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -117,6 +118,7 @@ async fn a_turn_cap_stops_a_loop_and_raising_it_resumes_the_conversation() {
         .get_budgets(GetBudgetsRequest {
             profile: "AGENT".into(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -143,6 +145,7 @@ async fn a_spend_cap_pauses_and_decision_records_carry_tokens_and_cost() {
                 ..Default::default()
             }),
             reset: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -195,6 +198,7 @@ async fn a_spend_cap_pauses_and_decision_records_carry_tokens_and_cost() {
         .get_budgets(GetBudgetsRequest {
             profile: "AGENT".into(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -211,10 +215,128 @@ async fn a_spend_cap_pauses_and_decision_records_carry_tokens_and_cost() {
                 ..Default::default()
             }),
             reset: false,
+            ..Default::default()
         })
         .await
         .unwrap();
     let r = post_chat(&client, &sc.url(), Some("spender"), Some("AGENT"), &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-keel-turn"), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_conversation_gets_its_own_cap_and_the_others_keep_theirs() {
+    let (_fake, _tmp, cp, sc) = start("[budgets]\nper_conversation_turns = 10\n").await;
+    let client = reqwest::Client::new();
+    let body = chat_body("auto", false);
+    let mut admin = AdminClient::connect(cp.url()).await.unwrap();
+    let cap = |id: &str, turns: u32, reset: bool| SetBudgetsRequest {
+        conversation_id: id.into(),
+        caps: Some(BudgetCaps {
+            per_conversation_turns: Some(turns),
+            ..Default::default()
+        }),
+        reset,
+        ..Default::default()
+    };
+
+    // Bad scopes: an unknown conversation, a tenant cap for one
+    // conversation, a profile and a conversation at once.
+    let e = admin
+        .set_budgets(cap("runaway", 2, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    let mut tenant_cap = cap("runaway", 2, false);
+    tenant_cap.caps = Some(BudgetCaps {
+        per_tenant_usd_per_day: Some(1.0),
+        ..Default::default()
+    });
+    for req in [
+        tenant_cap,
+        SetBudgetsRequest {
+            profile: "AGENT".into(),
+            ..cap("runaway", 2, false)
+        },
+    ] {
+        let e = admin.set_budgets(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+
+    for id in ["runaway", "calm"] {
+        let r = post_chat(&client, &sc.url(), Some(id), Some("AGENT"), &body).await;
+        assert_eq!(r.status(), 200, "{id}");
+    }
+    // The runaway conversation alone is capped at 2 turns; it has taken 1.
+    let got = admin
+        .set_budgets(cap("runaway", 2, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.profile, "AGENT");
+    assert_eq!(got.conversation_id, "runaway");
+    assert_eq!(got.conversation_turns, 1);
+    assert_eq!(
+        got.conversation_overrides.unwrap().per_conversation_turns,
+        Some(2)
+    );
+    assert_eq!(got.effective.unwrap().per_conversation_turns, Some(2));
+    let r = post_chat(&client, &sc.url(), Some("runaway"), Some("AGENT"), &body).await;
+    assert_eq!(r.status(), 200);
+    let r = post_chat(&client, &sc.url(), Some("runaway"), Some("AGENT"), &body).await;
+    assert_eq!(r.status(), 402);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "conversation_turns", "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 of its 2 turns"), "{message}");
+    // The other conversation keeps the configured cap of 10.
+    for turn in 2..=3 {
+        let r = post_chat(&client, &sc.url(), Some("calm"), Some("AGENT"), &body).await;
+        assert_eq!(r.status(), 200, "calm turn {turn}");
+    }
+
+    // 0 lifts the turn cap for this conversation alone, the configured
+    // one included: it resumes on its pin.
+    admin.set_budgets(cap("runaway", 0, false)).await.unwrap();
+    let r = post_chat(&client, &sc.url(), Some("runaway"), Some("AGENT"), &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-keel-turn"), "3");
+    assert_eq!(header(&r, "x-keel-decision-kind"), "retain");
+    let got = admin
+        .get_budgets(GetBudgetsRequest {
+            conversation_id: "runaway".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.effective.and_then(|c| c.per_conversation_turns),
+        None,
+        "no turn cap for it"
+    );
+    assert_eq!(got.conversation_turns, 3);
+
+    // A reset goes back to the profile's caps (the configured 10); with
+    // caps, it replaces the conversation's.
+    let got = admin
+        .set_budgets(cap("runaway", 1, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.effective.unwrap().per_conversation_turns, Some(1));
+    let mut reset = cap("runaway", 0, true);
+    reset.caps = None;
+    let got = admin.set_budgets(reset).await.unwrap().into_inner();
+    assert!(got.conversation_overrides.is_none(), "{got:?}");
+    assert_eq!(got.effective.unwrap().per_conversation_turns, Some(10));
+    // Asking about an unknown conversation is NOT_FOUND.
+    let e = admin
+        .get_budgets(GetBudgetsRequest {
+            conversation_id: "never-seen".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
 }

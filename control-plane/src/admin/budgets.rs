@@ -8,7 +8,7 @@ use tonic::Status;
 use crate::{
     budget::{Caps, utc_day},
     router::RouterState,
-    store::now_ms,
+    store::{SessionKey, now_ms},
 };
 
 fn internal(e: crate::store::StoreError) -> Status {
@@ -47,6 +47,9 @@ fn to_proto(c: Caps) -> Option<pb::BudgetCaps> {
 
 /// Sets caps in a scope and stores them durably.
 pub async fn set(state: &RouterState, req: pb::SetBudgetsRequest) -> Result<pb::Budgets, Status> {
+    if !req.conversation_id.is_empty() {
+        return set_conversation(state, req).await;
+    }
     if !req.profile.is_empty() && !state.config.profiles.contains_key(&req.profile) {
         return Err(Status::invalid_argument(format!(
             "unknown profile `{}`",
@@ -65,36 +68,104 @@ pub async fn set(state: &RouterState, req: pb::SetBudgetsRequest) -> Result<pb::
         state,
         pb::GetBudgetsRequest {
             profile: req.profile,
-            tenant: String::new(),
+            ..Default::default()
         },
     )
 }
 
-/// The caps in force for a profile and a tenant's spend today.
-pub fn get(state: &RouterState, req: pb::GetBudgetsRequest) -> Result<pb::Budgets, Status> {
-    let name = if req.profile.is_empty() {
-        state.config.routing.default_profile.as_str()
+/// Sets one conversation's own caps, kept in its session.
+async fn set_conversation(
+    state: &RouterState,
+    req: pb::SetBudgetsRequest,
+) -> Result<pb::Budgets, Status> {
+    if !req.profile.is_empty() {
+        return Err(Status::invalid_argument(
+            "give a profile or a conversation_id, not both",
+        ));
+    }
+    let caps = from_proto(req.caps)?;
+    if caps.per_tenant_usd_per_day.is_some() {
+        return Err(Status::invalid_argument(
+            "caps.per_tenant_usd_per_day cannot be set for one conversation",
+        ));
+    }
+    let tenant = tenant_or_default(&req.tenant);
+    let key = SessionKey::new(tenant, &req.conversation_id);
+    let now = now_ms();
+    let seen = state
+        .store
+        .get(&key, now)
+        .map_err(internal)?
+        .ok_or_else(|| Status::not_found("no such conversation"))?;
+    state
+        .store
+        .update(&key, now, &mut |current| {
+            // Expired since it was read: written back as read, so it stays
+            // expired and goes with the next sweep.
+            let mut s = current.unwrap_or(&seen).clone();
+            if req.reset {
+                s.budget = Caps::default();
+            }
+            s.budget.merge(caps);
+            s
+        })
+        .map_err(internal)?;
+    state.store.flush().await.map_err(internal)?;
+    tracing::info!(tenant = %tenant, conversation_id = %req.conversation_id, ?caps, reset = req.reset, "conversation budget caps changed");
+    get(
+        state,
+        pb::GetBudgetsRequest {
+            tenant: req.tenant,
+            conversation_id: req.conversation_id,
+            ..Default::default()
+        },
+    )
+}
+
+fn tenant_or_default(tenant: &str) -> &str {
+    if tenant.is_empty() {
+        keel::DEFAULT_TENANT
     } else {
-        req.profile.as_str()
+        tenant
+    }
+}
+
+/// The caps in force for a profile (and a conversation) and a tenant's
+/// spend today.
+pub fn get(state: &RouterState, req: pb::GetBudgetsRequest) -> Result<pb::Budgets, Status> {
+    let tenant = tenant_or_default(&req.tenant);
+    let session = if req.conversation_id.is_empty() {
+        None
+    } else {
+        let key = SessionKey::new(tenant, &req.conversation_id);
+        Some(
+            state
+                .store
+                .get(&key, now_ms())
+                .map_err(internal)?
+                .ok_or_else(|| Status::not_found("no such conversation"))?,
+        )
+    };
+    let name = match (&session, req.profile.as_str()) {
+        (Some(s), "") if state.config.profiles.contains_key(&s.profile) => s.profile.as_str(),
+        (_, "") => state.config.routing.default_profile.as_str(),
+        (_, named) => named,
     };
     let profile = state
         .config
         .profiles
         .get(name)
         .ok_or_else(|| Status::invalid_argument(format!("unknown profile `{name}`")))?;
-    let tenant = if req.tenant.is_empty() {
-        keel::DEFAULT_TENANT
-    } else {
-        &req.tenant
-    };
     let today = state
         .tenants
         .today(&*state.store, tenant, utc_day(now_ms()))
         .map_err(internal)?;
     let overrides = state.budgets.overrides();
+    let effective = state.budgets.effective(&profile.name, profile.budgets);
+    let own = session.as_ref().map(|s| s.budget).unwrap_or_default();
     Ok(pb::Budgets {
         profile: profile.name.clone(),
-        effective: to_proto(state.budgets.effective(&profile.name, profile.budgets)),
+        effective: to_proto(own.over(effective)),
         profile_overrides: overrides
             .profiles
             .get(&profile.name)
@@ -104,5 +175,9 @@ pub fn get(state: &RouterState, req: pb::GetBudgetsRequest) -> Result<pb::Budget
         tenant: tenant.to_owned(),
         tenant_spend_today_usd: today.usd,
         tenant_turns_today: today.turns,
+        conversation_id: req.conversation_id,
+        conversation_overrides: to_proto(own),
+        conversation_turns: session.as_ref().map_or(0, |s| s.turns),
+        conversation_spend_usd: session.as_ref().map_or(0.0, |s| s.spend_usd),
     })
 }

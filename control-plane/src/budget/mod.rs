@@ -1,9 +1,10 @@
 //! Budgets that pause instead of kill: caps on a conversation's spend and
 //! turns and on a tenant's spend per UTC day. Caps come from `[budgets]`, a
 //! profile's `budgets` table, and run-time overrides set through
-//! `Admin.SetBudgets` (stored in the session store). A request over a cap
-//! gets RESOURCE_EXHAUSTED with `keel-budget` metadata; the conversation
-//! resumes as soon as the cap is raised.
+//! `Admin.SetBudgets` (stored in the session store): for every profile, per
+//! profile, and for one conversation (kept in its session, checked first).
+//! A request over a cap gets RESOURCE_EXHAUSTED with `keel-budget`
+//! metadata; the conversation resumes as soon as the cap is raised.
 
 mod tenant;
 #[cfg(test)]
@@ -47,8 +48,14 @@ impl Caps {
         }
     }
 
+    /// This scope's caps over a less specific scope's, key by key, with
+    /// zeros ("no cap") removed.
+    pub fn over(self, less_specific: Caps) -> Caps {
+        self.or(less_specific).normalized()
+    }
+
     /// `other`'s set fields replace this one's.
-    fn merge(&mut self, other: Caps) {
+    pub fn merge(&mut self, other: Caps) {
         *self = other.or(*self);
     }
 

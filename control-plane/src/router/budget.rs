@@ -45,17 +45,19 @@ impl RouterState {
     }
 }
 
-/// Whether one more turn of the conversation in `session` fits.
+/// Whether one more turn of the conversation in `session` fits under
+/// `caps` and the conversation's own caps (which come first).
 pub(super) fn check_conversation(
     caps: &Caps,
     session: &Session,
     tenant_usd_today: f64,
 ) -> Result<(), Exceeded> {
+    let caps = session.budget.over(*caps);
     if caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
         return Ok(());
     }
     budget::check(
-        caps,
+        &caps,
         Usage {
             conversation: Some((session.turns, session.spend_usd)),
             tenant_usd_today,

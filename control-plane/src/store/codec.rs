@@ -3,9 +3,13 @@
 //! log head (8 bytes, 0 for none) after the version byte, where it is read
 //! and replaced without decoding the rest. Records written as JSON (before
 //! this encoding) start with `{` and still load, as do version 1 records;
-//! they are rewritten as version 2 on their next update.
+//! they are rewritten as version 2 on their next update. A record may end
+//! with the conversation's own budget caps (a flags byte, then the caps
+//! set); readers that predate them stop before, and a record without them
+//! has none.
 
 use super::{Session, StoreError};
+use crate::budget::Caps;
 use crate::divergence::{DetectorState, Seen, Step};
 
 /// First byte of a record in these encodings (never `{`).
@@ -56,7 +60,46 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
         }
         out.push(u8::from(st.err) | (u8::from(st.reply_rep) << 1));
     }
+    write_budget(&mut out, &s.budget);
     out
+}
+
+/// The conversation's own caps, when it has any: flags (1: USD, 2: turns),
+/// then those set.
+fn write_budget(out: &mut Vec<u8>, caps: &Caps) {
+    if caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
+        return;
+    }
+    out.push(
+        u8::from(caps.per_conversation_usd.is_some())
+            | (u8::from(caps.per_conversation_turns.is_some()) << 1),
+    );
+    if let Some(usd) = caps.per_conversation_usd {
+        out.extend_from_slice(&usd.to_bits().to_le_bytes());
+    }
+    if let Some(turns) = caps.per_conversation_turns {
+        out.extend_from_slice(&turns.to_le_bytes());
+    }
+}
+
+fn read_budget(r: &mut Reader<'_>) -> Option<Caps> {
+    if r.is_empty() {
+        return Some(Caps::default());
+    }
+    let flags = r.u8()?;
+    let per_conversation_usd = match flags & 1 {
+        0 => None,
+        _ => Some(f64::from_bits(r.u64()?)),
+    };
+    let per_conversation_turns = match flags & 2 {
+        0 => None,
+        _ => Some(r.u32()?),
+    };
+    Some(Caps {
+        per_conversation_usd,
+        per_conversation_turns,
+        per_tenant_usd_per_day: None,
+    })
 }
 
 /// Whether `raw` is in the current encoding.
@@ -92,7 +135,12 @@ pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
     }
     let (mut r, decision_head) = body(raw).ok_or(StoreError::Truncated)?;
     let s = read_v1(&mut r).ok_or(StoreError::Truncated)?;
-    Ok(Session { decision_head, ..s })
+    let budget = read_budget(&mut r).ok_or(StoreError::Truncated)?;
+    Ok(Session {
+        decision_head,
+        budget,
+        ..s
+    })
 }
 
 /// The `last_seen_ms` of a record of either encoding, without decoding the
@@ -181,6 +229,7 @@ fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
             nudges,
         },
         decision_head: None,
+        budget: Caps::default(),
     })
 }
 

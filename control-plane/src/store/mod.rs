@@ -28,7 +28,7 @@ use std::{future::Future, pin::Pin};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    budget::{Overrides, TenantDay},
+    budget::{Caps, Overrides, TenantDay},
     divergence::{DetectorState, DivergenceEvent},
 };
 
@@ -65,6 +65,11 @@ pub struct Session {
     /// holding the conversation's latest decision (timeline.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_head: Option<u64>,
+    /// Run-time caps of this conversation alone (`Admin.SetBudgets` with a
+    /// conversation id): the most specific scope, gone with the session.
+    /// Only its conversation caps are used.
+    #[serde(default, skip_serializing_if = "Caps::is_empty")]
+    pub budget: Caps,
 }
 
 /// A stored decision, for the conversation's timeline.

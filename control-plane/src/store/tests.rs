@@ -293,6 +293,35 @@ fn sessions_round_trip_through_the_compact_encoding_and_json_still_loads() {
 }
 
 #[test]
+fn a_conversations_own_caps_ride_at_the_end_of_its_record() {
+    let mut s = Session {
+        profile: "AGENT".into(),
+        last_seen_ms: 1_700_000_100_000,
+        turns: 3,
+        ..Default::default()
+    };
+    let without = super::codec::encode_session(&s);
+    for caps in [(Some(2.5), Some(40)), (Some(0.0), None), (None, Some(7))] {
+        s.budget = crate::budget::Caps {
+            per_conversation_usd: caps.0,
+            per_conversation_turns: caps.1,
+            per_tenant_usd_per_day: None,
+        };
+        let with = super::codec::encode_session(&s);
+        assert_eq!(super::codec::decode_session(&with).unwrap(), s);
+        assert_eq!(
+            super::codec::last_seen_ms(&with).unwrap(),
+            1_700_000_100_000
+        );
+        // The record of a session without caps is the record before them.
+        assert!(with.starts_with(&without) && with.len() > without.len());
+        assert!(super::codec::decode_session(&with[..with.len() - 1]).is_err());
+    }
+    let plain = super::codec::decode_session(&without).unwrap();
+    assert!(plain.budget.is_empty());
+}
+
+#[test]
 fn a_json_session_is_read_and_rewritten_compact() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Duration::from_secs(3600));
