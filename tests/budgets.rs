@@ -8,10 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use keel::pb::{
-    BudgetCaps, GetBudgetsRequest, GetConversationRequest, SetBudgetsRequest,
-    admin_client::AdminClient,
-};
+use keel::pb::{BudgetCaps, GetBudgetsRequest, SetBudgetsRequest, admin_client::AdminClient};
 use keel_testkit::{ControlPlane, FakeProvider, Sidecar};
 use serde_json::{Value, json};
 
@@ -82,14 +79,7 @@ async fn a_turn_cap_stops_a_loop_and_raising_it_resumes_the_conversation() {
 
     // A refused turn is not a turn.
     let mut admin = AdminClient::connect(cp.url()).await.unwrap();
-    let conv = admin
-        .get_conversation(GetConversationRequest {
-            tenant: String::new(),
-            conversation_id: "loop-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let conv = conversation(&cp.url(), "loop-1").await;
     assert_eq!(conv.turns, 3);
 
     // Raise the cap at run time: the conversation resumes on its pin.
@@ -167,14 +157,7 @@ async fn a_spend_cap_pauses_and_decision_records_carry_tokens_and_cost() {
     assert_eq!(refused["error"]["remaining_usd"], 0.0, "{refused}");
 
     // The timeline: every decision completed by its report.
-    let conv = admin
-        .get_conversation(GetConversationRequest {
-            tenant: String::new(),
-            conversation_id: "spender".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let conv = conversation(&cp.url(), "spender").await;
     assert_eq!(conv.decisions.len(), 2);
     for d in &conv.decisions {
         let r = d.result.as_ref().expect("decision record completed");
@@ -240,13 +223,8 @@ async fn one_conversation_gets_its_own_cap_and_the_others_keep_theirs() {
         ..Default::default()
     };
 
-    // Bad scopes: an unknown conversation, a tenant cap for one
-    // conversation, a profile and a conversation at once.
-    let e = admin
-        .set_budgets(cap("runaway", 2, false))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    // Bad scopes: a tenant cap for one conversation, a profile and a
+    // conversation at once, a reset of a conversation that does not exist.
     let mut tenant_cap = cap("runaway", 2, false);
     tenant_cap.caps = Some(BudgetCaps {
         per_tenant_usd_per_day: Some(1.0),
@@ -262,6 +240,31 @@ async fn one_conversation_gets_its_own_cap_and_the_others_keep_theirs() {
         let e = admin.set_budgets(req).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
+    let mut reset_unknown = cap("never-seen", 0, true);
+    reset_unknown.caps = None;
+    let e = admin.set_budgets(reset_unknown).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+
+    // A cap set before the conversation starts: its first turn still
+    // initializes and pins it, the second is over the cap.
+    let got = admin
+        .set_budgets(cap("planned", 1, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.conversation_turns, 0);
+    assert_eq!(got.effective.unwrap().per_conversation_turns, Some(1));
+    let r = post_chat(&client, &sc.url(), Some("planned"), Some("AGENT"), &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-keel-turn"), "1");
+    assert_eq!(header(&r, "x-keel-decision-kind"), "initialize");
+    assert_eq!(header(&r, "x-keel-pinned"), "true");
+    let r = post_chat(&client, &sc.url(), Some("planned"), Some("AGENT"), &body).await;
+    assert_eq!(r.status(), 402);
+    let conv = conversation(&cp.url(), "planned").await;
+    assert_eq!(conv.turns, 1);
+    assert_eq!(conv.profile, "AGENT");
+    assert!(!conv.pinned_model.is_empty(), "{conv:?}");
 
     for id in ["runaway", "calm"] {
         let r = post_chat(&client, &sc.url(), Some(id), Some("AGENT"), &body).await;

@@ -8,7 +8,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use keel::pb::{GetConversationRequest, admin_client::AdminClient};
 use keel_testkit::{ControlPlane, FakeProvider, Sidecar};
 
 fn catalog(fake: &FakeProvider) -> String {
@@ -35,18 +34,6 @@ fn same_ports(cfg: &str, cp: &ControlPlane) -> String {
         &format!("http_listen = \"{}\"", cp.http),
         1,
     )
-}
-
-async fn conversation(cp_url: &str, id: &str) -> keel::pb::Conversation {
-    let mut admin = AdminClient::connect(cp_url.to_owned()).await.unwrap();
-    admin
-        .get_conversation(GetConversationRequest {
-            tenant: String::new(),
-            conversation_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use keel::pb::{GetConversationRequest, admin_client::AdminClient};
 use keel_testkit::Behavior;
 use serde_json::Value;
 
@@ -122,17 +121,9 @@ async fn usage_chunk_reaches_an_app_that_asked_and_spend_is_reported() {
     // Expected spend: (1843 + 1843) input and (14 + 41) output tokens at
     // 3 and 15 USD per million.
     let expected = (2.0 * 1843.0 * 3.0 + 55.0 * 15.0) / 1e6;
-    let mut admin = AdminClient::connect(cp.url()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let conv = admin
-            .get_conversation(GetConversationRequest {
-                tenant: String::new(),
-                conversation_id: "s-2".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let conv = conversation(&cp.url(), "s-2").await;
         if (conv.spend_usd - expected).abs() < 1e-9 {
             assert_eq!(conv.turns, 2);
             assert_eq!(conv.pinned_model, "strong-a");

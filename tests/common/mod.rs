@@ -153,3 +153,18 @@ impl Gateway {
         post_chat(&self.client, &self.sc.url(), conversation, profile, body).await
     }
 }
+
+/// The conversation as `Admin.GetConversation` shows it (default tenant).
+pub async fn conversation(cp_url: &str, id: &str) -> keel::pb::Conversation {
+    let mut admin = keel::pb::admin_client::AdminClient::connect(cp_url.to_owned())
+        .await
+        .unwrap();
+    admin
+        .get_conversation(keel::pb::GetConversationRequest {
+            tenant: String::new(),
+            conversation_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}

@@ -8,7 +8,7 @@ use tonic::Status;
 use crate::{
     budget::{Caps, utc_day},
     router::RouterState,
-    store::{SessionKey, now_ms},
+    store::{Session, SessionKey, now_ms},
 };
 
 fn internal(e: crate::store::StoreError) -> Status {
@@ -92,17 +92,20 @@ async fn set_conversation(
     let tenant = tenant_or_default(&req.tenant);
     let key = SessionKey::new(tenant, &req.conversation_id);
     let now = now_ms();
-    let seen = state
-        .store
-        .get(&key, now)
-        .map_err(internal)?
-        .ok_or_else(|| Status::not_found("no such conversation"))?;
+    // Caps for a conversation that has not started yet are kept in a new
+    // session (no pin; its first turn pins it). Nothing to keep: nothing made.
+    let exists = state.store.get(&key, now).map_err(internal)?.is_some();
+    if !exists && caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
+        return Err(Status::not_found("no such conversation"));
+    }
     state
         .store
         .update(&key, now, &mut |current| {
-            // Expired since it was read: written back as read, so it stays
-            // expired and goes with the next sweep.
-            let mut s = current.unwrap_or(&seen).clone();
+            let mut s = current.cloned().unwrap_or_else(|| Session {
+                created_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            });
             if req.reset {
                 s.budget = Caps::default();
             }

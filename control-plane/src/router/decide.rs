@@ -96,6 +96,10 @@ impl RouterState {
                     created_ms: now,
                     ..Default::default()
                 });
+                if s.profile.is_empty() {
+                    // Made by `Admin.SetBudgets` before its first turn.
+                    s.profile.clone_from(&profile.name);
+                }
                 s.turns += 1;
                 s.last_seen_ms = now;
                 // `s` is a fresh clone on every run of this closure, so a retried
