@@ -317,7 +317,8 @@ for phase in phases:
         print(f"| {label} | " + " | ".join(cells) + f" | {errors} |")
     print()
     rss = {r["process"]: r["vmhwm_kb"] for r in rows if r["kind"] == "rss" and r["phase"] == phase}
-    rss = dict(sorted(rss.items(), key=lambda kv: ["provider", "nginx", "control-plane", "control-plane before the Route benchmark", "sidecar"].index(kv[0]) if kv[0] in ["provider", "nginx", "control-plane", "control-plane before the Route benchmark", "sidecar"] else 9))
+    order = ["provider", "nginx", "control-plane", "control-plane before the Route benchmark", "sidecar"]
+    rss = dict(sorted(rss.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     print("Peak RSS (VmHWM): " + ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in rss.items()) + "\n")
     # Targets.
     for test in ["rate1000"]:

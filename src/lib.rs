@@ -18,3 +18,12 @@ pub const MAX_CONVERSATION_ID_BYTES: usize = 256;
 
 /// Tenant used when a request names none.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// `tenant`, or [`DEFAULT_TENANT`] when it is empty (the proto's "none").
+pub fn tenant_or_default(tenant: &str) -> &str {
+    if tenant.is_empty() {
+        DEFAULT_TENANT
+    } else {
+        tenant
+    }
+}

@@ -37,11 +37,7 @@ impl admin_server::Admin for AdminService {
         request: Request<pb::GetConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
         let req = request.into_inner();
-        let tenant = if req.tenant.is_empty() {
-            keel::DEFAULT_TENANT.to_owned()
-        } else {
-            req.tenant
-        };
+        let tenant = keel::tenant_or_default(&req.tenant).to_owned();
         let key = SessionKey::new(&tenant, &req.conversation_id);
         let store = &self.0.store;
         let internal = |e| {

@@ -89,13 +89,12 @@ async fn set_conversation(
             "caps.per_tenant_usd_per_day cannot be set for one conversation",
         ));
     }
-    let tenant = tenant_or_default(&req.tenant);
+    let tenant = keel::tenant_or_default(&req.tenant);
     let key = SessionKey::new(tenant, &req.conversation_id);
     let now = now_ms();
     // Caps for a conversation that has not started yet are kept in a new
     // session (no pin; its first turn pins it). Nothing to keep: nothing made.
-    let exists = state.store.get(&key, now).map_err(internal)?.is_some();
-    if !exists && caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
+    if !caps.limits_conversation() && state.store.get(&key, now).map_err(internal)?.is_none() {
         return Err(Status::not_found("no such conversation"));
     }
     state
@@ -125,18 +124,10 @@ async fn set_conversation(
     )
 }
 
-fn tenant_or_default(tenant: &str) -> &str {
-    if tenant.is_empty() {
-        keel::DEFAULT_TENANT
-    } else {
-        tenant
-    }
-}
-
 /// The caps in force for a profile (and a conversation) and a tenant's
 /// spend today.
 pub fn get(state: &RouterState, req: pb::GetBudgetsRequest) -> Result<pb::Budgets, Status> {
-    let tenant = tenant_or_default(&req.tenant);
+    let tenant = keel::tenant_or_default(&req.tenant);
     let session = if req.conversation_id.is_empty() {
         None
     } else {

@@ -62,6 +62,11 @@ impl Caps {
     pub fn is_empty(&self) -> bool {
         *self == Caps::default()
     }
+
+    /// Whether a per-conversation cap (USD or turns) is set.
+    pub fn limits_conversation(&self) -> bool {
+        self.per_conversation_usd.is_some() || self.per_conversation_turns.is_some()
+    }
 }
 
 /// Run-time caps: for every profile and per profile.

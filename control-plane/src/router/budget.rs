@@ -53,7 +53,7 @@ pub(super) fn check_conversation(
     tenant_usd_today: f64,
 ) -> Result<(), Exceeded> {
     let caps = session.budget.over(*caps);
-    if caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
+    if !caps.limits_conversation() {
         return Ok(());
     }
     budget::check(

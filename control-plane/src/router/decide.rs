@@ -37,11 +37,7 @@ impl RouterState {
         let features = req.features.unwrap_or_default();
         let policy = self.policy();
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let tenant = if req.tenant.is_empty() {
-            keel::DEFAULT_TENANT
-        } else {
-            &req.tenant
-        };
+        let tenant = keel::tenant_or_default(&req.tenant);
         let now = now_ms();
         let caps = self.caps(profile);
         let tenant_usd_today = self.check_tenant(tenant, &caps, now)?;

@@ -41,7 +41,7 @@ impl RouterState {
             }
             let cost = self.cost(&outcome);
             if outcome.success || cost > 0.0 {
-                let tenant = tenant_of(&outcome);
+                let tenant = keel::tenant_or_default(&outcome.tenant);
                 self.tenants
                     .add_unpersisted(
                         &*self.store,
@@ -164,7 +164,7 @@ impl RouterState {
             return Ok(false);
         };
         let usage = outcome.usage.unwrap_or_default();
-        let tenant = tenant_of(outcome);
+        let tenant = keel::tenant_or_default(&outcome.tenant);
         let locks = self
             .config
             .profiles
@@ -219,14 +219,6 @@ impl RouterState {
     }
 }
 
-fn tenant_of(outcome: &pb::Outcome) -> &str {
-    if outcome.tenant.is_empty() {
-        keel::DEFAULT_TENANT
-    } else {
-        &outcome.tenant
-    }
-}
-
 impl RouterState {
     /// Completes the turn's decision record with how it went. A turn served
     /// without the control plane (`degraded_turn`, its number as now
@@ -247,7 +239,10 @@ impl RouterState {
             key_ref: served.map(|t| t.key_ref.clone()).unwrap_or_default(),
             attempts: u32::try_from(outcome.attempts.len()).unwrap_or(u32::MAX),
         };
-        let key = SessionKey::new(tenant_of(outcome), &outcome.conversation_id);
+        let key = SessionKey::new(
+            keel::tenant_or_default(&outcome.tenant),
+            &outcome.conversation_id,
+        );
         if let Some(turn) = degraded_turn {
             let entry = DecisionEntry {
                 decision_id: String::new(),

@@ -67,7 +67,7 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
 /// The conversation's own caps, when it has any: flags (1: USD, 2: turns),
 /// then those set.
 fn write_budget(out: &mut Vec<u8>, caps: &Caps) {
-    if caps.per_conversation_usd.is_none() && caps.per_conversation_turns.is_none() {
+    if !caps.limits_conversation() {
         return;
     }
     out.push(
@@ -141,6 +141,15 @@ pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
         budget,
         ..s
     })
+}
+
+/// The decision log head of a record of any encoding, without decoding the
+/// rest (the decision writer reads it for every conversation it appends to).
+pub fn decision_head(raw: &[u8]) -> Result<Option<u64>, StoreError> {
+    match body(raw) {
+        Some((_, head)) => Ok(head),
+        None => Ok(decode_session(raw)?.decision_head),
+    }
 }
 
 /// The `last_seen_ms` of a record of either encoding, without decoding the

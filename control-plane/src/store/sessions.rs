@@ -91,12 +91,11 @@ impl Inner {
     pub fn decision_head(&self, key: &[u8]) -> Result<Option<Option<u64>>, StoreError> {
         let mut shard = self.cache.shard(key);
         let raw = match shard.peek(key) {
-            Some(id) => return Ok(Some(decode_session(&shard.value(id).bytes)?.decision_head)),
+            Some(id) => return Ok(Some(codec::decision_head(&shard.value(id).bytes)?)),
             None => self.sessions.get(key)?,
         };
         drop(shard);
-        raw.map(|raw| Ok(decode_session(&raw)?.decision_head))
-            .transpose()
+        raw.map(|raw| codec::decision_head(&raw)).transpose()
     }
 
     /// Sets the session's decision log head (nothing else, not even

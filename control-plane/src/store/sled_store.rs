@@ -17,7 +17,7 @@ use std::{
 use super::{
     DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
     cache::SessionCache,
-    codec::decode_session,
+    codec,
     flusher::{Flusher, WriteBack},
     timeline::Log,
 };
@@ -159,7 +159,7 @@ impl Inner {
             return Ok(());
         };
         // Unreadable: its records go with their segments' age.
-        let stored = decode_session(&raw).map_or(None, |s| s.decision_head);
+        let stored = codec::decision_head(&raw).unwrap_or(None);
         self.remove_decisions(key, pending.or(stored))
     }
 
@@ -178,9 +178,7 @@ impl Inner {
         pending.clear();
         Ok(n)
     }
-}
 
-impl Inner {
     /// Writes what is only in memory to sled (not synced); whether there
     /// was anything.
     pub(super) fn write_pending(&self) -> Result<bool, StoreError> {

@@ -8,10 +8,10 @@
 use std::fmt;
 
 use serde::{
-    Deserialize, Deserializer,
+    Deserialize, Deserializer, Serialize,
     de::{MapAccess, Visitor},
 };
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::{Value, json, value::RawValue};
 
 /// The top-level fields of a JSON object in order, values unparsed.
 struct Fields<'a>(Vec<(String, &'a RawValue)>);
@@ -50,7 +50,7 @@ pub fn with_model(raw: &[u8], model: &str, include_usage: bool) -> Option<Vec<u8
             // A repeated key: the parsed body keeps one, so does this.
             "model" if model_written => continue,
             "model" => {
-                field(&mut out, key, &Value::from(model));
+                field(&mut out, key, model);
                 model_written = true;
             }
             "stream_options" if include_usage => {
@@ -69,12 +69,10 @@ pub fn with_model(raw: &[u8], model: &str, include_usage: bool) -> Option<Vec<u8
         }
     }
     if !model_written {
-        field(&mut out, "model", &Value::from(model));
+        field(&mut out, "model", model);
     }
     if !usage_written {
-        let mut o = Map::new();
-        o.insert("include_usage".into(), Value::Bool(true));
-        field(&mut out, "stream_options", &Value::Object(o));
+        field(&mut out, "stream_options", &json!({"include_usage": true}));
     }
     out.push(b'}');
     Some(out)
@@ -84,13 +82,13 @@ fn key(out: &mut Vec<u8>, key: &str) {
     if out.len() > 1 {
         out.push(b',');
     }
-    // A string always serializes.
     let _ = serde_json::to_writer(&mut *out, key);
     out.push(b':');
 }
 
-fn field(out: &mut Vec<u8>, name: &str, value: &Value) {
+fn field(out: &mut Vec<u8>, name: &str, value: &(impl Serialize + ?Sized)) {
     key(out, name);
+    // A string or a JSON value always serializes.
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
