@@ -10,53 +10,6 @@ use common::*;
 use keel_testkit::{Behavior, FakeProvider, ScriptedCall};
 use serde_json::{Value, json};
 
-const KEYS3: &[(&str, &str)] = &[
-    ("KEEL_KEY_ALPHA_MAIN", "sk-alpha-main-secret"),
-    ("KEEL_KEY_NATIVE_MAIN", "sk-native-secret"),
-    ("KEEL_KEY_CLAUDE_MAIN", "sk-claude-secret"),
-];
-
-fn providers(fake: &FakeProvider) -> String {
-    let model = |name: &str, provider: &str| {
-        format!(
-            "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream_model = \"{name}-up\"\n\
-             tier = 3\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\ncontext_tokens = 128000\n\
-             capabilities = [\"tools\"]\n"
-        )
-    };
-    format!(
-        r#"
-[[providers]]
-name = "alpha"
-api = "openai"
-base_url = "{openai}"
-keys = [{{ ref = "alpha-main" }}]
-
-[[providers]]
-name = "native"
-api = "openai"
-responses = true
-base_url = "{openai}"
-keys = [{{ ref = "native-main" }}]
-
-[[providers]]
-name = "claude"
-api = "anthropic"
-base_url = "{anthropic}"
-keys = [{{ ref = "claude-main" }}]
-
-{chat}
-{native}
-{claude}
-"#,
-        openai = fake.openai_base_url(),
-        anthropic = fake.anthropic_base_url(),
-        chat = model("chat-m", "alpha"),
-        native = model("native-m", "native"),
-        claude = model("claude-m", "claude"),
-    )
-}
-
 struct Env {
     fake: FakeProvider,
     _cp: keel_testkit::ControlPlane,
@@ -68,11 +21,11 @@ struct Env {
 async fn start() -> Env {
     let fake = FakeProvider::start().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(&tmp.path().join("data"), &providers(&fake));
+    let cfg = config(&tmp.path().join("data"), &three_providers(&fake));
     let cp = keel_testkit::ControlPlane::start(tmp.path(), &cfg)
         .await
         .unwrap();
-    let sc = keel_testkit::Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, KEYS3)
+    let sc = keel_testkit::Sidecar::start(tmp.path(), &cp.url(), SIDECAR_ARGS, THREE_KEYS)
         .await
         .unwrap();
     Env {
