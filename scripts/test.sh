@@ -10,6 +10,9 @@ cargo test --workspace
 if [[ -x scripts/test-divergence.sh ]]; then
     scripts/test-divergence.sh
 fi
+if [[ -x scripts/test-codex.sh ]]; then
+    scripts/test-codex.sh
+fi
 if [[ -x scripts/test-compat.sh ]]; then
     scripts/test-compat.sh
 fi

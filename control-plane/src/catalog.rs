@@ -17,6 +17,8 @@ pub struct Provider {
     /// Without a trailing slash.
     pub base_url: String,
     pub keys: Vec<Key>,
+    /// Serves the OpenAI Responses API too (OpenAI format only).
+    pub responses: bool,
 }
 
 /// A key *reference*; the secret lives on the host that forwards requests.
@@ -138,6 +140,7 @@ impl Catalog {
             wire_format: p.api as i32,
             key_ref: p.keys[key].key_ref.clone(),
             tier: d.tier,
+            responses_api: p.responses,
         }
     }
 

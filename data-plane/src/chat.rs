@@ -132,7 +132,11 @@ pub async fn handle(
 /// The model a translated answer names: the app's own choice when it named a
 /// catalog model, else the catalog model that serves it (never the upstream
 /// id of another API).
-fn client_model<'a>(state: &AppState, requested: &'a str, target: &'a pb::Target) -> &'a str {
+pub(crate) fn client_model<'a>(
+    state: &AppState,
+    requested: &'a str,
+    target: &'a pb::Target,
+) -> &'a str {
     if requested != target.model && state.route.catalog().has_model(requested) {
         requested
     } else {
@@ -142,7 +146,7 @@ fn client_model<'a>(state: &AppState, requested: &'a str, target: &'a pb::Target
 
 /// The app-facing error once no target could serve the request; a provider's
 /// own error body is rendered from its format in the `caller`'s.
-fn to_api_error(failed: Failed, caller: Format) -> ApiError {
+pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
     let (e, upstream) = match failed {
         Failed::Request(e) => return e,
         Failed::NoTarget => {
@@ -214,7 +218,7 @@ fn fingerprints(
         .fingerprint_proto(format, messages, window)
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

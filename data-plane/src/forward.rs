@@ -39,7 +39,7 @@ pub enum Failed {
     NoTarget,
 }
 
-/// Tries the decision's targets in order.
+/// Tries the decision's targets in order with a chat request of `format`.
 pub async fn forward<'a>(
     state: &AppState,
     format: Format,
@@ -48,6 +48,29 @@ pub async fn forward<'a>(
     limits: &Limits,
     wants_usage: bool,
     pending: &mut Pending,
+) -> Result<Forwarded<'a>, Failed> {
+    let prepare = |target: &pb::Target| {
+        rewrite::prepare(
+            format,
+            &mut chat.body,
+            chat.raw.as_deref(),
+            target,
+            chat.stream,
+            wants_usage,
+            state.config.default_max_tokens,
+        )
+    };
+    forward_with(state, decision, limits, pending, prepare).await
+}
+
+/// Tries the decision's targets in order; `prepare` writes the body (and picks the
+/// endpoint) for each target tried.
+pub async fn forward_with<'a>(
+    state: &AppState,
+    decision: &'a pb::Decision,
+    limits: &Limits,
+    pending: &mut Pending,
+    mut prepare: impl FnMut(&pb::Target) -> Result<Prepared, ApiError>,
 ) -> Result<Forwarded<'a>, Failed> {
     let targets: Vec<&pb::Target> = decision.target.iter().chain(&decision.fallbacks).collect();
     let mut failed_providers: Vec<&str> = Vec::new();
@@ -84,19 +107,15 @@ pub async fn forward<'a>(
             last = Some((e, upstream_format));
             continue;
         };
-        let prepared = rewrite::prepare(
-            format,
-            &mut chat.body,
-            chat.raw.as_deref(),
-            target,
-            chat.stream,
-            wants_usage,
-            state.config.default_max_tokens,
-        )
-        .map_err(Failed::Request)?;
+        let prepared = prepare(target).map_err(Failed::Request)?;
         attempts += 1;
+        let url = prepared
+            .url
+            .clone()
+            .unwrap_or_else(|| upstream::url(target));
         match upstream::send(
             &state.http,
+            &url,
             target,
             &secret,
             prepared.body.clone(),

@@ -11,6 +11,7 @@ use crate::{
     chat,
     error::ApiError,
     format::Format,
+    responses,
     state::AppState,
 };
 
@@ -33,6 +34,8 @@ pub async fn handle(
         }
         (&Method::POST, "/v1/chat/completions") => chat_request(state, req, Format::OpenAi).await,
         (&Method::POST, "/v1/messages") => chat_request(state, req, Format::Anthropic).await,
+        // The Responses API answers (and errs) in the OpenAI shape.
+        (&Method::POST, "/v1/responses") => chat_request(state, req, Format::OpenAi).await,
         (&Method::GET, "/v1/models") => {
             let format = if anthropic_caller {
                 Format::Anthropic
@@ -75,9 +78,12 @@ async fn chat_request(
         state.metrics.request(format, response.status().as_u16());
         return response;
     };
-    let response = chat::handle(Arc::clone(&state), req, format, slot)
-        .await
-        .unwrap_or_else(|e| e.into_response(format));
+    let served = if req.uri().path() == "/v1/responses" {
+        responses::handle(Arc::clone(&state), req, slot).await
+    } else {
+        chat::handle(Arc::clone(&state), req, format, slot).await
+    };
+    let response = served.unwrap_or_else(|e| e.into_response(format));
     state.metrics.request(format, response.status().as_u16());
     response
 }

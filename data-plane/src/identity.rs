@@ -64,7 +64,8 @@ pub fn identify(
     }
 }
 
-fn usable(id: &str) -> Option<String> {
+/// `id` trimmed, when it can name a conversation (visible ASCII, not too long).
+pub(crate) fn usable(id: &str) -> Option<String> {
     let id = id.trim();
     let ok = !id.is_empty()
         && id.len() <= keel::MAX_CONVERSATION_ID_BYTES
@@ -72,15 +73,19 @@ fn usable(id: &str) -> Option<String> {
     ok.then(|| id.to_owned())
 }
 
-fn harness_id(headers: &HeaderMap, body: &Map<String, Value>) -> Option<String> {
-    for name in HARNESS_HEADERS {
-        if let Some(id) = headers
+/// The first usable session header a harness sent.
+pub(crate) fn harness_header(headers: &HeaderMap) -> Option<String> {
+    HARNESS_HEADERS.iter().find_map(|name| {
+        headers
             .get(*name)
             .and_then(|v| v.to_str().ok())
             .and_then(usable)
-        {
-            return Some(id);
-        }
+    })
+}
+
+fn harness_id(headers: &HeaderMap, body: &Map<String, Value>) -> Option<String> {
+    if let Some(id) = harness_header(headers) {
+        return Some(id);
     }
     let user_id = body.get("metadata")?.get("user_id")?.as_str()?;
     // Current Claude Code: a JSON object with `session_id`.
@@ -123,7 +128,7 @@ fn opening_fingerprint(body: &Map<String, Value>) -> Option<String> {
     Some(format!("fp-{:032x}", hasher.digest128()))
 }
 
-fn hash_text(v: &Value, hasher: &mut xxhash_rust::xxh3::Xxh3) {
+pub(crate) fn hash_text(v: &Value, hasher: &mut xxhash_rust::xxh3::Xxh3) {
     match v {
         Value::String(s) => hasher.update(s.as_bytes()),
         Value::Array(parts) => parts.iter().for_each(|p| hash_text(p, hasher)),

@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod relay;
 pub mod report;
 pub mod respond;
+pub mod responses;
 pub mod rewrite;
 pub mod route;
 pub mod route_stream;

@@ -12,9 +12,11 @@ pub struct Prepared {
     pub body: Bytes,
     /// Keel asked an OpenAI provider for a usage chunk the app did not want.
     pub strip_usage_chunk: bool,
+    /// Where to send it, when not the target's usual endpoint (`upstream::url`).
+    pub url: Option<String>,
 }
 
-mod splice;
+pub(crate) mod splice;
 
 /// Adds injected system messages to the app's body, once, before any
 /// attempt (in the app's own format; translation carries them over);
@@ -116,6 +118,7 @@ pub fn prepare(
         return Ok(Prepared {
             body: encode(&translated)?,
             strip_usage_chunk: false,
+            url: None,
         });
     }
     // Same format: the app's body as it is (cache_control and unknown fields
@@ -125,6 +128,7 @@ pub fn prepare(
         return Ok(Prepared {
             body: Bytes::from(spliced),
             strip_usage_chunk,
+            url: None,
         });
     }
     body.insert("model".into(), Value::String(model.to_owned()));
@@ -141,10 +145,11 @@ pub fn prepare(
     Ok(Prepared {
         body: encode(body)?,
         strip_usage_chunk,
+        url: None,
     })
 }
 
-fn encode(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+pub(crate) fn encode(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))

@@ -58,6 +58,7 @@ pub async fn serve(
         metrics: Default::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
+        chains: Default::default(),
     });
 
     let graceful = GracefulShutdown::new();

@@ -25,6 +25,9 @@ pub struct AppState {
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the
     /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
     pub fingerprints: FingerprintCache,
+    /// Response id → conversation, for Responses requests that only name
+    /// `previous_response_id` (bounded).
+    pub chains: crate::responses::Chains,
 }
 
 /// Limits for one request: the decision's, else the sidecar's defaults.

@@ -82,16 +82,18 @@ pub fn url(target: &pb::Target) -> String {
     }
 }
 
-/// Sends one attempt and waits for the response head.
+/// Sends one attempt to `url` (the target's endpoint, see [`url`]) and waits for the
+/// response head.
 pub async fn send(
     client: &reqwest::Client,
+    url: &str,
     target: &pb::Target,
     secret: &Secret,
     body: Bytes,
     first_byte_timeout: Duration,
 ) -> Result<reqwest::Response, AttemptError> {
     let mut req = client
-        .post(url(target))
+        .post(url)
         .header(http::header::CONTENT_TYPE, "application/json");
     match Format::of_target(target.wire_format) {
         Format::OpenAi => {

@@ -168,3 +168,54 @@ pub async fn conversation(cp_url: &str, id: &str) -> keel::pb::Conversation {
         .unwrap()
         .into_inner()
 }
+
+/// Keys of [`three_providers`].
+pub const THREE_KEYS: &[(&str, &str)] = &[
+    ("KEEL_KEY_ALPHA_MAIN", "sk-alpha-main-secret"),
+    ("KEEL_KEY_NATIVE_MAIN", "sk-native-secret"),
+    ("KEEL_KEY_CLAUDE_MAIN", "sk-claude-secret"),
+];
+
+/// Three providers on one fake: `alpha` (OpenAI Chat Completions), `native` (OpenAI with
+/// `responses = true`) and `claude` (Anthropic), serving `chat-m`, `native-m` and
+/// `claude-m` (tier 3, tools).
+pub fn three_providers(fake: &FakeProvider) -> String {
+    let model = |name: &str, provider: &str| {
+        format!(
+            "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream_model = \"{name}-up\"\n\
+             tier = 3\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\ncontext_tokens = 128000\n\
+             capabilities = [\"tools\"]\n"
+        )
+    };
+    format!(
+        r#"
+[[providers]]
+name = "alpha"
+api = "openai"
+base_url = "{openai}"
+keys = [{{ ref = "alpha-main" }}]
+
+[[providers]]
+name = "native"
+api = "openai"
+responses = true
+base_url = "{openai}"
+keys = [{{ ref = "native-main" }}]
+
+[[providers]]
+name = "claude"
+api = "anthropic"
+base_url = "{anthropic}"
+keys = [{{ ref = "claude-main" }}]
+
+{chat}
+{native}
+{claude}
+"#,
+        openai = fake.openai_base_url(),
+        anthropic = fake.anthropic_base_url(),
+        chat = model("chat-m", "alpha"),
+        native = model("native-m", "native"),
+        claude = model("claude-m", "claude"),
+    )
+}

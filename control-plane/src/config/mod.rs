@@ -201,6 +201,9 @@ pub struct RawProvider {
     pub api: String,
     pub base_url: String,
     pub keys: Vec<RawKey>,
+    /// `api = "openai"` only: the provider also serves `POST /responses`.
+    #[serde(default)]
+    pub responses: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -85,6 +85,17 @@ fn bad_provider_and_model_entries_name_their_key() {
             .to_string()
             .contains("providers[0].api")
     );
+    let responses_on_anthropic = BASE.replacen(
+        "api = \"openai\"",
+        "api = \"anthropic\"\nresponses = true",
+        1,
+    );
+    assert!(
+        parse(&responses_on_anthropic)
+            .unwrap_err()
+            .to_string()
+            .contains("providers[0].responses")
+    );
     let bad_url = BASE.replace("http://127.0.0.1:9/v1/", "ftp://x");
     assert!(
         parse(&bad_url)

@@ -276,6 +276,12 @@ fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, Config
             ));
         }
     };
+    if p.responses && api != WireFormat::Openai {
+        return Err(invalid(
+            key("responses"),
+            "only an `api = \"openai\"` provider can serve the Responses API",
+        ));
+    }
     if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
         return Err(invalid(
             key("base_url"),
@@ -321,6 +327,7 @@ fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, Config
         api,
         base_url: p.base_url.trim_end_matches('/').to_owned(),
         keys,
+        responses: p.responses,
     })
 }
 

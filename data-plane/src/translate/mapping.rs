@@ -32,7 +32,7 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// Unique suffix for ids we must invent (upstream sent none).
-fn fresh_suffix() -> String {
+pub(crate) fn fresh_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()

@@ -20,6 +20,7 @@ mod json;
 mod mapping;
 mod request;
 mod response;
+pub mod responses;
 mod stream;
 #[cfg(test)]
 pub(crate) mod test_support;

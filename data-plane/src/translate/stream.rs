@@ -55,7 +55,7 @@ pub fn passthrough(format: Format, strip_usage_chunk: bool) -> Box<dyn StreamTra
 }
 
 /// Appends one SSE frame as received; multi-line data keeps one `data:` line per line.
-fn write_frame(out: &mut Vec<u8>, event: &str, data: &str) {
+pub(super) fn write_frame(out: &mut Vec<u8>, event: &str, data: &str) {
     write_event_line(out, event);
     for line in data.split('\n') {
         out.extend_from_slice(b"data: ");
@@ -78,8 +78,9 @@ fn write_data(out: &mut Vec<u8>, v: &Value) {
     write_event(out, "", v);
 }
 
-/// Appends `event: <name>\ndata: <json>\n\n`, the framing Anthropic uses for every event.
-fn write_event(out: &mut Vec<u8>, name: &str, v: &Value) {
+/// Appends `event: <name>\ndata: <json>\n\n`, the framing Anthropic (and the Responses
+/// API) use for every event.
+pub(super) fn write_event(out: &mut Vec<u8>, name: &str, v: &Value) {
     // Serializing a `Value` into memory cannot fail; skip the frame rather than panic.
     if let Ok(json) = serde_json::to_vec(v) {
         write_event_line(out, name);
@@ -111,7 +112,7 @@ fn write_anthropic_error(out: &mut Vec<u8>, kind: &str, message: &str) {
 
 /// The event kind: the JSON `type` when present (both Anthropic and our tests set it),
 /// else the SSE `event:` name.
-fn event_kind<'a>(event: &'a str, v: &'a Value) -> &'a str {
+pub(super) fn event_kind<'a>(event: &'a str, v: &'a Value) -> &'a str {
     v.get("type").and_then(Value::as_str).unwrap_or(event)
 }
 

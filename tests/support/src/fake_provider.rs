@@ -1,5 +1,6 @@
-//! A fake LLM provider on loopback that speaks both wire formats:
-//! `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic).
+//! A fake LLM provider on loopback that speaks three wire formats:
+//! `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic) and
+//! `POST /v1/responses` (OpenAI Responses, written by `scripted`).
 //! It replays recorded responses and streams, records what it received, and
 //! can be told to fail, stall, hold or cut a stream. The same behaviour can
 //! be driven over HTTP (`POST /_fake/behavior`, `POST /_fake/release`,
@@ -25,7 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::replay;
+use crate::{
+    replay,
+    scripted::{self, Answer, Api, ScriptedCall},
+};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -48,6 +52,9 @@ pub struct Behavior {
     /// Apply `fail_status` only to requests made with this key (the secret,
     /// as sent in `Authorization: Bearer` or `x-api-key`).
     pub fail_only_key: Option<String>,
+    /// When the model is to call a tool, call this one (in every format)
+    /// instead of replaying the recorded calls.
+    pub tool_call: Option<ScriptedCall>,
 }
 
 /// A request the fake received.
@@ -192,8 +199,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             shared.released.send_replace(true);
             json(StatusCode::OK, "{}".into())
         }
-        (&Method::POST, "/v1/chat/completions" | "/v1/messages") => {
-            let anthropic = path == "/v1/messages";
+        (&Method::POST, "/v1/chat/completions" | "/v1/messages" | "/v1/responses") => {
+            let api = match path.as_str() {
+                "/v1/messages" => Api::Anthropic,
+                "/v1/responses" => Api::Responses,
+                _ => Api::Chat,
+            };
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if shared.record {
                 shared.requests.lock().expect("lock").push(Recorded {
@@ -214,7 +225,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     behavior.fail_status = None;
                 }
             }
-            answer(&shared, anthropic, &body, behavior).await
+            answer(&shared, api, &body, behavior).await
         }
         _ => json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into()),
     };
@@ -260,7 +271,8 @@ fn wants_tool(anthropic: bool, body: &Value) -> bool {
     has_tools && !answered
 }
 
-async fn answer(shared: &Shared, anthropic: bool, body: &Value, b: Behavior) -> Response<Body> {
+async fn answer(shared: &Shared, api: Api, body: &Value, b: Behavior) -> Response<Body> {
+    let anthropic = api == Api::Anthropic;
     if b.head_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(b.head_delay_ms)).await;
     }
@@ -288,8 +300,18 @@ async fn answer(shared: &Shared, anthropic: bool, body: &Value, b: Behavior) -> 
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    let tool = wants_tool(anthropic, body);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(answer) = written(api, body, &b, model, stream, include_usage) {
+        return match answer {
+            Answer::Json(text) => json(StatusCode::OK, text),
+            Answer::Frames(frames) => sse(shared, frames, b),
+        };
+    }
+    let tool = wants_tool(anthropic, body);
     if !stream {
         let recording = match (anthropic, tool) {
             (true, true) => replay::ANTHROPIC_MESSAGE_TOOL,
@@ -305,11 +327,51 @@ async fn answer(shared: &Shared, anthropic: bool, body: &Value, b: Behavior) -> 
         (false, true) => replay::OPENAI_STREAM_TOOL,
         (false, false) => replay::OPENAI_STREAM,
     };
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let frames = replay::frames(recording, model, include_usage);
+    sse(shared, replay::frames(recording, model, include_usage), b)
+}
+
+/// An answer written rather than replayed: every Responses answer, and a scripted
+/// tool call when one is due.
+fn written(
+    api: Api,
+    body: &Value,
+    b: &Behavior,
+    model: &str,
+    stream: bool,
+    include_usage: bool,
+) -> Option<Answer> {
+    let due = match api {
+        Api::Responses => scripted::responses_wants_tool(body),
+        _ => wants_tool(api == Api::Anthropic, body),
+    };
+    let call = b.tool_call.as_ref().filter(|_| due).and_then(|c| {
+        let name = c.name.clone().or_else(|| scripted::first_tool(api, body))?;
+        Some((name, c.arguments.clone()))
+    });
+    match (api, &call) {
+        (Api::Responses, _) => {
+            let call = call.as_ref().map(|(n, a)| (n.as_str(), a.as_str()));
+            // Without a script a due call names the first tool with no arguments.
+            let fallback = scripted::first_tool(api, body).filter(|_| due);
+            let call = call.or(fallback.as_deref().map(|n| (n, "{}")));
+            Some(scripted::responses(model, call, stream))
+        }
+        (Api::Chat, Some((name, args))) => Some(scripted::chat_tool_call(
+            model,
+            name,
+            args,
+            stream,
+            include_usage,
+        )),
+        (Api::Anthropic, Some((name, args))) => {
+            Some(scripted::anthropic_tool_call(model, name, args, stream))
+        }
+        _ => None,
+    }
+}
+
+/// Streams `frames` under the behaviour's delays, holds and cuts.
+fn sse(shared: &Shared, frames: Vec<String>, b: Behavior) -> Response<Body> {
     let released = shared.released.subscribe();
     let state = (frames.into_iter().enumerate(), b, released);
     let stream = futures_util::stream::unfold(state, |(mut frames, b, mut released)| async move {

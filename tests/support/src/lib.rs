@@ -6,6 +6,8 @@
 pub mod fake_provider;
 pub mod harness;
 mod replay;
+pub mod scripted;
 
 pub use fake_provider::{Behavior, FakeProvider, Recorded};
 pub use harness::{ControlPlane, Sidecar, bin_path};
+pub use scripted::ScriptedCall;
