@@ -91,7 +91,7 @@ impl World {
     }
 
     fn name(&self, c: &Choice) -> &str {
-        &self.config.catalog.deployments()[c.deployment].name
+        &self.config.catalog.deployments()[c.slot.deployment].name
     }
 
     fn fill(&self, key: usize, n: usize) {
@@ -114,13 +114,18 @@ fn batch_spreads_over_keys_and_avoids_parked_ones() {
     let w = World::new("");
     let p = w.policy();
     let keys: HashSet<usize> = (0..4)
-        .map(|_| p.choose(w.profile("BATCH"), None, &easy()).unwrap().key)
+        .map(|_| {
+            p.choose(w.profile("BATCH"), None, &easy())
+                .unwrap()
+                .slot
+                .key
+        })
         .collect();
     assert_eq!(keys.len(), 2, "both keys used");
     w.capacity.park(0, 0, Some(60), std::time::Instant::now());
     for _ in 0..4 {
         let c = p.choose(w.profile("BATCH"), None, &easy()).unwrap();
-        assert_eq!((w.name(&c), c.key), ("small", 1), "parked key avoided");
+        assert_eq!((w.name(&c), c.slot.key), ("small", 1), "parked key avoided");
     }
 }
 
@@ -252,12 +257,18 @@ fn key_affinity_holds_while_the_key_is_usable() {
     };
     assert_eq!(
         p.place(w.profile("AGENT"), "strong", aff),
-        Placement::Healthy(2, 1)
+        Placement::Healthy(Slot {
+            deployment: 2,
+            key: 1
+        })
     );
     w.fill(1, 5);
     assert_eq!(
         p.place(w.profile("AGENT"), "strong", aff),
-        Placement::Healthy(2, 0),
+        Placement::Healthy(Slot {
+            deployment: 2,
+            key: 0
+        }),
         "a full key loses the affinity"
     );
 }
