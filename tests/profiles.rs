@@ -70,7 +70,11 @@ async fn chat_moves_to_the_faster_model_after_the_first_one_slows() {
     let req = chat_body("auto", true);
     let r = post_chat(&client, &sc.url(), None, Some("CHAT"), &req).await;
     assert_eq!(header(&r, "x-keel-model"), "quick");
-    assert!(header(&r, "x-keel-reason").starts_with("lowest expected ttft"));
+    assert!(
+        header(&r, "x-keel-reason").starts_with("lowest expected ttft"),
+        "{}",
+        header(&r, "x-keel-reason")
+    );
     r.text().await.unwrap();
 
     // `quick` slows down: its measured time to first token passes steady's.

@@ -69,11 +69,13 @@ impl admin_server::Admin for AdminService {
                         output_tokens: r.output_tokens,
                         cached_input_tokens: r.cached_input_tokens,
                         cache_creation_tokens: r.cache_creation_tokens,
+                        estimated: r.usage_estimated,
                     }),
                     cost_usd: r.cost_usd,
                     provider: r.provider,
                     key_ref: r.key_ref,
                     attempts: r.attempts,
+                    cancelled: r.cancelled,
                 }),
             })
             .collect();

@@ -242,7 +242,8 @@ impl Policy<'_> {
             profile: profile.name.clone(),
             needs: needs(f, profile.quality_floor),
         })?;
-        let explored = self.explore_pick(profile, &ranked);
+        let probed = self.probe_pick(profile, &ranked);
+        let explored = probed.or_else(|| self.explore_pick(profile, &ranked));
         if let Some(e) = explored {
             first = e;
         }
@@ -272,6 +273,9 @@ impl Policy<'_> {
                 profile.name
             ),
             Objective::Spread => format!("cheapest, spread across keys ({})", profile.name),
+            Objective::Latency if probed.is_some() => {
+                format!("probing {}: never measured ({})", d.name, profile.name)
+            }
             Objective::Latency if explored.is_some() => format!(
                 "exploring {}: {} (1 in {} {} decisions)",
                 d.name,
@@ -292,6 +296,26 @@ impl Policy<'_> {
             reason.push_str(&format!("; {under_load} candidate(s) skipped under load"));
         }
         Ok(Choice { slot, reason })
+    }
+
+    /// An unpinned latency decision goes first to a candidate never
+    /// measured and without a configured `latency`, one request at a time
+    /// per candidate (as least-latency balancers treat the unmeasured:
+    /// optimistic, probed first), so a fast model nobody measured yet is
+    /// found within a few requests instead of waiting for exploration.
+    /// Pinning profiles are not probed with: a pin would keep the
+    /// conversation on the probe.
+    fn probe_pick(&self, profile: &Profile, ranked: &[usize]) -> Option<usize> {
+        if profile.objective != Objective::Latency || profile.session_lock || ranked.len() < 2 {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let deps = self.catalog.deployments();
+        ranked
+            .iter()
+            .copied()
+            .filter(|&d| deps[d].latency.is_none())
+            .find(|&d| self.signals.claim_probe(d, now))
     }
 
     /// Every `explore_every`-th unpinned latency decision goes to the other

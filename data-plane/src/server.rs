@@ -37,7 +37,7 @@ pub async fn serve(
         config.default_model.clone(),
         config.route_rpc,
     )?);
-    let http = upstream::client(config.connect_timeout)?;
+    let http = upstream::Clients::new(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
     let reporter_task = tokio::spawn(deliver);
     let (stop_tx, mut stop_rx) = watch::channel(false);

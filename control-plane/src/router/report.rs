@@ -16,6 +16,10 @@ use crate::{
     store::{DecisionEntry, SessionKey, StoreError, TurnResult, now_ms},
 };
 
+/// How long a key a provider rejected (401/403) is not chosen (the
+/// sidecar parks it as long).
+const REJECTED_KEY_PARK_SECS: u64 = 300;
+
 impl RouterState {
     /// Applies a batch of outcomes to signals and sessions.
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
@@ -56,7 +60,8 @@ impl RouterState {
                 }
             }
             if !outcome.conversation_id.is_empty() {
-                if outcome.success {
+                // A turn cut short (cancelled, broken) still spent: counted.
+                if outcome.success || cost > 0.0 {
                     adopted |= self
                         .apply_to_session(&outcome, cost)
                         .await
@@ -140,8 +145,13 @@ impl RouterState {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let kind = AttemptKind::of(a.status, &a.error_class);
         if let Some((p, k)) = key {
-            if kind == AttemptKind::RateLimited {
-                self.capacity.park(p, k, retry_after, now);
+            match kind {
+                AttemptKind::RateLimited => self.capacity.park(p, k, retry_after, now),
+                AttemptKind::KeyRejected => {
+                    tracing::warn!(provider = %t.provider, key_ref = %t.key_ref, "provider rejected a key; parked");
+                    self.capacity.park(p, k, Some(REJECTED_KEY_PARK_SECS), now);
+                }
+                _ => {}
             }
             self.capacity.observe(
                 p,
@@ -156,9 +166,10 @@ impl RouterState {
             .record(deployment, kind, a.latency_ms, a.ttft_ms);
     }
 
-    /// Adds spend and usage; for outcomes served without the control plane,
-    /// counts the turn and adopts the model as the pin. Returns whether a pin
-    /// was adopted.
+    /// Adds spend and usage (of a turn cut short too); for a successful
+    /// outcome, the affinity to what served it, and when served without the
+    /// control plane, counts the turn and adopts the model as the pin.
+    /// Returns whether a pin was adopted.
     async fn apply_to_session(&self, outcome: &pb::Outcome, cost: f64) -> Result<bool, StoreError> {
         let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
             return Ok(false);
@@ -188,6 +199,10 @@ impl RouterState {
             s.input_tokens += u64::from(usage.input_tokens);
             s.output_tokens += u64::from(usage.output_tokens);
             s.cached_input_tokens += u64::from(usage.cached_input_tokens);
+            if !outcome.success {
+                // Spend of a turn cut short: nothing else is learnt from it.
+                return s;
+            }
             s.provider_affinity = Some(served.provider.clone());
             s.key_affinity = Some(served.key_ref.clone());
             if outcome.degraded {
@@ -238,6 +253,8 @@ impl RouterState {
             provider: served.map(|t| t.provider.clone()).unwrap_or_default(),
             key_ref: served.map(|t| t.key_ref.clone()).unwrap_or_default(),
             attempts: u32::try_from(outcome.attempts.len()).unwrap_or(u32::MAX),
+            cancelled: outcome.cancelled,
+            usage_estimated: usage.estimated,
         };
         let key = SessionKey::new(
             keel::tenant_or_default(&outcome.tenant),
