@@ -63,16 +63,6 @@ pub struct CatalogSnapshot {
     pub models: Vec<pb::CatalogModel>,
 }
 
-impl CatalogSnapshot {
-    /// Whether `name` is a catalog model name (not an alias, not `auto`).
-    pub fn has_model(&self, name: &str) -> bool {
-        self.models
-            .iter()
-            .filter_map(|m| m.target.as_ref())
-            .any(|t| t.model == name)
-    }
-}
-
 /// Route client with fail-static state.
 pub struct RouteClient {
     router: RouterClient<Channel>,

@@ -4,8 +4,9 @@
 //!    (profile, requested model, caps);
 //! 2. check the tenant's cap ([`check_tenant`](RouterState::check_tenant));
 //! 3. [`update_session`](RouterState::update_session): count the turn,
-//!    observe divergence, create a pin (compare-and-swap in the store),
-//!    check the conversation's caps — returning what changed;
+//!    observe divergence, create a pin (atomically in the store, which
+//!    may run the update more than once), check the conversation's caps —
+//!    returning what changed;
 //! 4. place the turn: on the pin ([`place_pinned`](RouterState::place_pinned))
 //!    or freely ([`place_unpinned`](RouterState::place_unpinned));
 //! 5. [`build`](RouterState::build) the decision (no side effects);
@@ -178,8 +179,8 @@ impl RouterState {
     }
 
     /// Step 3: counts the turn in the session (created if new), observes
-    /// divergence and creates the pin, atomically under the store's
-    /// compare-and-swap. Over a conversation cap, nothing changes and the
+    /// divergence and creates the pin, atomically in the store (racing
+    /// first turns converge on one pin). Over a conversation cap, nothing changes and the
     /// turn is refused; the conversation resumes once the cap is raised.
     fn update_session(
         &self,
@@ -192,8 +193,8 @@ impl RouterState {
         } else {
             Vec::new()
         };
-        // Chosen at most once, even when the compare-and-swap runs the
-        // update again: choosing counts exploration and spreads load.
+        // Chosen at most once, even when the store runs the update again:
+        // choosing counts exploration, claims probes and spreads load.
         let mut fresh: Option<Result<Choice, PolicyError>> = None;
         // What the last run of the update (the one stored) observed.
         let mut observed = Observed::default();
@@ -251,7 +252,7 @@ impl RouterState {
         }
         s.turns += 1;
         s.last_seen_ms = ask.now;
-        // `s` is a fresh clone on every run, so a retried compare-and-swap
+        // `s` is a fresh clone on every run, so a rerun of the update
         // observes from the stored state again.
         let nudge = if fingerprints.is_empty() {
             None

@@ -7,6 +7,7 @@ mod decide;
 mod failover;
 mod nudge;
 mod report;
+mod seen;
 mod stream;
 
 use std::sync::{
@@ -46,6 +47,8 @@ pub struct RouterState {
     pub decision_log: DecisionLog,
     spread: AtomicUsize,
     explore: AtomicU64,
+    /// Decision ids whose outcomes were applied (a resent batch is skipped).
+    seen: seen::Seen,
     /// Set when the server begins to stop: open `RouteStream`s end, so that
     /// the graceful shutdown is not held up by callers that never hang up.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -72,6 +75,7 @@ impl RouterState {
             metrics,
             spread: AtomicUsize::new(0),
             explore: AtomicU64::new(0),
+            seen: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         };
         (state, writer)

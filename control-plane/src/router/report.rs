@@ -29,6 +29,11 @@ impl RouterState {
         let mut spenders: Vec<String> = Vec::new();
         let now = Instant::now();
         for outcome in batch.outcomes {
+            if !outcome.decision_id.is_empty() && !self.seen.first(&outcome.decision_id) {
+                // Sent again after a lost ack: applied already.
+                accepted += 1;
+                continue;
+            }
             let usage = outcome.usage.unwrap_or_default();
             let last = outcome.attempts.len().saturating_sub(1);
             for (i, a) in outcome.attempts.iter().enumerate() {
