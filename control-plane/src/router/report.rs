@@ -16,6 +16,14 @@ use crate::{
     store::{DecisionEntry, SessionKey, StoreError, TurnResult, now_ms},
 };
 
+/// A provider key: indexes into the catalog's providers and into that
+/// provider's keys (what `Capacity` counts by; not a deployment and key).
+#[derive(Debug, Clone, Copy)]
+struct KeyId {
+    provider: usize,
+    key: usize,
+}
+
 /// How long a key a provider rejected (401/403) is not chosen (the
 /// sidecar parks it as long).
 const REJECTED_KEY_PARK_SECS: u64 = 300;
@@ -89,28 +97,31 @@ impl RouterState {
         Ok(accepted)
     }
 
-    /// The catalog (provider, key) indexes of a reported target.
-    fn key_of(&self, t: &pb::Target) -> Option<(usize, usize)> {
+    /// The provider key of a reported target (of its deployment `d`).
+    fn key_of(&self, t: &pb::Target, d: usize) -> Option<KeyId> {
         let catalog = &self.config.catalog;
-        let d = catalog.deployment_index(&t.model, &t.provider)?;
-        let p = catalog.deployments()[d].provider;
-        let k = catalog.providers()[p]
+        let provider = catalog.deployments()[d].provider;
+        let key = catalog.providers()[provider]
             .keys
             .iter()
             .position(|k| k.key_ref == t.key_ref)?;
-        Some((p, k))
+        Some(KeyId { provider, key })
     }
 
     /// Ends the in-flight count `Route` started on the decision's primary
     /// key (the first attempt's target).
     fn release(&self, outcome: &pb::Outcome) {
-        if let Some((p, k)) = outcome
+        let catalog = &self.config.catalog;
+        if let Some(id) = outcome
             .attempts
             .first()
             .and_then(|a| a.target.as_ref())
-            .and_then(|t| self.key_of(t))
+            .and_then(|t| {
+                let d = catalog.deployment_index(&t.model, &t.provider)?;
+                self.key_of(t, d)
+            })
         {
-            self.capacity.finished(p, k);
+            self.capacity.finished(id.provider, id.key);
         }
     }
 
@@ -138,18 +149,16 @@ impl RouterState {
         let Some(deployment) = catalog.deployment_index(&t.model, &t.provider) else {
             return;
         };
-        let d = &catalog.deployments()[deployment];
-        let key = catalog
-            .providers()
-            .get(d.provider)
-            .and_then(|p| p.keys.iter().position(|k| k.key_ref == t.key_ref))
-            .map(|k| (d.provider, k));
         let retry_after = a
             .rate_limit_headers
             .get("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
         let kind = AttemptKind::of(a.status, &a.error_class);
-        if let Some((p, k)) = key {
+        if let Some(KeyId {
+            provider: p,
+            key: k,
+        }) = self.key_of(t, deployment)
+        {
             match kind {
                 AttemptKind::RateLimited => self.capacity.park(p, k, retry_after, now),
                 AttemptKind::KeyRejected => {
