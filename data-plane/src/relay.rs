@@ -46,9 +46,16 @@ struct Relay {
 }
 
 impl Drop for Relay {
-    /// Dropped before the stream ended: the app went away.
+    /// Dropped before the stream ended: the app went away — unless the
+    /// provider's end was already relayed (an app may hang up on `[DONE]`
+    /// before the upstream connection closes).
     fn drop(&mut self) {
-        self.settle(Ending::Cancelled);
+        let ending = if self.translator.completed() {
+            Ending::Completed
+        } else {
+            Ending::Cancelled
+        };
+        self.settle(ending);
     }
 }
 
