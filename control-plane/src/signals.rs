@@ -163,3 +163,32 @@ impl Signals {
         self.stats(deployment).breaker.state_name()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AttemptKind;
+
+    #[test]
+    fn reported_classes_say_what_they_are_about() {
+        assert_eq!(AttemptKind::of(200, ""), AttemptKind::Success);
+        assert_eq!(
+            AttemptKind::of(200, "stream_broken"),
+            AttemptKind::ProviderFailure,
+            "a stream that died part-way counts against the deployment"
+        );
+        assert_eq!(
+            AttemptKind::of(401, "key_rejected"),
+            AttemptKind::KeyRejected
+        );
+        assert_eq!(
+            AttemptKind::of(403, "key_rejected"),
+            AttemptKind::KeyRejected
+        );
+        assert_eq!(
+            AttemptKind::of(0, "cancelled"),
+            AttemptKind::Neutral,
+            "the app hanging up says nothing about the provider"
+        );
+        assert_eq!(AttemptKind::of(429, ""), AttemptKind::RateLimited);
+    }
+}
