@@ -44,13 +44,16 @@ impl RouterState {
             }
             let usage = outcome.usage.unwrap_or_default();
             let last = outcome.attempts.len().saturating_sub(1);
+            // Served, then neither completed nor cancelled: the answer
+            // broke off part-way, whatever class the caller gave it.
+            let broke = !outcome.success && !outcome.stream_completed && !outcome.cancelled;
             for (i, a) in outcome.attempts.iter().enumerate() {
                 let tokens = if i == last {
                     u64::from(usage.input_tokens) + u64::from(usage.output_tokens)
                 } else {
                     0
                 };
-                self.record_attempt(a, tokens, now);
+                self.record_attempt(a, tokens, i == last && broke, now);
             }
             if !outcome.decision_id.is_empty() {
                 // `Route` counted the decision's primary key as in flight.
@@ -143,7 +146,9 @@ impl RouterState {
             })
     }
 
-    fn record_attempt(&self, a: &pb::Attempt, tokens: u64, now: Instant) {
+    /// Feeds one attempt to the deployment's signals and its key's load;
+    /// `broke`: it was answered, then its answer broke off (a failure).
+    fn record_attempt(&self, a: &pb::Attempt, tokens: u64, broke: bool, now: Instant) {
         let Some(t) = &a.target else { return };
         let catalog = &self.config.catalog;
         let Some(deployment) = catalog.deployment_index(&t.model, &t.provider) else {
@@ -153,7 +158,10 @@ impl RouterState {
             .rate_limit_headers
             .get("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let kind = AttemptKind::of(a.status, &a.error_class);
+        let kind = match AttemptKind::of(a.status, &a.error_class) {
+            AttemptKind::Success if broke => AttemptKind::ProviderFailure,
+            kind => kind,
+        };
         if let Some(KeyId {
             provider: p,
             key: k,
