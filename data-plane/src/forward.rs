@@ -80,11 +80,11 @@ pub async fn forward<'a>(
         }
         let attempt_started = Instant::now();
         let upstream_format = Format::of_target(target.wire_format);
-        pending.begin_attempt(target);
         let Some(secret) = state.keys.get(&target.key_ref) else {
             let e = AttemptError::MissingKey {
                 env_var: keel::keys::env_var_for(&target.key_ref),
             };
+            pending.begin_attempt(target);
             failed(pending, &e, attempt_started);
             all_rate_limited = false;
             all_rejected = false;
@@ -102,6 +102,8 @@ pub async fn forward<'a>(
         )
         .map_err(Failed::Request)?;
         attempts += 1;
+        // Stands as cancelled until it ends: the app may go away meanwhile.
+        pending.begin_attempt(target);
         match upstream::send(
             &state.http,
             limits.connect,

@@ -140,6 +140,13 @@ impl Pending {
             STREAM_BROKEN.clone_into(&mut a.error_class);
         }
         outcome.total_latency_ms = crate::upstream::ms_since(self.started);
+        if outcome.cancelled {
+            tracing::debug!(
+                decision_id = %outcome.decision_id,
+                attempts = outcome.attempts.len(),
+                "the app went away; reported cancelled"
+            );
+        }
         self.slot = None;
         self.reporter.send(outcome);
     }
