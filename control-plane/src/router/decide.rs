@@ -69,6 +69,8 @@ struct Placed {
 }
 
 impl RouterState {
+    /// Decides one request (the steps in the module doc). A budget refusal
+    /// changes nothing in the session.
     pub(super) async fn decide(&self, req: RouteRequest) -> Result<pb::Decision, Refusal> {
         let ask = self.resolve(&req)?;
         let tenant_usd_today = self.check_tenant(ask.tenant, &ask.caps, ask.now)?;
@@ -77,6 +79,7 @@ impl RouterState {
         };
         let turned = self.update_session(&ask, &key, tenant_usd_today)?;
         let escalation = self.escalation(&turned.session);
+        // Divergence escalation `stop`: the turn is refused and recorded.
         if let Some(n) = turned
             .nudge
             .as_ref()
