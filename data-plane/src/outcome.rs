@@ -31,8 +31,8 @@ pub enum Ending {
 /// An outcome not yet reported.
 pub struct Pending {
     reporter: Reporter,
-    /// `None` once reported.
-    outcome: Option<pb::Outcome>,
+    outcome: pb::Outcome,
+    reported: bool,
     started: Instant,
     /// The request's estimated prompt tokens, counted as its input when the
     /// provider's usage never arrives.
@@ -48,7 +48,8 @@ impl Pending {
     pub fn new(reporter: Reporter, outcome: pb::Outcome, started: Instant) -> Self {
         Self {
             reporter,
-            outcome: Some(outcome),
+            outcome,
+            reported: false,
             started,
             prompt_tokens: 0,
             relayed_tokens: 0,
@@ -70,21 +71,16 @@ impl Pending {
         self
     }
 
-    fn outcome(&mut self) -> &mut pb::Outcome {
-        // Only `finish` and `drop` take it, and both consume `self`.
-        self.outcome.get_or_insert_with(Default::default)
-    }
-
     /// Attempts recorded so far.
     pub fn attempts(&self) -> usize {
-        self.outcome.as_ref().map_or(0, |o| o.attempts.len())
+        self.outcome.attempts.len()
     }
 
     /// Starts an attempt on `target`. Until [`Self::last_attempt`] fills it
     /// in, it stands as [`CANCELLED`]: if the app goes away meanwhile, that
     /// is what is reported (and the key is released).
     pub fn begin_attempt(&mut self, target: &pb::Target) {
-        self.outcome().attempts.push(pb::Attempt {
+        self.outcome.attempts.push(pb::Attempt {
             target: Some(target.clone()),
             error_class: CANCELLED.to_owned(),
             ..Default::default()
@@ -93,12 +89,12 @@ impl Pending {
 
     /// The attempt under way (or the last one).
     pub fn last_attempt(&mut self) -> Option<&mut pb::Attempt> {
-        self.outcome().attempts.last_mut()
+        self.outcome.attempts.last_mut()
     }
 
     /// Names the catalog model that served the request.
     pub fn set_model(&mut self, model: &str) {
-        model.clone_into(&mut self.outcome().model);
+        model.clone_into(&mut self.outcome.model);
     }
 
     /// Marks the time to the first streamed event on the last attempt.
@@ -120,9 +116,10 @@ impl Pending {
     }
 
     fn report(&mut self, usage: Usage, ending: Ending) {
-        let Some(mut outcome) = self.outcome.take() else {
+        if std::mem::replace(&mut self.reported, true) {
             return;
-        };
+        }
+        let mut outcome = std::mem::take(&mut self.outcome);
         let (counted, estimated) = counted(usage, self.prompt_tokens, self.relayed_tokens, ending);
         outcome.usage = Some(pb::Usage {
             input_tokens: counted.input_tokens,
@@ -156,9 +153,7 @@ impl Drop for Pending {
     /// The request was dropped before it finished: the app went away. Its
     /// slot is released and the outcome reported as cancelled at once.
     fn drop(&mut self) {
-        if self.outcome.is_some() {
-            self.report(Usage::default(), Ending::Cancelled);
-        }
+        self.report(Usage::default(), Ending::Cancelled);
     }
 }
 
