@@ -103,6 +103,12 @@ impl RouteClient {
         })
     }
 
+    /// Reports decisions that come back after their caller stopped waiting
+    /// (see [`RouteStream::report_orphans_to`]).
+    pub fn report_orphans_to(&self, reporter: crate::report::WeakReporter) {
+        self.stream.report_orphans_to(reporter);
+    }
+
     /// The latest catalog snapshot.
     pub fn catalog(&self) -> Arc<CatalogSnapshot> {
         Arc::clone(&self.catalog.read().unwrap_or_else(|p| p.into_inner()))

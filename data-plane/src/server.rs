@@ -39,6 +39,7 @@ pub async fn serve(
     )?);
     let http = upstream::Clients::new(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
+    route.report_orphans_to(reporter.downgrade());
     let reporter_task = tokio::spawn(deliver);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let refresher = tokio::spawn(refresh_catalog(
