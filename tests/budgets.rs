@@ -150,7 +150,7 @@ async fn a_spend_cap_pauses_and_decision_records_carry_tokens_and_cost() {
         served += 1;
         assert!(Instant::now() < deadline, "the spend cap never applied");
         // Spend arrives with the report.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        reported(&cp.url(), "spender", served).await;
     };
     assert_eq!(served, 2, "$0.0061 then $0.0122: the third turn is refused");
     assert_eq!(refused["error"]["code"], "conversation_usd", "{refused}");

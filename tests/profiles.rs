@@ -70,7 +70,11 @@ async fn chat_moves_to_the_faster_model_after_the_first_one_slows() {
     let req = chat_body("auto", true);
     let r = post_chat(&client, &sc.url(), None, Some("CHAT"), &req).await;
     assert_eq!(header(&r, "x-keel-model"), "quick");
-    assert!(header(&r, "x-keel-reason").starts_with("lowest expected ttft"));
+    assert!(
+        header(&r, "x-keel-reason").starts_with("lowest expected ttft"),
+        "{}",
+        header(&r, "x-keel-reason")
+    );
     r.text().await.unwrap();
 
     // `quick` slows down: its measured time to first token passes steady's.
@@ -114,7 +118,7 @@ async fn batch_spreads_across_keys_and_avoids_a_rate_limited_key() {
         model_on("cheap", "alpha", 1, 0.1, "300ms"),
         model_on("strong", "alpha", 3, 5.0, "300ms"),
     );
-    let (_cp, sc) = start(&tmp, &body).await;
+    let (cp, sc) = start(&tmp, &body).await;
     let client = reqwest::Client::new();
     let req = chat_body("auto", false);
     let keys_used = |from: usize| -> Vec<String> {
@@ -138,12 +142,13 @@ async fn batch_spreads_across_keys_and_avoids_a_rate_limited_key() {
         fail_only_key: Some("sk-alpha-third-secret".into()),
         ..Default::default()
     });
+    // As turns of a conversation, so their reports can be waited for.
     for _ in 0..3 {
-        let r = post_chat(&client, &sc.url(), None, Some("BATCH"), &req).await;
+        let r = post_chat(&client, &sc.url(), Some("limited"), Some("BATCH"), &req).await;
         assert_eq!(r.status(), 200, "another key serves");
     }
     // Once the 429 is reported, Route leaves the key out.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reported(&cp.url(), "limited", 3).await;
     let before = fake.requests().len();
     for _ in 0..6 {
         let r = post_chat(&client, &sc.url(), None, Some("BATCH"), &req).await;

@@ -125,12 +125,10 @@ fn request(conversation_id: String) -> RouteRequest {
         model: "auto".into(),
         features: Some(RequestFeatures {
             estimated_prompt_tokens: 1800,
-            message_count: 8,
             uses_tools: false,
             has_images: false,
             max_output_tokens: 1024,
             stream: false,
-            inbound_format: pb::WireFormat::Openai as i32,
             ..Default::default()
         }),
         ..Default::default()

@@ -40,10 +40,7 @@ impl admin_server::Admin for AdminService {
         let tenant = keel::tenant_or_default(&req.tenant).to_owned();
         let key = SessionKey::new(&tenant, &req.conversation_id);
         let store = &self.0.store;
-        let internal = |e| {
-            tracing::error!(error = %e, "session store failed");
-            Status::internal("session store unavailable")
-        };
+        let internal = |e| Status::from(crate::refusal::Refusal::Store(e));
         let session = store
             .get(&key, now_ms())
             .map_err(internal)?
@@ -72,11 +69,13 @@ impl admin_server::Admin for AdminService {
                         output_tokens: r.output_tokens,
                         cached_input_tokens: r.cached_input_tokens,
                         cache_creation_tokens: r.cache_creation_tokens,
+                        estimated: r.usage_estimated,
                     }),
                     cost_usd: r.cost_usd,
                     provider: r.provider,
                     key_ref: r.key_ref,
                     attempts: r.attempts,
+                    cancelled: r.cancelled,
                 }),
             })
             .collect();

@@ -103,8 +103,6 @@ mod tests {
     fn features() -> RequestFeatures {
         RequestFeatures {
             estimated_prompt_tokens: 12,
-            message_count: 1,
-            last_user_tokens: 12,
             ..Default::default()
         }
     }

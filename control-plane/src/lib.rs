@@ -13,6 +13,7 @@ pub mod divergence;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod refusal;
 pub mod router;
 pub mod server;
 pub mod signals;

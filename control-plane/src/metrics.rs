@@ -12,7 +12,10 @@ use std::{
 
 use keel::pb::DecisionKind;
 
-use crate::divergence::{Escalation, Pattern};
+use crate::{
+    divergence::{Escalation, Pattern},
+    refusal::Refusal,
+};
 
 /// Decision kinds, in label order.
 const KINDS: [DecisionKind; 4] = [
@@ -26,18 +29,12 @@ const KINDS: [DecisionKind; 4] = [
 const ESCALATIONS: [Escalation; 2] = [Escalation::StrongerModel, Escalation::Stop];
 
 /// Why `Route` refused a request, in label order.
-pub const REFUSALS: [&str; 5] = [
-    "budget",
-    "shed",
-    "pinned_unavailable",
-    "divergence_stop",
-    "invalid",
-];
+pub const REFUSALS: [&str; 8] = Refusal::LABELS;
 
 /// The control plane's counters.
 pub struct Metrics {
     /// Per [`REFUSALS`] entry.
-    refusals: [AtomicU64; 5],
+    refusals: [AtomicU64; 8],
     /// Per profile, per [`KINDS`] entry.
     decisions: BTreeMap<String, [AtomicU64; 4]>,
     /// Per [`Pattern::ALL`] entry.
@@ -71,22 +68,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a request `Route` refused, by the status it answered.
-    pub fn refusal(&self, status: &tonic::Status) {
-        let meta = |k: &str| status.metadata().get(k).is_some();
-        let reason = match status.code() {
-            tonic::Code::ResourceExhausted if meta("keel-budget") => "budget",
-            tonic::Code::ResourceExhausted => "shed",
-            tonic::Code::Aborted => "pinned_unavailable",
-            tonic::Code::FailedPrecondition if meta("keel-divergence") => "divergence_stop",
-            tonic::Code::InvalidArgument
-            | tonic::Code::NotFound
-            | tonic::Code::FailedPrecondition => "invalid",
-            _ => return,
-        };
-        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
-            self.refusals[i].fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a request `Route` refused, labelled by the refusal's kind.
+    pub fn refusal(&self, refusal: &Refusal) {
+        self.refusals[refusal.label_index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one divergence nudge and the escalation applied with it.
@@ -147,7 +131,7 @@ impl Metrics {
         family(
             &mut out,
             "keel_route_refusals_total",
-            "Requests Route refused, by reason (budget caps, load shedding, pinned model down, divergence stop, invalid request).",
+            "Requests Route refused, by reason (budget caps, load shedding, pinned model down, divergence stop, invalid request, no candidate, pinned model gone, store failure).",
         );
         for (r, n) in REFUSALS.iter().zip(&self.refusals) {
             let _ = writeln!(

@@ -41,9 +41,17 @@ pub enum PolicyError {
 /// A chosen deployment and key, with the reason in words.
 #[derive(Debug, Clone)]
 pub struct Choice {
+    pub slot: Slot,
+    pub reason: String,
+}
+
+/// One deployment and one key of its provider: indexes into the catalog's
+/// deployments and into that deployment's provider's keys (not a provider
+/// and key pair, which is what `Capacity` counts by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
     pub deployment: usize,
     pub key: usize,
-    pub reason: String,
 }
 
 /// Inputs shared by every decision.
@@ -87,9 +95,9 @@ fn needs(f: &RequestFeatures, floor: u32) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// A deployment whose breaker is closed (or probing), and a key.
-    Healthy(usize, usize),
+    Healthy(Slot),
     /// Every deployment of the model is open: the best one anyway.
-    AllOpen(usize, usize),
+    AllOpen(Slot),
     /// No such model in the catalog.
     Unknown,
     /// Every usable key is under pressure for the profile's shed priority.
@@ -98,9 +106,9 @@ pub enum Placement {
 
 impl Placement {
     /// The target, healthy or not.
-    pub fn any(self) -> Option<(usize, usize)> {
+    pub fn any(self) -> Option<Slot> {
         match self {
-            Self::Healthy(d, k) | Self::AllOpen(d, k) => Some((d, k)),
+            Self::Healthy(s) | Self::AllOpen(s) => Some(s),
             Self::Unknown | Self::Shed => None,
         }
     }
@@ -220,13 +228,12 @@ impl Policy<'_> {
             if placed == Placement::Shed {
                 return Err(shed(name));
             }
-            let (deployment, key) = placed.any().ok_or_else(|| PolicyError::NoCandidate {
+            let slot = placed.any().ok_or_else(|| PolicyError::NoCandidate {
                 profile: profile.name.clone(),
                 needs: format!("model {name}"),
             })?;
             return Ok(Choice {
-                deployment,
-                key,
+                slot,
                 reason: format!("requested model {name} ({})", profile.name),
             });
         }
@@ -235,7 +242,8 @@ impl Policy<'_> {
             profile: profile.name.clone(),
             needs: needs(f, profile.quality_floor),
         })?;
-        let explored = self.explore_pick(profile, &ranked);
+        let probed = self.probe_pick(profile, &ranked);
+        let explored = probed.or_else(|| self.explore_pick(profile, &ranked));
         if let Some(e) = explored {
             first = e;
         }
@@ -244,7 +252,10 @@ impl Policy<'_> {
         if placed == Placement::Shed {
             return Err(shed(&d.name));
         }
-        let (deployment, key) = placed.any().unwrap_or((first, 0));
+        let slot = placed.any().unwrap_or(Slot {
+            deployment: first,
+            key: 0,
+        });
         let mut reason = match profile.objective {
             Objective::Quality => format!(
                 "best tier {} at or above floor {} ({})",
@@ -262,6 +273,9 @@ impl Policy<'_> {
                 profile.name
             ),
             Objective::Spread => format!("cheapest, spread across keys ({})", profile.name),
+            Objective::Latency if probed.is_some() => {
+                format!("probing {}: never measured ({})", d.name, profile.name)
+            }
             Objective::Latency if explored.is_some() => format!(
                 "exploring {}: {} (1 in {} {} decisions)",
                 d.name,
@@ -281,11 +295,27 @@ impl Policy<'_> {
         if under_load > 0 {
             reason.push_str(&format!("; {under_load} candidate(s) skipped under load"));
         }
-        Ok(Choice {
-            deployment,
-            key,
-            reason,
-        })
+        Ok(Choice { slot, reason })
+    }
+
+    /// An unpinned latency decision goes first to a candidate never
+    /// measured and without a configured `latency`, one request at a time
+    /// per candidate (as least-latency balancers treat the unmeasured:
+    /// optimistic, probed first), so a fast model nobody measured yet is
+    /// found within a few requests instead of waiting for exploration.
+    /// Pinning profiles are not probed with: a pin would keep the
+    /// conversation on the probe.
+    fn probe_pick(&self, profile: &Profile, ranked: &[usize]) -> Option<usize> {
+        if profile.objective != Objective::Latency || profile.session_lock || ranked.len() < 2 {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let deps = self.catalog.deployments();
+        ranked
+            .iter()
+            .copied()
+            .filter(|&d| deps[d].latency.is_none())
+            .find(|&d| self.signals.claim_probe(d, now))
     }
 
     /// Every `explore_every`-th unpinned latency decision goes to the other
@@ -322,25 +352,26 @@ impl Policy<'_> {
     /// left out.
     pub fn fallbacks(
         &self,
-        primary: (usize, usize),
+        primary: Slot,
         may_switch_model: Option<(&Profile, &RequestFeatures)>,
         max: usize,
-    ) -> Vec<(usize, usize)> {
+    ) -> Vec<Slot> {
         let all = self.catalog.deployments();
-        let name = &all[primary.0].name;
+        let name = &all[primary.deployment].name;
         let mut out = Vec::new();
         let parked = |d: usize, k: usize| self.capacity.parked(all[d].provider, k);
-        for k in 0..self.keys_of(primary.0) {
-            if k != primary.1 && !parked(primary.0, k) {
-                out.push((primary.0, k));
+        let slot = |deployment, key| Slot { deployment, key };
+        for k in 0..self.keys_of(primary.deployment) {
+            if k != primary.key && !parked(primary.deployment, k) {
+                out.push(slot(primary.deployment, k));
             }
         }
         for &d in self.catalog.deployments_of(name) {
-            if d != primary.0 && self.signals.available(d) {
+            if d != primary.deployment && self.signals.available(d) {
                 out.extend(
                     (0..self.keys_of(d))
                         .filter(|&k| !parked(d, k))
-                        .map(|k| (d, k)),
+                        .map(|k| slot(d, k)),
                 );
             }
         }
@@ -349,7 +380,7 @@ impl Policy<'_> {
             for d in self.ranked(profile, f) {
                 if !seen.contains(&all[d].name.as_str()) && self.signals.available(d) {
                     seen.push(&all[d].name);
-                    out.push((d, self.usable_key(d)));
+                    out.push(slot(d, self.usable_key(d)));
                 }
             }
         }

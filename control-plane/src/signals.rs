@@ -26,7 +26,15 @@ pub struct DeploymentStats {
     /// When the last latency sample arrived (exploration measures the
     /// stalest candidate).
     pub measured_at: Option<Instant>,
+    /// A request sent to measure this deployment, never measured before, and
+    /// not reported yet: until it is (or [`PROBE_PATIENCE`] passes), others
+    /// are not sent to probe it too.
+    pub probe_sent_at: Option<Instant>,
 }
+
+/// How long an unreported probe of an unmeasured deployment holds off the
+/// next one.
+pub const PROBE_PATIENCE: Duration = Duration::from_secs(10);
 
 fn ewma(old: Option<f64>, sample: f64) -> f64 {
     old.map_or(sample, |o| o + ALPHA * (sample - o))
@@ -40,6 +48,8 @@ pub enum AttemptKind {
     ProviderFailure,
     /// 429: about the key.
     RateLimited,
+    /// 401/403: the provider rejected the key; parked like a 429, longer.
+    KeyRejected,
     /// The request's own fault (4xx) or this host's (missing key): says
     /// nothing about the provider.
     Neutral,
@@ -51,6 +61,7 @@ impl AttemptKind {
         match error_class {
             "" if (200..300).contains(&status) => Self::Success,
             "rate_limited" => Self::RateLimited,
+            "key_rejected" => Self::KeyRejected,
             "connect" | "timeout" | "upstream_5xx" | "stream_broken" => Self::ProviderFailure,
             "" if status == 429 => Self::RateLimited,
             "" if status >= 500 => Self::ProviderFailure,
@@ -88,6 +99,9 @@ impl Signals {
     pub fn record(&self, deployment: usize, kind: AttemptKind, latency_ms: u32, ttft_ms: u32) {
         let now = Instant::now();
         let mut stats = self.stats(deployment);
+        if kind != AttemptKind::Neutral {
+            stats.probe_sent_at = None;
+        }
         match kind {
             AttemptKind::Success => {
                 stats.successes += 1;
@@ -102,7 +116,7 @@ impl Signals {
                 stats.failures += 1;
                 stats.breaker.record(false, now, &self.breaker);
             }
-            AttemptKind::RateLimited | AttemptKind::Neutral => {}
+            AttemptKind::RateLimited | AttemptKind::KeyRejected | AttemptKind::Neutral => {}
         }
     }
 
@@ -125,6 +139,20 @@ impl Signals {
             .available(Instant::now(), &self.breaker)
     }
 
+    /// Claims the probe of a deployment that was never measured: true (and
+    /// the probe is out) when it has no latency sample and no earlier probe
+    /// is still unreported.
+    pub fn claim_probe(&self, deployment: usize, now: Instant) -> bool {
+        let mut s = self.stats(deployment);
+        let free = s.measured_at.is_none()
+            && s.probe_sent_at
+                .is_none_or(|t| now.duration_since(t) >= PROBE_PATIENCE);
+        if free {
+            s.probe_sent_at = Some(now);
+        }
+        free
+    }
+
     /// The deployment was chosen as a decision's primary target.
     pub fn chosen(&self, deployment: usize) {
         self.stats(deployment).breaker.chosen(Instant::now());
@@ -133,5 +161,34 @@ impl Signals {
     /// Breaker state of a deployment, for metrics.
     pub fn breaker_state(&self, deployment: usize) -> &'static str {
         self.stats(deployment).breaker.state_name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AttemptKind;
+
+    #[test]
+    fn reported_classes_say_what_they_are_about() {
+        assert_eq!(AttemptKind::of(200, ""), AttemptKind::Success);
+        assert_eq!(
+            AttemptKind::of(200, "stream_broken"),
+            AttemptKind::ProviderFailure,
+            "a stream that died part-way counts against the deployment"
+        );
+        assert_eq!(
+            AttemptKind::of(401, "key_rejected"),
+            AttemptKind::KeyRejected
+        );
+        assert_eq!(
+            AttemptKind::of(403, "key_rejected"),
+            AttemptKind::KeyRejected
+        );
+        assert_eq!(
+            AttemptKind::of(0, "cancelled"),
+            AttemptKind::Neutral,
+            "the app hanging up says nothing about the provider"
+        );
+        assert_eq!(AttemptKind::of(429, ""), AttemptKind::RateLimited);
     }
 }

@@ -88,7 +88,7 @@ fn main() {
     });
     let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
     time("features::compute", n, rounds, || {
-        features::compute(Format::OpenAi, &chat.body, chat.stream)
+        features::compute(&chat.body, chat.stream)
     });
     let messages = chat
         .body
@@ -113,7 +113,7 @@ fn main() {
         conversation_id: "bench-12345".into(),
         profile: "AGENT".into(),
         model: chat.model.clone(),
-        features: Some(features::compute(Format::OpenAi, &chat.body, chat.stream)),
+        features: Some(features::compute(&chat.body, chat.stream)),
         fingerprints: keel::fingerprint::fingerprint_proto(
             keel::fingerprint::Format::OpenAi,
             messages,
@@ -156,7 +156,7 @@ fn main() {
     );
     time("all of the above", n, rounds, || {
         let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
-        let f = features::compute(Format::OpenAi, &chat.body, chat.stream);
+        let f = features::compute(&chat.body, chat.stream);
         let messages = chat
             .body
             .get("messages")

@@ -17,7 +17,7 @@ use crate::{
     forward::{self, Failed},
     headers::decorate,
     identity, inbound,
-    outcome::Pending,
+    outcome::{Ending, Pending},
     respond, rewrite,
     state::AppState,
     translate::{self, Usage},
@@ -37,7 +37,8 @@ pub async fn handle(
     let keel_headers = inbound::keel_headers(&parts.headers)?;
     let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
     let mut chat = inbound::parse_chat(format, bytes)?;
-    let features = features::compute(format, &chat.body, chat.stream);
+    let features = features::compute(&chat.body, chat.stream);
+    let prompt_tokens = features.estimated_prompt_tokens;
     let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
 
     let routed = state
@@ -73,7 +74,8 @@ pub async fn handle(
         },
         started,
     )
-    .holding(Some(slot));
+    .holding(Some(slot))
+    .estimating(prompt_tokens);
 
     if rewrite::inject(format, &mut chat.body, &decision.inject) {
         chat.raw = None;
@@ -96,7 +98,7 @@ pub async fn handle(
     let forwarded = match forwarded {
         Ok(f) => f,
         Err(failed) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Failed);
             return Err(to_api_error(failed, format));
         }
     };
@@ -104,7 +106,8 @@ pub async fn handle(
     let reply = respond::Reply {
         caller: format,
         upstream: Format::of_target(target.wire_format),
-        client_model: client_model(&state, &chat.model, target),
+        // The catalog model that served, also after a fallback to another.
+        client_model: &target.model,
         idle: limits.idle,
         attempt_started: forwarded.attempt_started,
     };
@@ -129,21 +132,6 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The model a translated answer names: the app's own choice when it named a
-/// catalog model, else the catalog model that serves it (never the upstream
-/// id of another API).
-pub(crate) fn client_model<'a>(
-    state: &AppState,
-    requested: &'a str,
-    target: &'a pb::Target,
-) -> &'a str {
-    if requested != target.model && state.route.catalog().has_model(requested) {
-        requested
-    } else {
-        &target.model
-    }
-}
-
 /// The app-facing error once no target could serve the request; a provider's
 /// own error body is rendered from its format in the `caller`'s.
 pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
@@ -151,6 +139,11 @@ pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
         Failed::Request(e) => return e,
         Failed::NoTarget => {
             return ApiError::Unavailable("the decision named no usable target".into());
+        }
+        Failed::KeysRejected => {
+            return ApiError::BadGateway(
+                "the provider rejected every key this gateway holds for it".into(),
+            );
         }
         Failed::RateLimited { retry_after_secs } => {
             return ApiError::RateLimited {
@@ -170,6 +163,10 @@ pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
         AttemptError::Timeout => {
             ApiError::GatewayTimeout("the provider did not answer in time".into())
         }
+        // This host's key, not the app's credential: never relayed as 401.
+        AttemptError::KeyRejected { .. } => ApiError::BadGateway(
+            "the provider rejected the key this gateway holds for it; the others failed".into(),
+        ),
         // Reached only when an earlier target failed otherwise: the last key
         // tried was rate limited, not necessarily every key.
         AttemptError::RateLimited { retry_after, .. } => ApiError::RateLimited {

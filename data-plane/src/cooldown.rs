@@ -13,7 +13,12 @@ const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// Longest cool-down honoured, so a bogus header cannot park a key for hours.
 const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
-/// Rate-limited key references and when they may be used again.
+/// How long a key the provider rejected (401/403) is left alone: long
+/// enough not to fail every request on it, short enough that a fixed key
+/// comes back without a restart.
+pub const REJECTED_KEY_PARK: Duration = MAX_COOLDOWN;
+
+/// Rate-limited or rejected key references and when they may be used again.
 #[derive(Default)]
 pub struct Cooldowns {
     until: Mutex<HashMap<String, Instant>>,
@@ -29,6 +34,12 @@ impl Cooldowns {
         let now = Instant::now();
         map.retain(|_, t| *t > now);
         map.insert(key_ref.to_owned(), now + wait);
+    }
+
+    /// Parks `key_ref`, which the provider rejected, for
+    /// [`REJECTED_KEY_PARK`].
+    pub fn rejected(&self, key_ref: &str) {
+        self.rate_limited(key_ref, Some(REJECTED_KEY_PARK.as_secs()));
     }
 
     /// Seconds until `key_ref` may be used again, if it is cooling down.

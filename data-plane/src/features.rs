@@ -4,14 +4,14 @@
 use keel::pb::RequestFeatures;
 use serde_json::{Map, Value};
 
-use crate::{cues::Cues, format::Format};
+use crate::cues::Cues;
 
 /// Rough characters-per-token ratio; routing needs the order of magnitude,
 /// not a tokenizer.
 const CHARS_PER_TOKEN: usize = 4;
 
 /// Computes the features of a chat request.
-pub fn compute(format: Format, body: &Map<String, Value>, stream: bool) -> RequestFeatures {
+pub fn compute(body: &Map<String, Value>, stream: bool) -> RequestFeatures {
     let messages = body.get("messages").and_then(Value::as_array);
     let mut chars = 0usize;
     let mut images = false;
@@ -32,52 +32,37 @@ pub fn compute(format: Format, body: &Map<String, Value>, stream: bool) -> Reque
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .unwrap_or(0);
-    let system_extra = u32::from(format == Format::Anthropic && body.contains_key("system"));
-    let (cues, last_user_chars) = difficulty_cues(body, messages);
+    let cues = difficulty_cues(body, messages);
     RequestFeatures {
         estimated_prompt_tokens: u32::try_from(chars / CHARS_PER_TOKEN).unwrap_or(u32::MAX),
-        message_count: u32::try_from(messages.map_or(0, Vec::len)).unwrap_or(u32::MAX)
-            + system_extra,
         uses_tools: tools.is_some_and(|t| !t.is_empty()) || tool_traffic,
         has_images: images,
         max_output_tokens: u32::try_from(max_output).unwrap_or(u32::MAX),
         stream,
-        inbound_format: format.wire() as i32,
         ends_with_tool_result: messages.and_then(|m| m.last()).is_some_and(is_tool_result),
         code_cues: cues.code,
         reasoning_cues: cues.reasoning,
         tool_count: u32::try_from(tools.map_or(0, Vec::len)).unwrap_or(u32::MAX),
         reasoning_requested: reasoning_requested(body),
-        last_user_tokens: u32::try_from(last_user_chars / CHARS_PER_TOKEN).unwrap_or(u32::MAX),
     }
 }
 
 /// Cues over the system prompt(s) and the last user message (the task at
-/// hand), and that message's length in characters.
-fn difficulty_cues(body: &Map<String, Value>, messages: Option<&Vec<Value>>) -> (Cues, usize) {
+/// hand).
+fn difficulty_cues(body: &Map<String, Value>, messages: Option<&Vec<Value>>) -> Cues {
     let mut cues = Cues::default();
-    let scan_text = |v: &Value, cues: &mut Cues| -> usize {
-        match v {
-            Value::String(s) => {
-                cues.scan(s);
-                s.len()
-            }
-            Value::Array(blocks) => blocks
-                .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .map(|t| {
-                    cues.scan(t);
-                    t.len()
-                })
-                .sum(),
-            _ => 0,
-        }
+    let scan_text = |v: &Value, cues: &mut Cues| match v {
+        Value::String(s) => cues.scan(s),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .for_each(|t| cues.scan(t)),
+        _ => {}
     };
     if let Some(system) = body.get("system") {
         scan_text(system, &mut cues);
     }
-    let mut last_user = 0;
     if let Some(messages) = messages {
         for m in messages {
             if matches!(
@@ -93,10 +78,10 @@ fn difficulty_cues(body: &Map<String, Value>, messages: Option<&Vec<Value>>) -> 
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("user") && !is_tool_result(m));
         if let Some(c) = last.and_then(|m| m.get("content")) {
-            last_user = scan_text(c, &mut cues);
+            scan_text(c, &mut cues);
         }
     }
-    (cues, last_user)
+    cues
 }
 
 /// OpenAI `reasoning_effort` / `reasoning`, Anthropic `thinking` (enabled).
@@ -160,22 +145,19 @@ mod tests {
 
     use super::*;
 
-    fn features(format: Format, body: Value) -> RequestFeatures {
-        compute(format, body.as_object().unwrap(), false)
+    fn features(body: Value) -> RequestFeatures {
+        compute(body.as_object().unwrap(), false)
     }
 
     #[test]
     fn difficulty_cues_come_from_the_system_prompt_and_the_last_user_message() {
-        let f = features(
-            Format::OpenAi,
-            json!({"messages": [
+        let f = features(json!({"messages": [
                 {"role": "system", "content": "Refactor code when asked."},
                 {"role": "user", "content": "old question: debug debug debug"},
                 {"role": "assistant", "content": "ok"},
                 {"role": "user", "content": "Now implement it:\n```\nlet x = 1;\n```"}
             ], "tools": [{"type": "function", "function": {"name": "a"}}],
-               "reasoning_effort": "high"}),
-        );
+               "reasoning_effort": "high"}));
         assert_eq!(
             f.reasoning_cues, 2,
             "refactor + implement; older turns ignored"
@@ -183,15 +165,10 @@ mod tests {
         assert_eq!(f.code_cues, 2, "a fenced block and `let x = 1;`");
         assert_eq!(f.tool_count, 1);
         assert!(f.reasoning_requested);
-        let task = "Now implement it:\n```\nlet x = 1;\n```";
-        assert_eq!(f.last_user_tokens as usize, task.len() / CHARS_PER_TOKEN);
 
-        let f = features(
-            Format::Anthropic,
-            json!({"system": [{"type": "text", "text": "Prove it."}],
+        let f = features(json!({"system": [{"type": "text", "text": "Prove it."}],
                    "thinking": {"type": "enabled", "budget_tokens": 1024},
-                   "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}),
-        );
+                   "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}));
         assert_eq!((f.reasoning_cues, f.code_cues), (1, 0));
         assert!(f.reasoning_requested);
     }

@@ -1,8 +1,9 @@
 //! Forwarding with fallbacks: the decision's targets in order, until one
 //! answers. Before the first byte only. A 429 is about a key (try the next
-//! key, and park this one for its `Retry-After`); a 5xx, refused connection
+//! key, and park this one for its `Retry-After`), and so is a 401/403 (the
+//! provider rejected the key: parked for longer); a 5xx, refused connection
 //! or timeout is about a provider (skip the rest of that provider's keys).
-//! A 4xx other than 429 is the request's own fault: no other target helps.
+//! Another 4xx is the request's own fault: no other target helps.
 
 use std::time::Instant;
 
@@ -35,6 +36,9 @@ pub enum Failed {
     /// Every target tried was rate limited; the app may retry after this many
     /// seconds.
     RateLimited { retry_after_secs: u64 },
+    /// The provider rejected every key tried (401/403): this host's keys are
+    /// at fault, not the app's credential.
+    KeysRejected,
     /// The decision named no usable target.
     NoTarget,
 }
@@ -77,6 +81,7 @@ pub async fn forward_with<'a>(
     let mut attempts = 0;
     let mut last: Option<(AttemptError, Format)> = None;
     let mut all_rate_limited = true;
+    let mut all_rejected = true;
     let mut soonest_retry: Option<u64> = None;
     for (i, target) in targets.iter().copied().enumerate() {
         if attempts >= limits.max_attempts {
@@ -102,8 +107,10 @@ pub async fn forward_with<'a>(
             let e = AttemptError::MissingKey {
                 env_var: keel::keys::env_var_for(&target.key_ref),
             };
-            pending.attempt(attempt(target, &e, attempt_started));
+            pending.begin_attempt(target);
+            failed(pending, &e, attempt_started);
             all_rate_limited = false;
+            all_rejected = false;
             last = Some((e, upstream_format));
             continue;
         };
@@ -113,8 +120,11 @@ pub async fn forward_with<'a>(
             .url
             .clone()
             .unwrap_or_else(|| upstream::url(target));
+        // Stands as cancelled until it ends: the app may go away meanwhile.
+        pending.begin_attempt(target);
         match upstream::send(
             &state.http,
+            limits.connect,
             &url,
             target,
             &secret,
@@ -124,13 +134,12 @@ pub async fn forward_with<'a>(
         .await
         {
             Ok(resp) => {
-                pending.attempt(pb::Attempt {
-                    target: Some(target.clone()),
-                    status: u32::from(resp.status().as_u16()),
-                    latency_ms: upstream::ms_since(attempt_started),
-                    rate_limit_headers: upstream::rate_limit_headers(resp.headers()),
-                    ..Default::default()
-                });
+                if let Some(a) = pending.last_attempt() {
+                    a.status = u32::from(resp.status().as_u16());
+                    a.error_class.clear();
+                    a.latency_ms = upstream::ms_since(attempt_started);
+                    a.rate_limit_headers = upstream::rate_limit_headers(resp.headers());
+                }
                 pending.set_model(&target.model);
                 return Ok(Forwarded {
                     resp,
@@ -141,7 +150,7 @@ pub async fn forward_with<'a>(
             }
             Err(e) => {
                 tracing::info!(provider = %target.provider, model = %target.model, class = e.class(), "upstream attempt failed");
-                pending.attempt(attempt(target, &e, attempt_started));
+                failed(pending, &e, attempt_started);
                 match &e {
                     AttemptError::Client { .. } => {
                         return Err(Failed::Upstream(e, upstream_format));
@@ -150,9 +159,17 @@ pub async fn forward_with<'a>(
                         state.cooldowns.rate_limited(&target.key_ref, *retry_after);
                         let secs = retry_after.unwrap_or(1).max(1);
                         soonest_retry = Some(soonest_retry.map_or(secs, |s| s.min(secs)));
+                        all_rejected = false;
+                    }
+                    AttemptError::KeyRejected { status, .. } => {
+                        // Never logged with the key itself: its reference only.
+                        tracing::warn!(provider = %target.provider, key_ref = %target.key_ref, status = status.as_u16(), "provider rejected the key; parked, trying the next");
+                        state.cooldowns.rejected(&target.key_ref);
+                        all_rate_limited = false;
                     }
                     _ => {
                         all_rate_limited = false;
+                        all_rejected = false;
                         failed_providers.push(&target.provider);
                     }
                 }
@@ -168,21 +185,20 @@ pub async fn forward_with<'a>(
         Some(_) if all_rate_limited => Err(Failed::RateLimited {
             retry_after_secs: soonest_retry.unwrap_or(1),
         }),
+        Some(_) if all_rejected => Err(Failed::KeysRejected),
         Some((e, f)) => Err(Failed::Upstream(e, f)),
     }
 }
 
-fn attempt(target: &pb::Target, e: &AttemptError, started: Instant) -> pb::Attempt {
-    let rate_limit_headers = match e {
-        AttemptError::RateLimited { headers, .. } => upstream::rate_limit_headers(headers),
-        _ => Default::default(),
+/// Fills in the attempt under way as failed with `e`.
+fn failed(pending: &mut Pending, e: &AttemptError, started: Instant) {
+    let Some(a) = pending.last_attempt() else {
+        return;
     };
-    pb::Attempt {
-        target: Some(target.clone()),
-        status: e.status(),
-        error_class: e.class().to_owned(),
-        latency_ms: upstream::ms_since(started),
-        ttft_ms: 0,
-        rate_limit_headers,
+    if let AttemptError::RateLimited { headers, .. } = e {
+        a.rate_limit_headers = upstream::rate_limit_headers(headers);
     }
+    a.status = e.status();
+    e.class().clone_into(&mut a.error_class);
+    a.latency_ms = upstream::ms_since(started);
 }

@@ -39,9 +39,22 @@ pub fn decorate(
     if let Some(s) = crate::identity::Identity::header_value(source).filter(|_| decision.turn > 0) {
         put("x-keel-session-source", s);
     }
+    // After a fallback to another model, the reason says so: the headers
+    // and the body name the model that served, and so does the reason.
+    let chosen = decision.target.as_ref().map(|t| t.model.as_str());
+    let fell_back = (chosen != Some(served.model.as_str())).then(|| {
+        format!(
+            "{}; served by fallback {} ({}) after {} failed",
+            decision.reason,
+            served.model,
+            served.provider,
+            chosen.unwrap_or("the chosen model")
+        )
+    });
     // Header values must be visible ASCII; the reason is words for people.
-    let reason: String = decision
-        .reason
+    let reason: String = fell_back
+        .as_deref()
+        .unwrap_or(&decision.reason)
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {

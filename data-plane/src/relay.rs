@@ -2,7 +2,9 @@
 //! parsed into events, each handed to a [`StreamTranslator`] that writes the
 //! caller's frames at once. Never buffers to the end; no total deadline, only
 //! an idle timeout between events. The outcome is reported when the stream
-//! ends or the app goes away.
+//! ends: completed, broken (an upstream error, an idle timeout, or an end
+//! before the message was complete: a failure of the provider's), or
+//! cancelled when the app goes away first (with the usage seen so far).
 
 use std::{
     convert::Infallible,
@@ -16,7 +18,11 @@ use futures_util::{Stream, StreamExt};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
-use crate::{body::Body, outcome::Pending, translate::StreamTranslator};
+use crate::{
+    body::Body,
+    outcome::{Ending, Pending},
+    translate::StreamTranslator,
+};
 
 type Events = Pin<
     Box<
@@ -40,26 +46,41 @@ struct Relay {
 }
 
 impl Drop for Relay {
+    /// Dropped before the stream ended: the app went away — unless the
+    /// provider's end was already relayed (an app may hang up on `[DONE]`
+    /// before the upstream connection closes).
     fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
-            let completed = self.translator.completed();
-            p.finish(self.translator.usage(), true, completed);
-        }
+        let ending = if self.translator.completed() {
+            Ending::Completed
+        } else {
+            Ending::Cancelled
+        };
+        self.settle(ending);
     }
 }
 
 impl Relay {
+    /// Reports the outcome (once) with the usage the translator saw.
+    fn settle(&mut self, ending: Ending) {
+        if let Some(p) = self.pending.take() {
+            p.finish(self.translator.usage(), ending);
+        }
+    }
+
     /// The next frame for the app, or None when the stream is over.
     async fn next_frame(&mut self) -> Option<Bytes> {
         let mut out = Vec::new();
         while !self.done {
             match tokio::time::timeout(self.idle, self.events.next()).await {
                 Ok(Some(Ok(event))) => {
-                    if self.first_event {
-                        self.first_event = false;
-                        if let Some(p) = &mut self.pending {
+                    if let Some(p) = &mut self.pending {
+                        if self.first_event {
+                            self.first_event = false;
                             p.first_byte(self.attempt_started);
                         }
+                        // About a token per streamed delta: the estimate
+                        // counted if the provider's usage never arrives.
+                        p.relayed(1);
                     }
                     self.translator.push(&event.event, &event.data, &mut out);
                 }
@@ -70,11 +91,19 @@ impl Relay {
                         &mut out,
                     );
                     self.done = true;
+                    self.settle(Ending::Broken);
                 }
                 Ok(None) => {
                     // The translator tells a whole answer from a truncated one.
                     self.translator.finish(&mut out);
                     self.done = true;
+                    let ending = if self.translator.completed() {
+                        Ending::Completed
+                    } else {
+                        tracing::warn!("upstream stream ended before the message was complete");
+                        Ending::Broken
+                    };
+                    self.settle(ending);
                 }
                 Err(_) => {
                     tracing::warn!(
@@ -87,6 +116,7 @@ impl Relay {
                     );
                     self.translator.fail(&msg, &mut out);
                     self.done = true;
+                    self.settle(Ending::Broken);
                 }
             }
             if !out.is_empty() {

@@ -47,6 +47,35 @@ impl Reporter {
     }
 }
 
+/// A [`Reporter`] that does not keep the delivery task alive: for the
+/// route client, which that task itself holds.
+#[derive(Clone)]
+pub struct WeakReporter {
+    tx: mpsc::WeakSender<pb::Outcome>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Reporter {
+    /// A handle that stops delivering once every [`Reporter`] is gone.
+    pub fn downgrade(&self) -> WeakReporter {
+        WeakReporter {
+            tx: self.tx.downgrade(),
+            dropped: Arc::clone(&self.dropped),
+        }
+    }
+}
+
+impl WeakReporter {
+    /// Queues an outcome without waiting, while the reporter lives.
+    pub fn send(&self, outcome: pb::Outcome) {
+        if let Some(tx) = self.tx.upgrade()
+            && tx.try_send(outcome).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Creates the reporter and the task that delivers its outcomes; the task
 /// ends (after a last delivery attempt) when every [`Reporter`] is dropped.
 pub fn reporter(

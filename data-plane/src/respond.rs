@@ -12,7 +12,7 @@ use crate::{
     body::{Body, full},
     error::ApiError,
     format::Format,
-    outcome::Pending,
+    outcome::{Ending, Pending},
     relay,
     translate::{self, StreamTranslator, Usage},
 };
@@ -80,14 +80,14 @@ pub async fn whole(
     let body: Bytes = match tokio::time::timeout(reply.idle, resp.bytes()).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Broken);
             return Err(ApiError::BadGateway(format!(
                 "provider response broke off: {}",
                 e.without_url()
             )));
         }
         Err(_) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Broken);
             return Err(ApiError::GatewayTimeout(
                 "provider response body timed out".into(),
             ));
@@ -115,7 +115,7 @@ pub async fn whole(
     let body = match (reply.upstream, reply.caller, parsed) {
         (Format::OpenAi, Format::OpenAi, _) | (Format::Anthropic, Format::Anthropic, _) => body,
         (_, _, None) => {
-            pending.finish(usage, false, false);
+            pending.finish(usage, Ending::Broken);
             return Err(ApiError::BadGateway(
                 "provider response is not JSON; it cannot be translated".into(),
             ));
@@ -127,7 +127,9 @@ pub async fn whole(
             &translate::openai_to_anthropic_response(&v, reply.client_model),
         ),
     };
-    pending.finish(usage, true, true);
+    // Whole answers carry usage; without it, the answer's size stands in.
+    pending.relayed(u32::try_from(body.len() / 4).unwrap_or(u32::MAX));
+    pending.finish(usage, Ending::Completed);
     let mut r = Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK);
     r.headers_mut().insert(

@@ -9,7 +9,7 @@ use std::{
 };
 
 use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 
 use crate::{
     error::ApiError,
@@ -63,16 +63,6 @@ pub struct CatalogSnapshot {
     pub models: Vec<pb::CatalogModel>,
 }
 
-impl CatalogSnapshot {
-    /// Whether `name` is a catalog model name (not an alias, not `auto`).
-    pub fn has_model(&self, name: &str) -> bool {
-        self.models
-            .iter()
-            .filter_map(|m| m.target.as_ref())
-            .any(|t| t.model == name)
-    }
-}
-
 /// Route client with fail-static state.
 pub struct RouteClient {
     router: RouterClient<Channel>,
@@ -111,6 +101,12 @@ impl RouteClient {
             pin_routes: Mutex::new(Vec::new()),
             catalog: RwLock::new(Arc::new(CatalogSnapshot::default())),
         })
+    }
+
+    /// Reports decisions that come back after their caller stopped waiting
+    /// (see [`RouteStream::report_orphans_to`]).
+    pub fn report_orphans_to(&self, reporter: crate::report::WeakReporter) {
+        self.stream.report_orphans_to(reporter);
     }
 
     /// The latest catalog snapshot.
@@ -160,24 +156,9 @@ impl RouteClient {
             Ok(Err(status)) => status,
             Err(_) => tonic::Status::deadline_exceeded("route deadline passed"),
         };
-        match status.code() {
-            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-                Err(ApiError::BadRequest(status.message().to_owned()))
-            }
-            Code::NotFound => Err(ApiError::NotFound(status.message().to_owned())),
-            Code::ResourceExhausted => Err(resource_exhausted(&status)),
-            Code::PermissionDenied | Code::Unauthenticated => {
-                Err(ApiError::Unauthorized(status.message().to_owned()))
-            }
-            Code::Aborted => Err(ApiError::Wait {
-                message: status.message().to_owned(),
-                retry_after_secs: status
-                    .metadata()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok()),
-            }),
-            _ => {
+        match crate::refusal::to_api_error(&status) {
+            Some(refused) => Err(refused),
+            None => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "control plane unreachable, failing static");
                 self.fail_static(conversation)
             }
@@ -313,62 +294,5 @@ impl RouteClient {
             .await
             .map_err(|_| tonic::Status::deadline_exceeded("report timed out"))??;
         Ok(ack.into_inner().accepted)
-    }
-}
-
-/// RESOURCE_EXHAUSTED from `Route`: a budget cap (metadata `keel-budget`,
-/// answered 402) or load shedding (answered 429 with `Retry-After`).
-fn resource_exhausted(status: &tonic::Status) -> ApiError {
-    let md = status.metadata();
-    let text = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
-    let num = |k: &str| text(k).and_then(|v| v.parse::<f64>().ok());
-    match text("keel-budget") {
-        Some(budget) => ApiError::BudgetExceeded(Box::new(crate::error::BudgetExceeded {
-            message: status.message().to_owned(),
-            budget: budget.to_owned(),
-            limit: num("keel-budget-limit"),
-            used: num("keel-budget-used"),
-            remaining_usd: num("keel-budget-remaining-usd"),
-            remaining_turns: text("keel-budget-remaining-turns").and_then(|v| v.parse().ok()),
-        })),
-        None => ApiError::RateLimited {
-            message: status.message().to_owned(),
-            retry_after_secs: Some(
-                text("retry-after")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            ),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resource_exhausted_is_a_budget_with_metadata_and_a_shed_without() {
-        let mut s = tonic::Status::resource_exhausted("budget exceeded");
-        s.metadata_mut()
-            .insert("keel-budget", "conversation_usd".parse().unwrap());
-        s.metadata_mut()
-            .insert("keel-budget-remaining-usd", "0.000000".parse().unwrap());
-        match resource_exhausted(&s) {
-            ApiError::BudgetExceeded(b) => {
-                assert_eq!(b.budget, "conversation_usd");
-                assert_eq!(b.remaining_usd, Some(0.0));
-                assert_eq!(b.remaining_turns, None);
-            }
-            other => panic!("{other:?}"),
-        }
-        let mut s = tonic::Status::resource_exhausted("shed under load");
-        s.metadata_mut().insert("retry-after", "3".parse().unwrap());
-        assert!(matches!(
-            resource_exhausted(&s),
-            ApiError::RateLimited {
-                retry_after_secs: Some(3),
-                ..
-            }
-        ));
     }
 }

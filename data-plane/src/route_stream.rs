@@ -7,7 +7,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -16,6 +16,8 @@ use keel::pb::{self, router_client::RouterClient};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Code, Status, metadata::MetadataMap, transport::Channel};
+
+use crate::report::WeakReporter;
 
 /// How `Route` is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +57,8 @@ pub struct RouteStream {
     open: Arc<Slot>,
     /// Held while a stream is being opened, so concurrent first calls open one.
     opening: tokio::sync::Mutex<()>,
+    /// Where decisions nobody waits for any more are reported as cancelled.
+    orphans: Arc<OnceLock<WeakReporter>>,
 }
 
 impl RouteStream {
@@ -66,7 +70,15 @@ impl RouteStream {
             next_id: AtomicU64::new(1),
             open: Arc::new(Mutex::new(None)),
             opening: tokio::sync::Mutex::new(()),
+            orphans: Arc::default(),
         }
+    }
+
+    /// Reports decisions that arrive after their caller stopped waiting
+    /// (the app hung up, or the route deadline passed and the sidecar failed
+    /// static) as cancelled, so the control plane releases their keys.
+    pub fn report_orphans_to(&self, reporter: WeakReporter) {
+        let _ = self.orphans.set(reporter);
     }
 
     /// Asks for one decision. Cancel-safe: a call dropped before its answer
@@ -135,6 +147,7 @@ impl RouteStream {
             answers,
             Arc::clone(&open.waiting),
             Arc::downgrade(&self.open),
+            Arc::clone(&self.orphans),
         ));
         *lock(&self.open) = Some(Arc::clone(&open));
         Ok(open)
@@ -147,13 +160,15 @@ async fn read_answers(
     mut answers: tonic::Streaming<pb::RouteStreamResponse>,
     waiting: Arc<Mutex<Waiting>>,
     slot: Weak<Slot>,
+    orphans: Arc<OnceLock<WeakReporter>>,
 ) {
     loop {
         match answers.message().await {
             Ok(Some(answer)) => {
-                let caller = lock(&waiting).calls.remove(&answer.id);
-                if let Some(caller) = caller {
-                    let _ = caller.send(decode(answer.result));
+                if let Some(decision) = hand_over(&waiting, answer)
+                    && let Some(reporter) = orphans.get()
+                {
+                    reporter.send(orphan_outcome(decision));
                 }
             }
             Ok(None) => break,
@@ -179,6 +194,35 @@ async fn read_answers(
     }
     for (_, caller) in callers {
         let _ = caller.send(Err(ended()));
+    }
+}
+
+/// Hands the answer to its caller; returns a decision nobody took (the
+/// caller stopped waiting): the control plane counts its key in flight.
+fn hand_over(waiting: &Mutex<Waiting>, answer: pb::RouteStreamResponse) -> Option<pb::Decision> {
+    let caller = lock(waiting).calls.remove(&answer.id);
+    let unclaimed = match caller {
+        Some(caller) => caller.send(decode(answer.result)).err()?,
+        None => decode(answer.result),
+    };
+    unclaimed.ok()
+}
+
+/// The outcome of a decision nobody used: cancelled on its primary target,
+/// nothing spent.
+fn orphan_outcome(decision: pb::Decision) -> pb::Outcome {
+    pb::Outcome {
+        decision_id: decision.decision_id,
+        profile: decision.profile,
+        turn: decision.turn,
+        attempts: vec![pb::Attempt {
+            target: decision.target,
+            error_class: crate::outcome::CANCELLED.to_owned(),
+            ..Default::default()
+        }],
+        cancelled: true,
+        usage: Some(pb::Usage::default()),
+        ..Default::default()
     }
 }
 
@@ -229,6 +273,41 @@ impl Drop for Forget<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(id: u64) -> pb::RouteStreamResponse {
+        pb::RouteStreamResponse {
+            id,
+            result: Some(pb::route_stream_response::Result::Decision(pb::Decision {
+                decision_id: format!("d{id}"),
+                target: Some(pb::Target {
+                    key_ref: "k".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_decision_nobody_waits_for_is_reported_cancelled() {
+        let waiting = Mutex::new(Waiting::default());
+        // Its caller went away (forgotten) or dropped its receiver.
+        assert_eq!(hand_over(&waiting, answer(1)).unwrap().decision_id, "d1");
+        let (tx, rx) = oneshot::channel();
+        lock(&waiting).calls.insert(2, tx);
+        drop(rx);
+        let orphan = hand_over(&waiting, answer(2)).expect("unclaimed");
+        let o = orphan_outcome(orphan);
+        assert!(o.cancelled && !o.success);
+        assert_eq!(o.decision_id, "d2");
+        assert_eq!(o.attempts[0].error_class, crate::outcome::CANCELLED);
+        assert_eq!(o.attempts[0].target.as_ref().unwrap().key_ref, "k");
+        // A caller still waiting gets it.
+        let (tx, mut rx) = oneshot::channel();
+        lock(&waiting).calls.insert(3, tx);
+        assert!(hand_over(&waiting, answer(3)).is_none());
+        assert!(rx.try_recv().unwrap().is_ok());
+    }
 
     #[test]
     fn a_refusal_comes_back_as_the_status_route_would_return() {

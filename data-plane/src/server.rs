@@ -37,8 +37,9 @@ pub async fn serve(
         config.default_model.clone(),
         config.route_rpc,
     )?);
-    let http = upstream::client(config.connect_timeout)?;
+    let http = upstream::Clients::new(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
+    route.report_orphans_to(reporter.downgrade());
     let reporter_task = tokio::spawn(deliver);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let refresher = tokio::spawn(refresh_catalog(

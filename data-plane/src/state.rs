@@ -15,7 +15,7 @@ use crate::{
 pub struct AppState {
     pub config: SidecarConfig,
     pub route: Arc<RouteClient>,
-    pub http: reqwest::Client,
+    pub http: crate::upstream::Clients,
     pub keys: Keys,
     pub reporter: Reporter,
     pub cooldowns: Cooldowns,
@@ -32,6 +32,7 @@ pub struct AppState {
 
 /// Limits for one request: the decision's, else the sidecar's defaults.
 pub struct Limits {
+    pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
     pub max_attempts: usize,
@@ -65,6 +66,10 @@ impl AppState {
             _ => default,
         };
         Limits {
+            connect: pick(
+                from_decision.map(|l| l.connect_timeout_ms),
+                self.config.connect_timeout,
+            ),
             first_byte: pick(
                 from_decision.map(|l| l.first_byte_timeout_ms),
                 self.config.first_byte_timeout,

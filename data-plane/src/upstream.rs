@@ -13,7 +13,48 @@ use crate::{format::Format, keys::Secret};
 /// Version sent to Anthropic targets.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Builds the shared client: no redirects, no proxy, no decompression, no
+/// Most distinct connect timeouts given their own client; decisions with
+/// others use the default one.
+const MAX_CLIENTS: usize = 4;
+
+/// The pooled upstream clients: one per connect timeout in use (reqwest sets
+/// the connect timeout per client, not per request). Decisions carry the
+/// control plane's `[routing] connect_timeout`, nearly always one value, so
+/// nearly always one client besides the default.
+pub struct Clients {
+    default: (Duration, reqwest::Client),
+    others: std::sync::Mutex<Vec<(Duration, reqwest::Client)>>,
+}
+
+impl Clients {
+    /// The default client, with this sidecar's `--connect-timeout`.
+    pub fn new(connect_timeout: Duration) -> reqwest::Result<Self> {
+        Ok(Self {
+            default: (connect_timeout, client(connect_timeout)?),
+            others: Default::default(),
+        })
+    }
+
+    /// The client that connects within `connect_timeout` (a cheap handle).
+    pub fn get(&self, connect_timeout: Duration) -> reqwest::Client {
+        if connect_timeout == self.default.0 {
+            return self.default.1.clone();
+        }
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = others.iter().find(|(t, _)| *t == connect_timeout) {
+            return c.clone();
+        }
+        if others.len() < MAX_CLIENTS
+            && let Ok(c) = client(connect_timeout)
+        {
+            others.push((connect_timeout, c.clone()));
+            return c;
+        }
+        self.default.1.clone()
+    }
+}
+
+/// Builds a pooled client: no redirects, no proxy, no decompression, no
 /// total timeout (streams may run long; first-byte and idle timeouts apply).
 pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -41,6 +82,9 @@ pub enum AttemptError {
         body: Bytes,
         headers: http::HeaderMap,
     },
+    /// 401/403 from the provider: it refused the key (revoked, wrong
+    /// account); about the key, so the next key may serve.
+    KeyRejected { status: StatusCode, body: Bytes },
     /// 5xx from the provider; about the provider.
     Server { status: StatusCode, body: Bytes },
     /// Another 4xx: the request itself is at fault, no other target helps.
@@ -48,11 +92,6 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
-    /// Whether trying the next target may succeed.
-    pub fn retryable(&self) -> bool {
-        !matches!(self, Self::Client { .. })
-    }
-
     /// Error class for reports.
     pub fn class(&self) -> &'static str {
         match self {
@@ -60,6 +99,7 @@ impl AttemptError {
             Self::Connect(_) => "connect",
             Self::Timeout => "timeout",
             Self::RateLimited { .. } => "rate_limited",
+            Self::KeyRejected { .. } => "key_rejected",
             Self::Server { .. } => "upstream_5xx",
             Self::Client { .. } => "upstream_4xx",
         }
@@ -68,7 +108,9 @@ impl AttemptError {
     pub fn status(&self) -> u32 {
         match self {
             Self::RateLimited { .. } => 429,
-            Self::Server { status, .. } | Self::Client { status, .. } => u32::from(status.as_u16()),
+            Self::Server { status, .. }
+            | Self::Client { status, .. }
+            | Self::KeyRejected { status, .. } => u32::from(status.as_u16()),
             _ => 0,
         }
     }
@@ -85,7 +127,8 @@ pub fn url(target: &pb::Target) -> String {
 /// Sends one attempt to `url` (the target's endpoint, see [`url`]) and waits for the
 /// response head.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &Clients,
+    connect_timeout: Duration,
     url: &str,
     target: &pb::Target,
     secret: &Secret,
@@ -93,6 +136,7 @@ pub async fn send(
     first_byte_timeout: Duration,
 ) -> Result<reqwest::Response, AttemptError> {
     let mut req = client
+        .get(connect_timeout)
         .post(url)
         .header(http::header::CONTENT_TYPE, "application/json");
     match Format::of_target(target.wire_format) {
@@ -141,6 +185,7 @@ pub async fn send(
             body,
             headers,
         },
+        401 | 403 => AttemptError::KeyRejected { status, body },
         500..=599 => AttemptError::Server { status, body },
         _ => AttemptError::Client { status, body },
     })
@@ -163,4 +208,21 @@ pub fn rate_limit_headers(headers: &http::HeaderMap) -> std::collections::HashMa
 /// Milliseconds since `start`, saturating.
 pub fn ms_since(start: Instant) -> u32 {
     u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_per_connect_timeout_bounded() {
+        let c = Clients::new(Duration::from_secs(5)).unwrap();
+        let _ = c.get(Duration::from_secs(5));
+        for ms in 1..=10 {
+            let _ = c.get(Duration::from_millis(ms));
+        }
+        assert_eq!(c.others.lock().unwrap().len(), MAX_CLIENTS);
+        let _ = c.get(Duration::from_millis(1));
+        assert_eq!(c.others.lock().unwrap().len(), MAX_CLIENTS, "reused");
+    }
 }

@@ -219,3 +219,21 @@ keys = [{{ ref = "claude-main" }}]
         claude = model("claude-m", "claude"),
     )
 }
+
+/// Polls the conversation until it has `turns` decision records, each
+/// completed by its report (spend, usage and parked keys are then applied).
+pub async fn reported(cp_url: &str, id: &str, turns: usize) -> keel::pb::Conversation {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let conv = conversation(cp_url, id).await;
+        if conv.decisions.len() >= turns && conv.decisions.iter().all(|d| d.result.is_some()) {
+            return conv;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "turns of {id} never all reported: {:?}",
+            conv.decisions
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

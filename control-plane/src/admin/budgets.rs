@@ -12,8 +12,7 @@ use crate::{
 };
 
 fn internal(e: crate::store::StoreError) -> Status {
-    tracing::error!(error = %e, "session store failed");
-    Status::internal("session store unavailable")
+    crate::refusal::Refusal::Store(e).into()
 }
 
 fn from_proto(c: Option<pb::BudgetCaps>) -> Result<Caps, Status> {

@@ -13,7 +13,6 @@ mod tests;
 use std::{collections::BTreeMap, sync::RwLock};
 
 use serde::{Deserialize, Serialize};
-use tonic::{Status, metadata::MetadataValue};
 
 pub use tenant::{TenantDay, TenantSpend, utc_day};
 
@@ -109,12 +108,9 @@ pub struct Exceeded {
     pub remaining_turns: Option<u32>,
 }
 
-/// Metadata keys of a budget refusal.
-pub const BUDGET_METADATA: &str = "keel-budget";
-
-impl Exceeded {
-    /// RESOURCE_EXHAUSTED with `keel-budget` and the amounts as metadata.
-    pub fn to_status(&self) -> Status {
+impl std::fmt::Display for Exceeded {
+    /// The refusal's message: the cap, what was used, what is left.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.cap {
             Cap::ConversationUsd => format!(
                 "conversation spend ${:.4} has reached its cap of ${:.4}",
@@ -141,29 +137,11 @@ impl Exceeded {
         } else {
             format!("; remaining: {}", left.join(", "))
         };
-        let mut status = Status::resource_exhausted(format!(
+        write!(
+            f,
             "budget exceeded ({}): {what}{left}; the conversation is paused until the cap is raised",
             self.cap.as_str()
-        ));
-        let md = status.metadata_mut();
-        md.insert(
-            BUDGET_METADATA,
-            MetadataValue::from_static(self.cap.as_str()),
-        );
-        let mut put = |k: &'static str, v: String| {
-            if let Ok(v) = v.parse() {
-                md.insert(k, v);
-            }
-        };
-        put("keel-budget-limit", format!("{}", self.limit));
-        put("keel-budget-used", format!("{}", self.used));
-        if let Some(usd) = self.remaining_usd {
-            put("keel-budget-remaining-usd", format!("{usd:.6}"));
-        }
-        if let Some(turns) = self.remaining_turns {
-            put("keel-budget-remaining-turns", turns.to_string());
-        }
-        status
+        )
     }
 }
 

@@ -49,18 +49,6 @@ fn the_tenant_cap_applies_with_and_without_a_conversation() {
 }
 
 #[test]
-fn the_status_carries_the_budget_metadata() {
-    let e = check(&caps(None, Some(2), None), used(2, 0.0, 0.0)).unwrap_err();
-    let s = e.to_status();
-    assert_eq!(s.code(), tonic::Code::ResourceExhausted);
-    let md = s.metadata();
-    assert_eq!(md.get("keel-budget").unwrap(), "conversation_turns");
-    assert_eq!(md.get("keel-budget-remaining-turns").unwrap(), "0");
-    assert_eq!(md.get("keel-budget-limit").unwrap(), "2");
-    assert!(s.message().contains("2 of its 2 turns"), "{}", s.message());
-}
-
-#[test]
 fn the_most_specific_cap_wins_and_run_time_beats_config() {
     let b = Budgets::new(caps(Some(1.0), Some(10), None), Overrides::default());
     let agent = caps(None, Some(50), None);

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use profile::{Objective, Profile};
+pub use profile::{Objective, Profile, ShedPriority};
 pub use validate::{Config, PinnedUnavailable, RoutingConfig, StoreConfig};
 
 /// The file as written. Every table denies unknown keys so a typo fails
@@ -173,7 +173,7 @@ pub struct RawRouting {
     /// What a pinned conversation gets when every deployment of its model is
     /// down: `wait` (503 + Retry-After) or `failover` (re-pin to a healthy
     /// model of the same tier, announced as a switch).
-    pub pinned_unavailable: String,
+    pub pinned_unavailable: PinnedUnavailable,
     /// Share (0..=0.05) of unpinned latency-seeking decisions sent to the
     /// candidate measured longest ago, so stale estimates get refreshed.
     pub explore_rate: f64,
@@ -188,17 +188,25 @@ impl Default for RawRouting {
             idle_timeout: Duration::from_secs(60),
             max_attempts: 3,
             default_latency: Duration::from_secs(1),
-            pinned_unavailable: "wait".to_owned(),
+            pinned_unavailable: PinnedUnavailable::Wait,
             explore_rate: 0.02,
         }
     }
+}
+
+/// A provider's API (`api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Openai,
+    Anthropic,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub name: String,
-    pub api: String,
+    pub api: Api,
     pub base_url: String,
     pub keys: Vec<RawKey>,
     /// `api = "openai"` only: the provider also serves `POST /responses`.
@@ -241,11 +249,11 @@ pub struct RawModel {
 pub struct RawProfile {
     pub session_lock: Option<bool>,
     pub quality_floor: Option<u32>,
-    pub objective: Option<String>,
+    pub objective: Option<Objective>,
     pub allowed_models: Option<Vec<String>>,
     /// 0: never shed; 1: shed when a key is full; 2: shed first, when a key
     /// is within `[load] reserve` of full.
-    pub shed_priority: Option<u8>,
+    pub shed_priority: Option<ShedPriority>,
     /// Budget caps for this profile, overriding `[budgets]` key by key.
     pub budgets: Option<RawBudgets>,
 }
@@ -261,9 +269,18 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates TOML text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let syntax = |message: String| ConfigError::Syntax {
         path: None,
-        message: e.to_string(),
+        message,
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax(e.to_string()))?;
+    // Values serde validates (enums, ranges) are named by their key path.
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "" | "." => syntax(e.into_inner().to_string()),
+            _ => syntax(format!("`{path}`: {}", e.into_inner())),
+        }
     })?;
     raw.validate()
 }

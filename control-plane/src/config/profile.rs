@@ -10,8 +10,9 @@ use super::{
 };
 use crate::{budget::Caps, catalog::Catalog};
 
-/// How a profile ranks candidate models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a profile ranks candidate models (`objective`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// Highest tier at or above the floor; ties go to the cheaper model.
     Quality,
@@ -27,17 +28,6 @@ pub enum Objective {
 }
 
 impl Objective {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "quality" => Self::Quality,
-            "cost" => Self::Cost,
-            "latency" => Self::Latency,
-            "spread" => Self::Spread,
-            "savings" => Self::Savings,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Quality => "quality",
@@ -46,6 +36,24 @@ impl Objective {
             Self::Spread => "spread",
             Self::Savings => "savings",
         }
+    }
+}
+
+/// `shed_priority`: 0 never shed, 1 shed when a key is full, 2 shed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "u8")]
+pub struct ShedPriority(pub u8);
+
+impl TryFrom<u8> for ShedPriority {
+    type Error = String;
+
+    fn try_from(p: u8) -> Result<Self, String> {
+        if p > 2 {
+            return Err(format!(
+                "shed_priority must be 0 (never shed), 1 or 2 (shed first), got {p}"
+            ));
+        }
+        Ok(Self(p))
     }
 }
 
@@ -118,23 +126,10 @@ pub(super) fn validate_profiles(
             profile.quality_floor = floor;
         }
         if let Some(o) = r.objective {
-            profile.objective = Objective::parse(&o).ok_or_else(|| {
-                invalid(
-                    key("objective"),
-                    format!(
-                        "unknown objective `{o}` (known: quality, cost, latency, spread, savings)"
-                    ),
-                )
-            })?;
+            profile.objective = o;
         }
         if let Some(p) = r.shed_priority {
-            if p > 2 {
-                return Err(invalid(
-                    key("shed_priority"),
-                    format!("must be 0 (never shed), 1 or 2 (shed first), got {p}"),
-                ));
-            }
-            profile.shed_priority = p;
+            profile.shed_priority = p.0;
         }
         if let Some(b) = &r.budgets {
             profile.budgets = validate_budgets(&format!("profiles.{name}.budgets"), b)?;

@@ -41,10 +41,13 @@ pub struct RoutingConfig {
     pub explore_every: u64,
 }
 
-/// What a pinned conversation gets when its model is down everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a pinned conversation gets when its model is down everywhere
+/// (`[routing] pinned_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PinnedUnavailable {
     /// 503 with `Retry-After`; the pin stays.
+    #[default]
     Wait,
     /// Re-pin to a healthy model of the same tier, announced as a switch.
     Failover,
@@ -176,16 +179,7 @@ impl RawConfig {
         if routing.max_attempts == 0 {
             return Err(invalid("routing.max_attempts", "must be >= 1"));
         }
-        let pinned_unavailable = match routing.pinned_unavailable.as_str() {
-            "wait" => PinnedUnavailable::Wait,
-            "failover" => PinnedUnavailable::Failover,
-            other => {
-                return Err(invalid(
-                    "routing.pinned_unavailable",
-                    format!("unknown policy `{other}` (known: wait, failover)"),
-                ));
-            }
-        };
+        let pinned_unavailable = routing.pinned_unavailable;
         let h = self.health;
         if !(h.error_rate > 0.0 && h.error_rate <= 1.0) {
             return Err(invalid("health.error_rate", "must be in (0, 1]"));
@@ -266,15 +260,9 @@ fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, Config
     if p.name.trim().is_empty() {
         return Err(invalid(key("name"), "must not be empty"));
     }
-    let api = match p.api.as_str() {
-        "openai" => WireFormat::Openai,
-        "anthropic" => WireFormat::Anthropic,
-        other => {
-            return Err(invalid(
-                key("api"),
-                format!("unknown api `{other}` (known: openai, anthropic)"),
-            ));
-        }
+    let api = match p.api {
+        super::Api::Openai => WireFormat::Openai,
+        super::Api::Anthropic => WireFormat::Anthropic,
     };
     if p.responses && api != WireFormat::Openai {
         return Err(invalid(

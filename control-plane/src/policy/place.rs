@@ -6,7 +6,7 @@
 
 use std::{sync::atomic::Ordering, time::Instant};
 
-use super::{Placement, Policy};
+use super::{Placement, Policy, Slot};
 use crate::{
     capacity::KeySnapshot,
     config::{Objective, Profile},
@@ -65,11 +65,16 @@ impl Policy<'_> {
         }
         let now = Instant::now();
         let any_healthy = all.iter().any(|&d| self.signals.available(d));
-        type Wrap = fn(usize, usize) -> Placement;
-        let wrap: Wrap = if any_healthy {
-            Placement::Healthy
-        } else {
-            Placement::AllOpen
+        let wrap = |p: &Pair| {
+            let slot = Slot {
+                deployment: p.d,
+                key: p.k,
+            };
+            if any_healthy {
+                Placement::Healthy(slot)
+            } else {
+                Placement::AllOpen(slot)
+            }
         };
         let deployments = all
             .iter()
@@ -116,7 +121,7 @@ impl Policy<'_> {
                         && p.snap.pressure != crate::capacity::Pressure::Full
                 })
             {
-                return wrap(p.d, p.k);
+                return wrap(p);
             }
             if pairs.iter().any(|p| provider_name(p) == aff) {
                 pairs.retain(|p| provider_name(p) == aff);
@@ -144,7 +149,7 @@ impl Policy<'_> {
             }
         };
         match best {
-            Some(p) => wrap(p.d, p.k),
+            Some(p) => wrap(&p),
             None => Placement::Unknown,
         }
     }

@@ -7,7 +7,10 @@ use std::{
 use keel::pb::RequestFeatures;
 
 use super::*;
-use crate::config::{Config, parse};
+use crate::{
+    config::{Config, parse},
+    signals::AttemptKind,
+};
 
 const BASE: &str = r#"
 [server]
@@ -91,7 +94,7 @@ impl World {
     }
 
     fn name(&self, c: &Choice) -> &str {
-        &self.config.catalog.deployments()[c.deployment].name
+        &self.config.catalog.deployments()[c.slot.deployment].name
     }
 
     fn fill(&self, key: usize, n: usize) {
@@ -104,7 +107,6 @@ impl World {
 fn easy() -> RequestFeatures {
     RequestFeatures {
         estimated_prompt_tokens: 10,
-        message_count: 1,
         ..Default::default()
     }
 }
@@ -114,13 +116,18 @@ fn batch_spreads_over_keys_and_avoids_parked_ones() {
     let w = World::new("");
     let p = w.policy();
     let keys: HashSet<usize> = (0..4)
-        .map(|_| p.choose(w.profile("BATCH"), None, &easy()).unwrap().key)
+        .map(|_| {
+            p.choose(w.profile("BATCH"), None, &easy())
+                .unwrap()
+                .slot
+                .key
+        })
         .collect();
     assert_eq!(keys.len(), 2, "both keys used");
     w.capacity.park(0, 0, Some(60), std::time::Instant::now());
     for _ in 0..4 {
         let c = p.choose(w.profile("BATCH"), None, &easy()).unwrap();
-        assert_eq!((w.name(&c), c.key), ("small", 1), "parked key avoided");
+        assert_eq!((w.name(&c), c.slot.key), ("small", 1), "parked key avoided");
     }
 }
 
@@ -177,6 +184,55 @@ fn chat_takes_the_lowest_ttft_and_explores_rarely_but_never_when_pinned() {
         let c = p.choose(&locked, None, &easy()).unwrap();
         assert_eq!(w.name(&c), "strong", "a locked profile never explores");
     }
+}
+
+#[test]
+fn chat_probes_a_model_nobody_measured_once_and_settles_on_it_when_fast() {
+    let w = World::new(
+        r#"
+[[models]]
+name = "fresh"
+provider = "alpha"
+upstream_model = "fresh-up"
+tier = 2
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 1.0
+context_tokens = 128000
+capabilities = ["tools"]
+"#,
+    );
+    let p = w.policy();
+    let fresh = w.config.catalog.deployments_of("fresh")[0];
+    let c = p.choose(w.profile("CHAT"), None, &easy()).unwrap();
+    assert_eq!(w.name(&c), "fresh", "never measured: probed first");
+    assert!(c.reason.starts_with("probing"), "{}", c.reason);
+    let c = p.choose(w.profile("CHAT"), None, &easy()).unwrap();
+    assert_eq!(w.name(&c), "strong", "one probe at a time");
+    w.signals.record(fresh, AttemptKind::Success, 5, 5);
+    for _ in 0..5 {
+        let c = p.choose(w.profile("CHAT"), None, &easy()).unwrap();
+        assert_eq!(w.name(&c), "fresh", "measured fastest: {}", c.reason);
+    }
+    let mut locked = w.profile("CHAT").clone();
+    locked.session_lock = true;
+    let w2 = World::new(
+        r#"
+[[models]]
+name = "fresh"
+provider = "alpha"
+upstream_model = "fresh-up"
+tier = 2
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 1.0
+context_tokens = 128000
+"#,
+    );
+    let c = w2.policy().choose(&locked, None, &easy()).unwrap();
+    assert_eq!(
+        w2.name(&c),
+        "strong",
+        "a pinning profile is never probed with"
+    );
 }
 
 #[test]
@@ -252,12 +308,18 @@ fn key_affinity_holds_while_the_key_is_usable() {
     };
     assert_eq!(
         p.place(w.profile("AGENT"), "strong", aff),
-        Placement::Healthy(2, 1)
+        Placement::Healthy(Slot {
+            deployment: 2,
+            key: 1
+        })
     );
     w.fill(1, 5);
     assert_eq!(
         p.place(w.profile("AGENT"), "strong", aff),
-        Placement::Healthy(2, 0),
+        Placement::Healthy(Slot {
+            deployment: 2,
+            key: 0
+        }),
         "a full key loses the affinity"
     );
 }

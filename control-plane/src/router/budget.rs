@@ -3,12 +3,11 @@
 //! and the turn count see the same state). Spend arrives with reports
 //! (`report.rs`), degraded turns included.
 
-use tonic::Status;
-
-use super::{RouterState, internal};
+use super::RouterState;
 use crate::{
     budget::{self, Caps, Exceeded, Usage, utc_day},
     config::Profile,
+    refusal::Refusal,
     store::Session,
 };
 
@@ -25,14 +24,11 @@ impl RouterState {
         tenant: &str,
         caps: &Caps,
         now_ms: u64,
-    ) -> Result<f64, Status> {
+    ) -> Result<f64, Refusal> {
         if caps.per_tenant_usd_per_day.is_none() {
             return Ok(0.0);
         }
-        let today = self
-            .tenants
-            .today(&*self.store, tenant, utc_day(now_ms))
-            .map_err(internal)?;
+        let today = self.tenants.today(&*self.store, tenant, utc_day(now_ms))?;
         budget::check(
             caps,
             Usage {
@@ -40,8 +36,26 @@ impl RouterState {
                 tenant_usd_today: today.usd,
             },
         )
-        .map_err(|e| refused(tenant, None, &e))?;
+        .map_err(|e| self.refused(tenant, None, e))?;
         Ok(today.usd)
+    }
+
+    /// The refusal for a request over a cap, logged once.
+    pub(super) fn refused(
+        &self,
+        tenant: &str,
+        conversation_id: Option<&str>,
+        e: Exceeded,
+    ) -> Refusal {
+        tracing::info!(
+            tenant = %tenant,
+            conversation_id = conversation_id.unwrap_or(""),
+            cap = e.cap.as_str(),
+            limit = e.limit,
+            used = e.used,
+            "budget cap reached, request refused"
+        );
+        Refusal::Budget(e)
     }
 }
 
@@ -63,17 +77,4 @@ pub(super) fn check_conversation(
             tenant_usd_today,
         },
     )
-}
-
-/// The status for a refused request, logged once.
-pub(super) fn refused(tenant: &str, conversation_id: Option<&str>, e: &Exceeded) -> Status {
-    tracing::info!(
-        tenant = %tenant,
-        conversation_id = conversation_id.unwrap_or(""),
-        cap = e.cap.as_str(),
-        limit = e.limit,
-        used = e.used,
-        "budget cap reached, request refused"
-    );
-    e.to_status()
 }

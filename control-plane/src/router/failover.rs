@@ -4,17 +4,14 @@
 //! between a tool call and its tool result, and never silently.
 
 use keel::pb::RequestFeatures;
-use tonic::Status;
 
-use super::{RouterState, internal};
+use super::RouterState;
 use crate::{
     config::{PinnedUnavailable, Profile},
     policy::{Choice, Placement},
+    refusal::Refusal,
     store::SessionKey,
 };
-
-/// Status metadata key carrying the seconds the caller should wait.
-pub const RETRY_AFTER_METADATA: &str = "retry-after";
 
 impl RouterState {
     /// Handles a pinned conversation whose model has no healthy deployment:
@@ -26,16 +23,15 @@ impl RouterState {
         profile: &Profile,
         features: &RequestFeatures,
         now: u64,
-    ) -> Result<Choice, Status> {
+    ) -> Result<Choice, Refusal> {
         let wait = |why: &str| {
             let secs = self.config.health.open_for.as_secs().max(1);
-            let mut status = Status::aborted(format!(
-                "every provider of pinned model `{model}` is unavailable; {why}; retry after {secs} s"
-            ));
-            if let Ok(v) = secs.to_string().parse() {
-                status.metadata_mut().insert(RETRY_AFTER_METADATA, v);
+            Refusal::PinnedUnavailable {
+                message: format!(
+                    "every provider of pinned model `{model}` is unavailable; {why}; retry after {secs} s"
+                ),
+                retry_after_secs: secs,
             }
-            status
         };
         if self.config.routing.pinned_unavailable == PinnedUnavailable::Wait {
             return Err(wait(
@@ -69,27 +65,22 @@ impl RouterState {
         let Some(new_model) = replacement else {
             return Err(wait("no healthy model of the same tier to fail over to"));
         };
-        let Placement::Healthy(deployment, key_idx) =
-            policy.place(profile, &new_model, Default::default())
-        else {
+        let Placement::Healthy(slot) = policy.place(profile, &new_model, Default::default()) else {
             return Err(wait("no healthy model of the same tier to fail over to"));
         };
-        self.store
-            .update(key, now, &mut |current| {
-                let mut s = current.cloned().unwrap_or_default();
-                if s.pinned_model.as_deref() == Some(model) {
-                    s.pinned_model = Some(new_model.clone());
-                    s.provider_affinity = None;
-                }
-                s
-            })
-            .map_err(internal)?;
+        self.store.update(key, now, &mut |current| {
+            let mut s = current.cloned().unwrap_or_default();
+            if s.pinned_model.as_deref() == Some(model) {
+                s.pinned_model = Some(new_model.clone());
+                s.provider_affinity = None;
+            }
+            s
+        })?;
         // The app is told about the new pin: it must survive a crash.
-        self.store.flush().await.map_err(internal)?;
+        self.store.flush().await?;
         tracing::warn!(from = %model, to = %new_model, tier, "pinned model down everywhere, re-pinned");
         Ok(Choice {
-            deployment,
-            key: key_idx,
+            slot,
             reason: format!(
                 "failover: every provider of {model} is unavailable; re-pinned to {new_model} (tier {tier})"
             ),

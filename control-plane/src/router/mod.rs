@@ -7,6 +7,7 @@ mod decide;
 mod failover;
 mod nudge;
 mod report;
+mod seen;
 mod stream;
 
 use std::sync::{
@@ -14,7 +15,7 @@ use std::sync::{
     atomic::{AtomicU64, AtomicUsize},
 };
 
-use keel::pb::{self, DecisionKind, RouteRequest, router_server};
+use keel::pb::{self, RouteRequest, router_server};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -22,7 +23,8 @@ use crate::{
     capacity::Capacity,
     config::{Config, Profile},
     metrics::Metrics,
-    policy::{Choice, Policy, PolicyError},
+    policy::Policy,
+    refusal::Refusal,
     signals::Signals,
     store::{DecisionLog, DecisionWriter, SessionKey, SessionStore, StoreError},
 };
@@ -45,6 +47,8 @@ pub struct RouterState {
     pub decision_log: DecisionLog,
     spread: AtomicUsize,
     explore: AtomicU64,
+    /// Decision ids whose outcomes were applied (a resent batch is skipped).
+    seen: seen::Seen,
     /// Set when the server begins to stop: open `RouteStream`s end, so that
     /// the graceful shutdown is not held up by callers that never hang up.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -71,6 +75,7 @@ impl RouterState {
             metrics,
             spread: AtomicUsize::new(0),
             explore: AtomicU64::new(0),
+            seen: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         };
         (state, writer)
@@ -104,7 +109,7 @@ impl RouterState {
         }
     }
 
-    fn profile(&self, name: &str) -> Result<&Profile, Status> {
+    fn profile(&self, name: &str) -> Result<&Profile, Refusal> {
         let name = if name.is_empty() {
             self.config.routing.default_profile.as_str()
         } else {
@@ -113,7 +118,7 @@ impl RouterState {
         self.config.profiles.get(name).ok_or_else(|| {
             let mut known: Vec<&str> = self.config.profiles.keys().map(String::as_str).collect();
             known.sort_unstable();
-            Status::invalid_argument(format!(
+            Refusal::Invalid(format!(
                 "unknown profile `{name}` (known: {})",
                 known.join(", ")
             ))
@@ -129,95 +134,33 @@ impl RouterState {
                 self.metrics.decision(&decision.profile, decision.kind());
                 Ok(decision)
             }
-            Err(status) => {
-                self.metrics.refusal(&status);
-                Err(status)
+            Err(refusal) => {
+                self.metrics.refusal(&refusal);
+                Err(refusal.into())
             }
-        }
-    }
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn decision(
-        &self,
-        decision_id: String,
-        profile: &Profile,
-        choice: &Choice,
-        fallbacks: Vec<(usize, usize)>,
-        pinned: bool,
-        kind: DecisionKind,
-        turn: u32,
-    ) -> pb::Decision {
-        let catalog = &self.config.catalog;
-        let r = &self.config.routing;
-        // In half-open state, this decision is the breaker's probe.
-        self.signals.chosen(choice.deployment);
-        // In flight until its report arrives (or the in-flight timeout).
-        self.capacity.started(
-            catalog.deployments()[choice.deployment].provider,
-            choice.key,
-            std::time::Instant::now(),
-        );
-        pb::Decision {
-            decision_id,
-            target: Some(catalog.target(choice.deployment, choice.key)),
-            fallbacks: fallbacks
-                .into_iter()
-                .map(|(d, k)| catalog.target(d, k))
-                .collect(),
-            pinned,
-            kind: kind as i32,
-            reason: choice.reason.clone(),
-            turn,
-            inject: Vec::new(),
-            profile: profile.name.clone(),
-            limits: Some(pb::Limits {
-                connect_timeout_ms: r.connect_timeout.as_millis() as u32,
-                first_byte_timeout_ms: r.first_byte_timeout.as_millis() as u32,
-                idle_timeout_ms: r.idle_timeout.as_millis() as u32,
-                max_attempts: r.max_attempts,
-            }),
         }
     }
 }
 
-fn validate_ids(req: &RouteRequest) -> Result<(), Status> {
+fn validate_ids(req: &RouteRequest) -> Result<(), Refusal> {
     if req.conversation_id.len() > keel::MAX_CONVERSATION_ID_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Refusal::Invalid(format!(
             "conversation id is {} bytes; at most {} allowed",
             req.conversation_id.len(),
             keel::MAX_CONVERSATION_ID_BYTES
         )));
     }
     if req.conversation_id.contains('\0') || req.tenant.contains('\0') {
-        return Err(Status::invalid_argument(
-            "conversation id and tenant must not contain NUL",
+        return Err(Refusal::Invalid(
+            "conversation id and tenant must not contain NUL".into(),
         ));
     }
     Ok(())
 }
 
-fn no_candidate(e: PolicyError) -> Status {
-    match e {
-        PolicyError::NoCandidate { .. } => Status::failed_precondition(e.to_string()),
-        PolicyError::Shed {
-            retry_after_secs, ..
-        } => shed_status(e.to_string(), retry_after_secs),
-    }
-}
-
-/// RESOURCE_EXHAUSTED without `keel-budget`: wait `retry_after_secs`.
-fn shed_status(message: String, retry_after_secs: u64) -> Status {
-    let mut status = Status::resource_exhausted(message);
-    if let Ok(v) = retry_after_secs.to_string().parse() {
-        status
-            .metadata_mut()
-            .insert(failover::RETRY_AFTER_METADATA, v);
-    }
-    status
-}
-
+/// A store failure answered to a `Report` caller.
 fn internal(e: StoreError) -> Status {
-    tracing::error!(error = %e, "session store failed");
-    Status::internal("session store unavailable")
+    Refusal::Store(e).into()
 }
 
 /// The tonic service wrapper.

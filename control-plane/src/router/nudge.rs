@@ -2,11 +2,11 @@
 //! conversation's timeline.
 
 use keel::pb::DecisionKind;
-use tonic::Status;
 
 use super::RouterState;
 use crate::{
     divergence::{DivergenceEvent, Escalation, Nudge},
+    refusal::Refusal,
     store::{DecisionEntry, SessionKey},
 };
 
@@ -30,7 +30,7 @@ impl RouterState {
     }
 
     /// Escalation `stop`: records the event in the timeline (a decision without a
-    /// target) and returns the status the caller must end the run on.
+    /// target) and returns the refusal the caller must end the run on.
     pub(super) async fn stop(
         &self,
         key: SessionKey,
@@ -39,7 +39,7 @@ impl RouterState {
         decision_id: &str,
         turn: u32,
         now: u64,
-    ) -> Status {
+    ) -> Refusal {
         let event = self.nudged(conversation_id, n, Escalation::Stop);
         let entry = DecisionEntry {
             decision_id: decision_id.to_owned(),
@@ -53,13 +53,12 @@ impl RouterState {
             result: None,
         };
         self.decision_log.record(key, entry).await;
-        let mut status = Status::failed_precondition(format!(
-            "divergence stop: {}: the agent kept looping after being nudged (turns {:?}); end this run",
-            n.pattern, n.turns
-        ));
-        if let Ok(v) = n.pattern.as_str().parse() {
-            status.metadata_mut().insert("keel-divergence", v);
+        Refusal::DivergenceStop {
+            pattern: n.pattern,
+            message: format!(
+                "divergence stop: {}: the agent kept looping after being nudged (turns {:?}); end this run",
+                n.pattern, n.turns
+            ),
         }
-        status
     }
 }

@@ -16,6 +16,18 @@ use crate::{
     store::{DecisionEntry, SessionKey, StoreError, TurnResult, now_ms},
 };
 
+/// A provider key: indexes into the catalog's providers and into that
+/// provider's keys (what `Capacity` counts by; not a deployment and key).
+#[derive(Debug, Clone, Copy)]
+struct KeyId {
+    provider: usize,
+    key: usize,
+}
+
+/// How long a key a provider rejected (401/403) is not chosen (the
+/// sidecar parks it as long).
+const REJECTED_KEY_PARK_SECS: u64 = 300;
+
 impl RouterState {
     /// Applies a batch of outcomes to signals and sessions.
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
@@ -25,15 +37,23 @@ impl RouterState {
         let mut spenders: Vec<String> = Vec::new();
         let now = Instant::now();
         for outcome in batch.outcomes {
+            if !outcome.decision_id.is_empty() && !self.seen.first(&outcome.decision_id) {
+                // Sent again after a lost ack: applied already.
+                accepted += 1;
+                continue;
+            }
             let usage = outcome.usage.unwrap_or_default();
             let last = outcome.attempts.len().saturating_sub(1);
+            // Served, then neither completed nor cancelled: the answer
+            // broke off part-way, whatever class the caller gave it.
+            let broke = !outcome.success && !outcome.stream_completed && !outcome.cancelled;
             for (i, a) in outcome.attempts.iter().enumerate() {
                 let tokens = if i == last {
                     u64::from(usage.input_tokens) + u64::from(usage.output_tokens)
                 } else {
                     0
                 };
-                self.record_attempt(a, tokens, now);
+                self.record_attempt(a, tokens, i == last && broke, now);
             }
             if !outcome.decision_id.is_empty() {
                 // `Route` counted the decision's primary key as in flight.
@@ -56,7 +76,8 @@ impl RouterState {
                 }
             }
             if !outcome.conversation_id.is_empty() {
-                if outcome.success {
+                // A turn cut short (cancelled, broken) still spent: counted.
+                if outcome.success || cost > 0.0 {
                     adopted |= self
                         .apply_to_session(&outcome, cost)
                         .await
@@ -79,28 +100,31 @@ impl RouterState {
         Ok(accepted)
     }
 
-    /// The catalog (provider, key) indexes of a reported target.
-    fn key_of(&self, t: &pb::Target) -> Option<(usize, usize)> {
+    /// The provider key of a reported target (of its deployment `d`).
+    fn key_of(&self, t: &pb::Target, d: usize) -> Option<KeyId> {
         let catalog = &self.config.catalog;
-        let d = catalog.deployment_index(&t.model, &t.provider)?;
-        let p = catalog.deployments()[d].provider;
-        let k = catalog.providers()[p]
+        let provider = catalog.deployments()[d].provider;
+        let key = catalog.providers()[provider]
             .keys
             .iter()
             .position(|k| k.key_ref == t.key_ref)?;
-        Some((p, k))
+        Some(KeyId { provider, key })
     }
 
     /// Ends the in-flight count `Route` started on the decision's primary
     /// key (the first attempt's target).
     fn release(&self, outcome: &pb::Outcome) {
-        if let Some((p, k)) = outcome
+        let catalog = &self.config.catalog;
+        if let Some(id) = outcome
             .attempts
             .first()
             .and_then(|a| a.target.as_ref())
-            .and_then(|t| self.key_of(t))
+            .and_then(|t| {
+                let d = catalog.deployment_index(&t.model, &t.provider)?;
+                self.key_of(t, d)
+            })
         {
-            self.capacity.finished(p, k);
+            self.capacity.finished(id.provider, id.key);
         }
     }
 
@@ -122,26 +146,34 @@ impl RouterState {
             })
     }
 
-    fn record_attempt(&self, a: &pb::Attempt, tokens: u64, now: Instant) {
+    /// Feeds one attempt to the deployment's signals and its key's load;
+    /// `broke`: it was answered, then its answer broke off (a failure).
+    fn record_attempt(&self, a: &pb::Attempt, tokens: u64, broke: bool, now: Instant) {
         let Some(t) = &a.target else { return };
         let catalog = &self.config.catalog;
         let Some(deployment) = catalog.deployment_index(&t.model, &t.provider) else {
             return;
         };
-        let d = &catalog.deployments()[deployment];
-        let key = catalog
-            .providers()
-            .get(d.provider)
-            .and_then(|p| p.keys.iter().position(|k| k.key_ref == t.key_ref))
-            .map(|k| (d.provider, k));
         let retry_after = a
             .rate_limit_headers
             .get("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let kind = AttemptKind::of(a.status, &a.error_class);
-        if let Some((p, k)) = key {
-            if kind == AttemptKind::RateLimited {
-                self.capacity.park(p, k, retry_after, now);
+        let kind = match AttemptKind::of(a.status, &a.error_class) {
+            AttemptKind::Success if broke => AttemptKind::ProviderFailure,
+            kind => kind,
+        };
+        if let Some(KeyId {
+            provider: p,
+            key: k,
+        }) = self.key_of(t, deployment)
+        {
+            match kind {
+                AttemptKind::RateLimited => self.capacity.park(p, k, retry_after, now),
+                AttemptKind::KeyRejected => {
+                    tracing::warn!(provider = %t.provider, key_ref = %t.key_ref, "provider rejected a key; parked");
+                    self.capacity.park(p, k, Some(REJECTED_KEY_PARK_SECS), now);
+                }
+                _ => {}
             }
             self.capacity.observe(
                 p,
@@ -156,9 +188,10 @@ impl RouterState {
             .record(deployment, kind, a.latency_ms, a.ttft_ms);
     }
 
-    /// Adds spend and usage; for outcomes served without the control plane,
-    /// counts the turn and adopts the model as the pin. Returns whether a pin
-    /// was adopted.
+    /// Adds spend and usage (of a turn cut short too); for a successful
+    /// outcome, the affinity to what served it, and when served without the
+    /// control plane, counts the turn and adopts the model as the pin.
+    /// Returns whether a pin was adopted.
     async fn apply_to_session(&self, outcome: &pb::Outcome, cost: f64) -> Result<bool, StoreError> {
         let Some(served) = outcome.attempts.last().and_then(|a| a.target.as_ref()) else {
             return Ok(false);
@@ -188,6 +221,10 @@ impl RouterState {
             s.input_tokens += u64::from(usage.input_tokens);
             s.output_tokens += u64::from(usage.output_tokens);
             s.cached_input_tokens += u64::from(usage.cached_input_tokens);
+            if !outcome.success {
+                // Spend of a turn cut short: nothing else is learnt from it.
+                return s;
+            }
             s.provider_affinity = Some(served.provider.clone());
             s.key_affinity = Some(served.key_ref.clone());
             if outcome.degraded {
@@ -238,6 +275,8 @@ impl RouterState {
             provider: served.map(|t| t.provider.clone()).unwrap_or_default(),
             key_ref: served.map(|t| t.key_ref.clone()).unwrap_or_default(),
             attempts: u32::try_from(outcome.attempts.len()).unwrap_or(u32::MAX),
+            cancelled: outcome.cancelled,
+            usage_estimated: usage.estimated,
         };
         let key = SessionKey::new(
             keel::tenant_or_default(&outcome.tenant),

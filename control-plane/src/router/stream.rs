@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::RouterState;
+use crate::refusal::Refusal;
 
 /// Answers buffered towards one caller before deciding waits for it to read.
 const ANSWERS_BUFFERED: usize = 1024;
@@ -60,9 +61,7 @@ pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamReq
 async fn decide(state: &RouterState, next: pb::RouteStreamRequest) -> pb::RouteStreamResponse {
     let result = match next.request {
         Some(req) => state.route(req).await,
-        None => Err(Status::invalid_argument(
-            "route stream request without `request`",
-        )),
+        None => Err(Refusal::Invalid("route stream request without `request`".into()).into()),
     };
     let result = Some(match result {
         Ok(decision) => pb::route_stream_response::Result::Decision(decision),

@@ -104,6 +104,12 @@ pub struct TurnResult {
     pub provider: String,
     pub key_ref: String,
     pub attempts: u32,
+    /// The app went away before the answer was complete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// The usage is the sidecar's estimate (the provider's never arrived).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
 }
 
 /// `(tenant, conversation id)` encoded as a store key. Neither part may

@@ -122,7 +122,9 @@ async fn anthropic_stream_reaches_an_openai_app_as_chunks() {
 
 #[tokio::test]
 async fn truncated_same_format_stream_ends_with_an_error_event() {
-    let (p, mut rx) = pending();
+    let (mut p, mut rx) = pending();
+    p.begin_attempt(&pb::Target::default());
+    p.last_attempt().unwrap().error_class.clear();
     let recorded = fixture("anthropic/stream_text.sse");
     let cut = recorded
         .split_once("event: message_delta")
@@ -138,7 +140,30 @@ async fn truncated_same_format_stream_ends_with_an_error_event() {
     let out = text(r).await;
     assert!(out.starts_with(&cut), "relayed as sent");
     assert!(out[cut.len()..].starts_with("event: error\n"), "{out}");
-    assert!(!reported_usage(&mut rx).1);
+    // A failure of the provider's: not a success, counted by the breaker.
+    let o = rx.try_recv().expect("reported");
+    assert!(!o.success && !o.stream_completed && !o.cancelled);
+    assert_eq!(o.attempts[0].error_class, crate::outcome::STREAM_BROKEN);
+}
+
+#[tokio::test]
+async fn an_app_that_stops_reading_a_stream_is_reported_cancelled() {
+    let (p, mut rx) = pending();
+    let r = streamed(
+        provider(fixture("anthropic/stream_text.sse")),
+        &reply(Format::Anthropic, Format::Anthropic),
+        false,
+        false,
+        p.estimating(20),
+    );
+    let mut body = r.into_body();
+    let first = body.frame().await.expect("a frame").expect("infallible");
+    assert!(first.is_data());
+    drop(body);
+    let o = rx.try_recv().expect("reported when the app went away");
+    assert!(o.cancelled && !o.success, "{o:?}");
+    let usage = o.usage.unwrap();
+    assert!(usage.input_tokens > 0, "{usage:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use keel::pb::{self, RequestFeatures};
 use serde_json::{Map, Value};
 
-use crate::{cues::Cues, format::Format, state::AppState, translate::responses::push_items};
+use crate::{cues::Cues, state::AppState, translate::responses::push_items};
 
 /// Rough characters-per-token ratio, as for chat requests.
 const CHARS_PER_TOKEN: usize = 4;
@@ -44,12 +44,10 @@ pub fn compute(body: &Map<String, Value>, stream: bool) -> RequestFeatures {
     for t in tools.into_iter().flatten() {
         walk.value(t);
     }
-    let (cues, last_user_chars) = difficulty_cues(body, items);
+    let cues = difficulty_cues(body, items);
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     RequestFeatures {
         estimated_prompt_tokens: count(walk.chars / CHARS_PER_TOKEN),
-        message_count: count(items.len().max(1))
-            + u32::from(body.get("instructions").is_some_and(Value::is_string)),
         uses_tools: tools.is_some_and(|t| !t.is_empty()) || walk.tool_traffic,
         has_images: walk.images,
         max_output_tokens: body
@@ -57,7 +55,6 @@ pub fn compute(body: &Map<String, Value>, stream: bool) -> RequestFeatures {
             .and_then(Value::as_u64)
             .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         stream,
-        inbound_format: Format::OpenAi.wire() as i32,
         ends_with_tool_result: items
             .last()
             .is_some_and(|i| kind(i).ends_with("call_output")),
@@ -69,12 +66,11 @@ pub fn compute(body: &Map<String, Value>, stream: bool) -> RequestFeatures {
             .and_then(|r| r.get("effort"))
             .and_then(Value::as_str)
             .is_some_and(|e| e != "none" && e != "minimal"),
-        last_user_tokens: count(last_user_chars / CHARS_PER_TOKEN),
     }
 }
 
 /// Cues over the instructions, system/developer messages and the last user message.
-fn difficulty_cues(body: &Map<String, Value>, items: &[Value]) -> (Cues, usize) {
+fn difficulty_cues(body: &Map<String, Value>, items: &[Value]) -> Cues {
     let mut cues = Cues::default();
     let scan = |v: &Value, cues: &mut Cues| -> usize {
         match v {
@@ -103,7 +99,8 @@ fn difficulty_cues(body: &Map<String, Value>, items: &[Value]) -> (Cues, usize) 
             scan(c, &mut cues);
         }
     }
-    let last_user = match body.get("input") {
+    // The task at hand: the last user message.
+    match body.get("input") {
         Some(v @ Value::String(_)) => scan(v, &mut cues),
         _ => items
             .iter()
@@ -112,7 +109,7 @@ fn difficulty_cues(body: &Map<String, Value>, items: &[Value]) -> (Cues, usize) 
             .and_then(|i| i.get("content"))
             .map_or(0, |c| scan(c, &mut cues)),
     };
-    (cues, last_user)
+    cues
 }
 
 #[derive(Default)]

@@ -21,13 +21,13 @@ pub use chains::Chains;
 
 use crate::{
     body::Body,
-    chat::{client_model, to_api_error, unix_ms},
+    chat::{to_api_error, unix_ms},
     error::ApiError,
     format::Format,
     forward,
     headers::decorate,
     inbound as chat_inbound,
-    outcome::Pending,
+    outcome::{Ending, Pending},
     rewrite::{self, Prepared},
     state::AppState,
     translate::{self, Usage},
@@ -124,7 +124,7 @@ pub async fn handle(
     let forwarded = match forwarded {
         Ok(f) => f,
         Err(failed) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Failed);
             return Err(to_api_error(failed, Format::OpenAi));
         }
     };
@@ -137,7 +137,7 @@ pub async fn handle(
     });
     let reply = respond::Reply {
         upstream: Upstream::of(target),
-        client_model: client_model(&state, &request.model, target),
+        client_model: &target.model,
         idle: limits.idle,
         attempt_started: forwarded.attempt_started,
     };

@@ -12,7 +12,7 @@ use super::Upstream;
 use crate::{
     body::{Body, full},
     error::ApiError,
-    outcome::Pending,
+    outcome::{Ending, Pending},
     relay,
     translate::{self, StreamTranslator, Usage, responses as tr},
 };
@@ -60,14 +60,14 @@ pub async fn whole(
     let body: Bytes = match tokio::time::timeout(reply.idle, resp.bytes()).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Broken);
             return Err(ApiError::BadGateway(format!(
                 "provider response broke off: {}",
                 e.without_url()
             )));
         }
         Err(_) => {
-            pending.finish(Usage::default(), false, false);
+            pending.finish(Usage::default(), Ending::Broken);
             return Err(ApiError::GatewayTimeout(
                 "provider response body timed out".into(),
             ));
@@ -75,7 +75,7 @@ pub async fn whole(
     };
     pending.first_byte(reply.attempt_started);
     let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
-        pending.finish(Usage::default(), false, false);
+        pending.finish(Usage::default(), Ending::Failed);
         return Err(ApiError::BadGateway("provider response is not JSON".into()));
     };
     let (usage, answer) = match reply.upstream {
@@ -101,7 +101,7 @@ pub async fn whole(
         Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
         None => body,
     };
-    pending.finish(usage, true, true);
+    pending.finish(usage, Ending::Completed);
     let mut r = Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK);
     r.headers_mut().insert(

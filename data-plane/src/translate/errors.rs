@@ -66,11 +66,6 @@ impl TranslateError {
     pub fn status(&self) -> u16 {
         400
     }
-
-    /// The error body in the caller's format.
-    pub fn to_body(&self, caller: Format) -> Vec<u8> {
-        error_body(caller, self.status(), &self.to_string())
-    }
 }
 
 /// Error type string for an HTTP status in the given API.

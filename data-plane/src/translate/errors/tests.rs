@@ -178,7 +178,7 @@ fn translate_error_names_field_and_maps_to_400() {
     };
     assert_eq!(e.status(), 400);
     assert_eq!(e.field(), "messages[2].tool_call_id");
-    let v = parse(&e.to_body(Format::Anthropic));
+    let v = parse(&error_body(Format::Anthropic, e.status(), &e.to_string()));
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(
         v["error"]["message"]
