@@ -69,6 +69,7 @@ pub async fn handle(
     let bytes = chat_inbound::read_body(body, state.config.max_body_bytes).await?;
     let mut request = inbound::parse(bytes)?;
     let features = features::compute(&request.body, request.stream);
+    let prompt_tokens = features.estimated_prompt_tokens;
     let identity = identity::identify(
         keel_headers.conversation_id,
         &parts.headers,
@@ -107,7 +108,9 @@ pub async fn handle(
         },
         started,
     )
-    .holding(Some(slot));
+    .holding(Some(slot))
+    // A stream cut short is counted from what was relayed.
+    .estimating(prompt_tokens);
 
     if inbound::inject(&mut request.body, &decision.inject) {
         request.raw = None;
