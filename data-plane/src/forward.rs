@@ -95,12 +95,13 @@ pub async fn forward<'a>(
         )
         .map_err(Failed::Request)?;
         attempts += 1;
-        match upstream::send(
+        match upstream::send_with(
             &state.http,
             target,
             &secret,
             prepared.body.clone(),
             limits.first_byte,
+            chat.passthrough.for_target(format, upstream_format),
         )
         .await
         {

@@ -58,6 +58,8 @@ pub async fn serve(
         metrics: Default::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
+        runs: Default::default(),
+        main_lines: Default::default(),
     });
 
     let graceful = GracefulShutdown::new();

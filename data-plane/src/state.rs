@@ -25,6 +25,10 @@ pub struct AppState {
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the
     /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
     pub fingerprints: FingerprintCache,
+    /// Runs of fingerprinted conversations (identity/runs.rs).
+    pub runs: crate::identity::runs::Runs,
+    /// Conversations whose main line declares tools (side.rs).
+    pub main_lines: crate::side::MainLines,
 }
 
 /// Limits for one request: the decision's, else the sidecar's defaults.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use keel::pb;
 
-use crate::{format::Format, keys::Secret};
+use crate::{format::Format, keys::Secret, passthrough::Passthrough};
 
 /// Version sent to Anthropic targets.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -90,8 +90,48 @@ pub async fn send(
     body: Bytes,
     first_byte_timeout: Duration,
 ) -> Result<reqwest::Response, AttemptError> {
+    send_with(client, target, secret, body, first_byte_timeout, None).await
+}
+
+/// [`send`], with the app's API headers and query string when the target
+/// speaks the app's API (passthrough.rs).
+pub async fn send_with(
+    client: &reqwest::Client,
+    target: &pb::Target,
+    secret: &Secret,
+    body: Bytes,
+    first_byte_timeout: Duration,
+    pass: Option<&Passthrough>,
+) -> Result<reqwest::Response, AttemptError> {
+    send_to(
+        client,
+        url(target),
+        target,
+        secret,
+        body,
+        first_byte_timeout,
+        pass,
+    )
+    .await
+}
+
+/// Sends one attempt to `url` (a target's endpoint) and waits for the
+/// response head.
+pub async fn send_to(
+    client: &reqwest::Client,
+    url: String,
+    target: &pb::Target,
+    secret: &Secret,
+    body: Bytes,
+    first_byte_timeout: Duration,
+    pass: Option<&Passthrough>,
+) -> Result<reqwest::Response, AttemptError> {
+    let url = match pass {
+        Some(p) => p.url(url),
+        None => url,
+    };
     let mut req = client
-        .post(url(target))
+        .post(url)
         .header(http::header::CONTENT_TYPE, "application/json");
     match Format::of_target(target.wire_format) {
         Format::OpenAi => {
@@ -107,9 +147,18 @@ pub async fn send(
                 AttemptError::Connect("provider key is not a valid header value".into())
             })?;
             v.set_sensitive(true);
+            let version = pass
+                .and_then(Passthrough::anthropic_version)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+            let mut headers = http::HeaderMap::new();
+            if let Some(p) = pass {
+                p.add_betas(&mut headers);
+            }
             req = req
                 .header("x-api-key", v)
-                .header("anthropic-version", ANTHROPIC_VERSION);
+                .header("anthropic-version", version)
+                .headers(headers);
         }
     }
     let resp = match tokio::time::timeout(first_byte_timeout, req.body(body).send()).await {

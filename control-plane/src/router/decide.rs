@@ -23,16 +23,16 @@ impl RouterState {
         validate_ids(&req)?;
         let profile = self.profile(&req.profile)?;
         let requested = match req.model.as_str() {
-            "" | "auto" => None,
-            name => {
-                let resolved = self.config.catalog.resolve(name);
-                if self.config.catalog.deployments_of(resolved).is_empty() {
+            "" | crate::catalog::AUTO => None,
+            name => match self.config.catalog.resolve(name) {
+                crate::catalog::AUTO => None,
+                resolved if self.config.catalog.deployments_of(resolved).is_empty() => {
                     return Err(Status::not_found(format!(
                         "model `{name}` is not in the catalog"
                     )));
                 }
-                Some(resolved)
-            }
+                resolved => Some(resolved),
+            },
         };
         let features = req.features.unwrap_or_default();
         let policy = self.policy();
@@ -41,6 +41,13 @@ impl RouterState {
         let now = now_ms();
         let caps = self.caps(profile);
         let tenant_usd_today = self.check_tenant(tenant, &caps, now)?;
+        // Side calls and repeated turns leave the session untouched (side.rs).
+        if let Some(decision) = self
+            .off_main_line(&req, profile, requested, &features, &decision_id, now)
+            .await?
+        {
+            return Ok(decision);
+        }
 
         // An opening fingerprint is a guess at a session; it is only worth a
         // session where the profile locks one (one-shot traffic with the same

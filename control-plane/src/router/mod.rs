@@ -7,6 +7,7 @@ mod decide;
 mod failover;
 mod nudge;
 mod report;
+mod side;
 mod stream;
 
 use std::sync::{

@@ -57,6 +57,11 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// Every other header (credentials left out), names in lower case;
+    /// repeated ones joined with `,`.
+    pub headers: std::collections::BTreeMap<String, String>,
     pub body: Value,
 }
 
@@ -165,6 +170,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         header("x-api-key"),
         header("anthropic-version"),
     );
+    let query = req.uri().query().map(str::to_owned);
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        if matches!(name.as_str(), "authorization" | "x-api-key") {
+            continue;
+        }
+        let value = value.to_str().unwrap_or_default();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
     let bytes = req
         .into_body()
         .collect()
@@ -201,6 +221,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     authorization: authorization.clone(),
                     x_api_key: x_api_key.clone(),
                     anthropic_version,
+                    query,
+                    headers,
                     body: body.clone(),
                 });
             }

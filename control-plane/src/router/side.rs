@@ -1,0 +1,179 @@
+//! Main line and side calls. Harnesses make auxiliary calls under the
+//! agent's session id (titles, summaries, compaction, classifiers, token
+//! counts), often on a small model and without tools. Only the main line
+//! creates, keeps or moves a pin and counts turns; a side call is routed on
+//! its own (decision kind `SIDE`) and never touches the session.
+//!
+//! A request of a conversation is a side call when
+//! * the caller says so (`RouteRequest.side_call`: the sidecar recognises
+//!   token counts, a harness's own markers and a request without tools on a
+//!   conversation whose main line has them), or
+//! * under a session-locked profile, it names a model below the profile's
+//!   quality floor: a locked profile's pin only ever meets its floor.
+//!
+//! A side call naming a model gets that model; one that names none is served
+//! by the conversation's pin when there is one (same model, warm cache),
+//! else chosen by the profile. A main-line request naming a model at or
+//! above the floor on a pinned conversation is served by the pin (the pin
+//! wins; `pinned_unavailable` alone moves it).
+//!
+//! A repeated turn (`RouteRequest.repeat_turn`: the same history again, a
+//! retry) of a pinned conversation is served by the pin as the same turn.
+
+use keel::pb::{self, DecisionKind, RequestFeatures, RouteRequest};
+use tonic::Status;
+
+use super::{MAX_FALLBACKS, RouterState, internal, no_candidate};
+use crate::{
+    config::Profile,
+    policy::{Affinity, Choice, Placement},
+    store::{DecisionEntry, Session, SessionKey},
+};
+
+/// Longest side-call reason taken from the caller, bytes.
+const MAX_REASON: usize = 128;
+
+impl RouterState {
+    /// Decides a request that is not a new main-line turn (a side call or a
+    /// repeated turn) without updating the session; `None` for the main
+    /// line, which `decide` takes from here.
+    pub(super) async fn off_main_line(
+        &self,
+        req: &RouteRequest,
+        profile: &Profile,
+        requested: Option<&str>,
+        features: &RequestFeatures,
+        decision_id: &str,
+        now: u64,
+    ) -> Result<Option<pb::Decision>, Status> {
+        if req.conversation_id.is_empty() {
+            return Ok(None);
+        }
+        let key = SessionKey::new(keel::tenant_or_default(&req.tenant), &req.conversation_id);
+        if let Some(why) = self.side_reason(req, profile, requested) {
+            let session = match requested {
+                // Only a call that names no model may be served by the pin.
+                None => self.store.get(&key, now).map_err(internal)?,
+                Some(_) => None,
+            };
+            let mut choice = match self.served_by_pin(profile, session.as_ref()) {
+                Some(c) => c,
+                None => self
+                    .policy()
+                    .choose(profile, requested, features)
+                    .map_err(no_candidate)?,
+            };
+            choice.reason = format!("side call ({why}): {}", choice.reason);
+            let fallbacks = self.policy().fallbacks(
+                (choice.deployment, choice.key),
+                Some((profile, features)),
+                MAX_FALLBACKS,
+            );
+            let decision = self.decision(
+                decision_id.to_owned(),
+                profile,
+                &choice,
+                fallbacks,
+                false,
+                DecisionKind::Side,
+                0,
+            );
+            self.record_off_line(key, &decision, now).await;
+            return Ok(Some(decision));
+        }
+        if !req.repeat_turn {
+            return Ok(None);
+        }
+        let Some(session) = self.store.get(&key, now).map_err(internal)? else {
+            return Ok(None);
+        };
+        let Some(mut choice) = self.served_by_pin(profile, Some(&session)) else {
+            // Not pinned (or the pin cannot be placed): the main line decides.
+            return Ok(None);
+        };
+        let turn = session.turns;
+        choice.reason = format!("repeat of turn {turn} (a retry): {}", choice.reason);
+        let fallbacks =
+            self.policy()
+                .fallbacks((choice.deployment, choice.key), None, MAX_FALLBACKS);
+        let decision = self.decision(
+            decision_id.to_owned(),
+            profile,
+            &choice,
+            fallbacks,
+            true,
+            DecisionKind::Retain,
+            turn,
+        );
+        Ok(Some(decision))
+    }
+
+    /// Why the request is a side call of its conversation, if it is one.
+    fn side_reason(
+        &self,
+        req: &RouteRequest,
+        profile: &Profile,
+        requested: Option<&str>,
+    ) -> Option<String> {
+        if !req.side_call.is_empty() {
+            let mut why = req.side_call.clone();
+            if why.len() > MAX_REASON {
+                let mut end = MAX_REASON;
+                while !why.is_char_boundary(end) {
+                    end -= 1;
+                }
+                why.truncate(end);
+            }
+            return Some(why);
+        }
+        let model = requested.filter(|_| profile.session_lock)?;
+        let tier = self.config.catalog.tier_of(model)?;
+        (tier < profile.quality_floor).then(|| {
+            format!(
+                "requested model {model} is tier {tier}, below the {} floor {}",
+                profile.name, profile.quality_floor
+            )
+        })
+    }
+
+    /// The session's pinned model, placed, when it has one that can serve.
+    fn served_by_pin(&self, profile: &Profile, session: Option<&Session>) -> Option<Choice> {
+        let session = session?;
+        let model = session.pinned_model.as_deref()?;
+        let affinity = Affinity {
+            provider: session.provider_affinity.as_deref(),
+            key: session.key_affinity.as_deref(),
+        };
+        match self.policy().place(profile, model, affinity) {
+            Placement::Healthy(deployment, key) => Some(Choice {
+                deployment,
+                key,
+                reason: format!("served by the pin {model} ({})", session.profile),
+            }),
+            // Down, shed or gone: the main line's rules (failover, waiting)
+            // or the profile's choice apply.
+            Placement::AllOpen(..) | Placement::Shed | Placement::Unknown => None,
+        }
+    }
+
+    /// Adds a side call to the conversation's timeline (turn 0: no turn is
+    /// completed by its report). Dropped when the conversation has no
+    /// session yet.
+    async fn record_off_line(&self, key: SessionKey, decision: &pb::Decision, now: u64) {
+        let Some(target) = decision.target.as_ref() else {
+            return;
+        };
+        let entry = DecisionEntry {
+            decision_id: decision.decision_id.clone(),
+            turn: decision.turn,
+            kind: decision.kind,
+            model: target.model.clone(),
+            provider: target.provider.clone(),
+            reason: decision.reason.clone(),
+            at_ms: now,
+            events: Vec::new(),
+            result: None,
+        };
+        self.decision_log.record(key, entry).await;
+    }
+}
