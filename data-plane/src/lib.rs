@@ -7,6 +7,7 @@ pub mod body;
 pub mod chat;
 pub mod config;
 pub mod cooldown;
+pub mod count_tokens;
 pub mod cues;
 pub mod error;
 pub mod features;

@@ -61,6 +61,8 @@ const PIN_ROUTES_SHARED: usize = 64;
 #[derive(Default)]
 pub struct CatalogSnapshot {
     pub models: Vec<pb::CatalogModel>,
+    /// Aliases and alias patterns (`claude-*`).
+    pub aliases: Vec<pb::ModelAlias>,
 }
 
 impl CatalogSnapshot {
@@ -130,6 +132,7 @@ impl RouteClient {
         .into_inner();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CatalogSnapshot {
             models: fetched.models,
+            aliases: fetched.aliases,
         });
         Ok(())
     }

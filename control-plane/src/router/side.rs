@@ -30,6 +30,9 @@ use crate::{
     store::{DecisionEntry, Session, SessionKey},
 };
 
+/// The side call of a token count (`POST /v1/messages/count_tokens`).
+pub const COUNT_TOKENS: &str = "count_tokens";
+
 /// Longest side-call reason taken from the caller, bytes.
 const MAX_REASON: usize = 128;
 
@@ -46,15 +49,13 @@ impl RouterState {
         decision_id: &str,
         now: u64,
     ) -> Result<Option<pb::Decision>, Status> {
-        if req.conversation_id.is_empty() {
-            return Ok(None);
-        }
-        let key = SessionKey::new(keel::tenant_or_default(&req.tenant), &req.conversation_id);
+        let key = (!req.conversation_id.is_empty())
+            .then(|| SessionKey::new(keel::tenant_or_default(&req.tenant), &req.conversation_id));
         if let Some(why) = self.side_reason(req, profile, requested) {
-            let session = match requested {
+            let session = match (&key, requested) {
                 // Only a call that names no model may be served by the pin.
-                None => self.store.get(&key, now).map_err(internal)?,
-                Some(_) => None,
+                (Some(key), None) => self.store.get(key, now).map_err(internal)?,
+                _ => None,
             };
             let mut choice = match self.served_by_pin(profile, session.as_ref()) {
                 Some(c) => c,
@@ -78,12 +79,20 @@ impl RouterState {
                 DecisionKind::Side,
                 0,
             );
-            self.record_off_line(key, &decision, now).await;
+            if req.side_call == COUNT_TOKENS {
+                // Never reported (it costs nothing and its latency says
+                // nothing about the model's): nothing is left in flight.
+                let provider = self.config.catalog.deployments()[choice.deployment].provider;
+                self.capacity.finished(provider, choice.key);
+            }
+            if let Some(key) = key {
+                self.record_off_line(key, &decision, now).await;
+            }
             return Ok(Some(decision));
         }
-        if !req.repeat_turn {
+        let Some(key) = key.filter(|_| req.repeat_turn) else {
             return Ok(None);
-        }
+        };
         let Some(session) = self.store.get(&key, now).map_err(internal)? else {
             return Ok(None);
         };
@@ -116,6 +125,7 @@ impl RouterState {
         requested: Option<&str>,
     ) -> Option<String> {
         if !req.side_call.is_empty() {
+            // A token count is never a turn, with or without a conversation.
             let mut why = req.side_call.clone();
             if why.len() > MAX_REASON {
                 let mut end = MAX_REASON;
@@ -126,7 +136,8 @@ impl RouterState {
             }
             return Some(why);
         }
-        let model = requested.filter(|_| profile.session_lock)?;
+        let model =
+            requested.filter(|_| profile.session_lock && !req.conversation_id.is_empty())?;
         let tier = self.config.catalog.tier_of(model)?;
         (tier < profile.quality_floor).then(|| {
             format!(

@@ -1,5 +1,6 @@
 //! A fake LLM provider on loopback that speaks both wire formats:
-//! `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic).
+//! `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic,
+//! and its `/v1/messages/count_tokens`).
 //! It replays recorded responses and streams, records what it received, and
 //! can be told to fail, stall, hold or cut a stream. The same behaviour can
 //! be driven over HTTP (`POST /_fake/behavior`, `POST /_fake/release`,
@@ -28,6 +29,9 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::replay;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// What `POST /v1/messages/count_tokens` answers.
+pub const FAKE_TOKEN_COUNT: u32 = 4242;
 
 /// How the fake answers. Defaults: succeed at once.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -211,6 +215,25 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         (&Method::POST, "/_fake/release") => {
             shared.released.send_replace(true);
             json(StatusCode::OK, "{}".into())
+        }
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if shared.record {
+                shared.requests.lock().expect("lock").push(Recorded {
+                    path: path.clone(),
+                    authorization: authorization.clone(),
+                    x_api_key: x_api_key.clone(),
+                    anthropic_version,
+                    query,
+                    headers,
+                    body,
+                });
+            }
+            // A stand-in count the tests can tell from Keel's estimate.
+            json(
+                StatusCode::OK,
+                format!("{{\"input_tokens\":{FAKE_TOKEN_COUNT}}}"),
+            )
         }
         (&Method::POST, "/v1/chat/completions" | "/v1/messages") => {
             let anthropic = path == "/v1/messages";
