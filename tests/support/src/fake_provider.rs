@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::replay;
+use crate::{replay, script};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -52,6 +52,9 @@ pub struct Behavior {
     /// Apply `fail_status` only to requests made with this key (the secret,
     /// as sent in `Authorization: Bearer` or `x-api-key`).
     pub fail_only_key: Option<String>,
+    /// Answer as the scripted agent of script.rs (a two-step shell task)
+    /// instead of replaying the recordings.
+    pub script: bool,
 }
 
 /// A request the fake received.
@@ -335,6 +338,19 @@ async fn answer(shared: &Shared, anthropic: bool, body: &Value, b: Behavior) -> 
         .unwrap_or("unknown");
     let tool = wants_tool(anthropic, body);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if b.script {
+        let step = script::next(anthropic, body);
+        let n = script::answer_number();
+        if !stream {
+            return json(StatusCode::OK, script::whole(anthropic, model, &step, n));
+        }
+        let frames = script::frames(anthropic, model, &step, n, include_usage);
+        return sse(shared, frames, b);
+    }
     if !stream {
         let recording = match (anthropic, tool) {
             (true, true) => replay::ANTHROPIC_MESSAGE_TOOL,
@@ -350,11 +366,12 @@ async fn answer(shared: &Shared, anthropic: bool, body: &Value, b: Behavior) -> 
         (false, true) => replay::OPENAI_STREAM_TOOL,
         (false, false) => replay::OPENAI_STREAM,
     };
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     let frames = replay::frames(recording, model, include_usage);
+    sse(shared, frames, b)
+}
+
+/// Streams `frames` as the behaviour says (delays, holds, cuts).
+fn sse(shared: &Shared, frames: Vec<String>, b: Behavior) -> Response<Body> {
     let released = shared.released.subscribe();
     let state = (frames.into_iter().enumerate(), b, released);
     let stream = futures_util::stream::unfold(state, |(mut frames, b, mut released)| async move {
