@@ -190,3 +190,54 @@ async fn repeat_of_an_unpinned_conversation_is_a_turn() {
     assert_eq!(first.kind(), DecisionKind::Initialize);
     assert_eq!(first.turn, 1);
 }
+
+#[tokio::test]
+async fn side_calls_skip_the_turn_cap_but_not_the_spend_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config::parse(&format!(
+        "{CONFIG}\n[profiles.AGENT.budgets]\nper_conversation_turns = 1\nper_conversation_usd = 1.0\n"
+    ))
+    .unwrap();
+    let store = SledStore::open(dir.path(), 8 * 1024 * 1024, Duration::from_secs(3600)).unwrap();
+    let (state, writer) = RouterState::new(config, Arc::new(store));
+    tokio::spawn(writer.run(std::future::pending()));
+
+    let first = state.route(request("")).await.unwrap();
+    assert_eq!(first.turn, 1);
+    // The turn cap is reached: the main line pauses, side calls go on.
+    let err = state.route(request("")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    let side = state.route(request("small")).await.unwrap();
+    assert_eq!(side.kind(), DecisionKind::Side);
+
+    // Spend over the USD cap ($3 of input on strong): side calls pause too.
+    let target = first.target.clone();
+    state
+        .report(pb::ReportBatch {
+            outcomes: vec![pb::Outcome {
+                decision_id: first.decision_id.clone(),
+                conversation_id: "cc-session-1".into(),
+                profile: "AGENT".into(),
+                attempts: vec![pb::Attempt {
+                    target,
+                    status: 200,
+                    ..Default::default()
+                }],
+                usage: Some(pb::Usage {
+                    input_tokens: 1_000_000,
+                    ..Default::default()
+                }),
+                success: true,
+                turn: 1,
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let err = state.route(request("small")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(
+        err.metadata().get("keel-budget").unwrap(),
+        "conversation_usd"
+    );
+}

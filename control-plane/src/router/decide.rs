@@ -80,8 +80,7 @@ impl RouterState {
         } else {
             Vec::new()
         };
-        let adopt = Some(req.degraded_model.as_str())
-            .filter(|m| !self.config.catalog.deployments_of(m).is_empty());
+        let adopt = Some(req.degraded_model.as_str()).filter(|m| self.meets_floor(profile, m));
         let mut nudge: Option<Nudge> = None;
         let mut fresh: Option<Result<Choice, PolicyError>> = None;
         let mut over: Option<Exceeded> = None;

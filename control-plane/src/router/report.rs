@@ -165,6 +165,7 @@ impl RouterState {
         };
         let usage = outcome.usage.unwrap_or_default();
         let tenant = keel::tenant_or_default(&outcome.tenant);
+        // A pin adopted from a degraded turn meets the profile's floor.
         let locks = self
             .config
             .profiles
@@ -174,7 +175,10 @@ impl RouterState {
                     .profiles
                     .get(&self.config.routing.default_profile)
             })
-            .is_some_and(|p| p.session_lock);
+            .is_some_and(|p| p.session_lock && self.meets_floor(p, &served.model));
+        // A side call (turn 0) is served on its own: the main line's
+        // provider and key affinity stay.
+        let main_line = outcome.turn > 0 || outcome.degraded;
         let key = SessionKey::new(tenant, &outcome.conversation_id);
         let now = now_ms();
         let updated = self.store.update(&key, now, &mut |current| {
@@ -188,8 +192,10 @@ impl RouterState {
             s.input_tokens += u64::from(usage.input_tokens);
             s.output_tokens += u64::from(usage.output_tokens);
             s.cached_input_tokens += u64::from(usage.cached_input_tokens);
-            s.provider_affinity = Some(served.provider.clone());
-            s.key_affinity = Some(served.key_ref.clone());
+            if main_line {
+                s.provider_affinity = Some(served.provider.clone());
+                s.key_affinity = Some(served.key_ref.clone());
+            }
             if outcome.degraded {
                 // Served from the sidecar's cache or default: Route never
                 // counted this turn.

@@ -23,8 +23,9 @@
 use keel::pb::{self, DecisionKind, RequestFeatures, RouteRequest};
 use tonic::Status;
 
-use super::{MAX_FALLBACKS, RouterState, internal, no_candidate};
+use super::{MAX_FALLBACKS, RouterState, budget::refused, internal, no_candidate};
 use crate::{
+    budget,
     config::Profile,
     policy::{Affinity, Choice, Placement},
     store::{DecisionEntry, Session, SessionKey},
@@ -52,12 +53,16 @@ impl RouterState {
         let key = (!req.conversation_id.is_empty())
             .then(|| SessionKey::new(keel::tenant_or_default(&req.tenant), &req.conversation_id));
         if let Some(why) = self.side_reason(req, profile, requested) {
-            let session = match (&key, requested) {
-                // Only a call that names no model may be served by the pin.
-                (Some(key), None) => self.store.get(key, now).map_err(internal)?,
-                _ => None,
+            let session = match &key {
+                Some(key) => self.store.get(key, now).map_err(internal)?,
+                None => None,
             };
-            let mut choice = match self.served_by_pin(profile, session.as_ref()) {
+            if let Some(s) = &session {
+                self.check_side_spend(req, profile, s)?;
+            }
+            // Only a call that names no model may be served by the pin.
+            let pinned = session.as_ref().filter(|_| requested.is_none());
+            let mut choice = match self.served_by_pin(profile, pinned) {
                 Some(c) => c,
                 None => self
                     .policy()
@@ -145,6 +150,43 @@ impl RouterState {
                 profile.name, profile.quality_floor
             )
         })
+    }
+
+    /// A conversation paused by its USD cap pauses its side calls too; its
+    /// turn cap does not apply (a side call is not a turn).
+    fn check_side_spend(
+        &self,
+        req: &RouteRequest,
+        profile: &Profile,
+        session: &Session,
+    ) -> Result<(), Status> {
+        let mut caps = session.budget.over(self.caps(profile));
+        caps.per_conversation_turns = None;
+        // Checked for every request before this.
+        caps.per_tenant_usd_per_day = None;
+        if !caps.limits_conversation() {
+            return Ok(());
+        }
+        let used = budget::Usage {
+            conversation: Some((session.turns, session.spend_usd)),
+            tenant_usd_today: 0.0,
+        };
+        budget::check(&caps, used).map_err(|e| {
+            refused(
+                keel::tenant_or_default(&req.tenant),
+                Some(&req.conversation_id),
+                &e,
+            )
+        })
+    }
+
+    /// Whether `model` may be a pin under `profile`: a locked profile's pin
+    /// only ever meets its quality floor.
+    pub(super) fn meets_floor(&self, profile: &Profile, model: &str) -> bool {
+        self.config
+            .catalog
+            .tier_of(model)
+            .is_some_and(|tier| tier >= profile.quality_floor)
     }
 
     /// The session's pinned model, placed, when it has one that can serve.
