@@ -315,3 +315,45 @@ async fn models_lists_names_and_aliases_that_resolve() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ids_a_retry_is_the_same_turn_and_a_rerun_a_new_conversation() {
+    let s = setup().await;
+    let post = |body: Value| {
+        s.client
+            .post(format!("{}/v1/chat/completions", s.sc.url()))
+            .header("x-router-profile", "OAI")
+            .json(&body)
+            .send()
+    };
+    // Turn `n` of run `run`: the same opening, then what that run's model said.
+    let turn = |run: &str, n: usize| {
+        let mut messages = vec![
+            json!({"role": "system", "content": "You are a build agent."}),
+            json!({"role": "user", "content": "Fix the build."}),
+        ];
+        for i in 1..n {
+            messages.push(json!({"role": "assistant", "content": format!("{run}: step {i}")}));
+            messages.push(json!({"role": "user", "content": format!("result {i}")}));
+        }
+        json!({"model": "auto", "messages": messages})
+    };
+    let turns = |r: &reqwest::Response| header(r, "x-keel-turn").to_owned();
+    let r1 = post(turn("a", 1)).await.unwrap();
+    let r2 = post(turn("a", 2)).await.unwrap();
+    // The same history again: a retry, the same turn.
+    let retry = post(turn("a", 2)).await.unwrap();
+    assert_eq!([turns(&r1), turns(&r2), turns(&retry)], ["1", "2", "2"]);
+    assert_eq!(header(&retry, "x-keel-decision-kind"), "retain");
+    let r3 = post(turn("a", 3)).await.unwrap();
+    assert_eq!(turns(&r3), "3");
+    // The task again from its opening: a new conversation.
+    let rerun = post(turn("b", 1)).await.unwrap();
+    assert_eq!(turns(&rerun), "1");
+    assert_eq!(header(&rerun, "x-keel-decision-kind"), "initialize");
+    assert_eq!(header(&rerun, "x-keel-session-source"), "fingerprint");
+    // Each continues on its own.
+    assert_eq!(turns(&post(turn("b", 2)).await.unwrap()), "2");
+    assert_eq!(turns(&post(turn("a", 4)).await.unwrap()), "4");
+    assert_eq!(turns(&post(turn("b", 3)).await.unwrap()), "3");
+}

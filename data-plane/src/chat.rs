@@ -51,10 +51,7 @@ pub async fn handle(
     let placed = if side_call.is_empty() {
         state.runs.place(identity, &chat.body)
     } else {
-        identity::runs::Placed {
-            identity,
-            repeat: false,
-        }
+        identity::runs::Placed::as_is(identity)
     };
     let identity = placed.identity;
     let tool_count = features.tool_count;
@@ -72,9 +69,12 @@ pub async fn handle(
             fingerprints: fingerprints(&state, format, &chat.body),
             degraded_model: String::new(),
             side_call,
-            repeat_turn: placed.repeat || side::is_retry(&parts.headers),
+            repeat_turn: placed.repeat,
         })
         .await?;
+    if let Some(step) = placed.step {
+        state.runs.commit(step);
+    }
     let decision = routed.decision;
     state
         .main_lines

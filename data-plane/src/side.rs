@@ -88,30 +88,9 @@ fn is_claude_code(headers: &HeaderMap) -> bool {
         || value("user-agent").is_some_and(|ua| ua.starts_with("claude-cli/"))
 }
 
-/// Whether the app's SDK says the request is a retry of one it sent before
-/// (`x-stainless-retry-count` above 0, sent by the official OpenAI and
-/// Anthropic SDKs, and so by Claude Code and Codex-style clients).
-pub fn is_retry(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-stainless-retry-count")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .is_some_and(|n| n > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sdk_retries_are_retries() {
-        let mut h = HeaderMap::new();
-        assert!(!is_retry(&h));
-        h.insert("x-stainless-retry-count", "0".parse().unwrap());
-        assert!(!is_retry(&h));
-        h.insert("x-stainless-retry-count", "2".parse().unwrap());
-        assert!(is_retry(&h));
-    }
 
     fn features(tool_count: u32) -> pb::RequestFeatures {
         pb::RequestFeatures {

@@ -12,7 +12,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -56,72 +59,113 @@ pub struct Placed {
     pub identity: Identity,
     /// The same history as the run's last request: a retry of that turn.
     pub repeat: bool,
+    /// What the run sees once the request is decided (see [`Runs::commit`]).
+    pub step: Option<Step>,
+}
+
+/// A request's place in its run, to remember once it was decided.
+pub struct Step {
+    opening: String,
+    tag: u64,
+    len: usize,
+    hash: u128,
+}
+
+impl Placed {
+    /// An identity that is no step of a run.
+    pub fn as_is(identity: Identity) -> Self {
+        Self {
+            identity,
+            repeat: false,
+            step: None,
+        }
+    }
 }
 
 impl Runs {
     /// Places a request whose identity came from its opening fingerprint in
-    /// a run (other identities come back as they are).
+    /// a run (other identities come back as they are). Nothing is
+    /// remembered until [`Runs::commit`]: a request the control plane
+    /// refused is no step of its run, so its retry is not a repeat.
     pub fn place(&self, identity: Identity, body: &Map<String, Value>) -> Placed {
         let messages = body.get("messages").and_then(Value::as_array);
         let (SessionSource::Fingerprint, Some(messages)) = (identity.source, messages) else {
-            return Placed {
-                identity,
-                repeat: false,
-            };
+            return Placed::as_is(identity);
         };
         let prefixes = prefix_hashes(messages);
+        let Some(&hash) = prefixes.last() else {
+            return Placed::as_is(identity);
+        };
         let len = prefixes.len();
+        let found = {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            // Of the runs whose history this one extends, the one that saw
+            // the most (the latest on a tie): two runs can share a prefix
+            // beyond their opening.
+            inner
+                .openings
+                .get(&identity.conversation_id)
+                .and_then(|runs| {
+                    runs.iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.len > 0 && r.len <= len && prefixes[r.len - 1] == r.hash)
+                        .max_by_key(|(i, r)| (r.len, *i))
+                        .map(|(_, r)| (r.tag, r.len == len))
+                })
+        };
+        // Every new run gets a tag of its own, so that a run started after
+        // a restart never continues an older one.
+        let (tag, repeat) = found.unwrap_or_else(|| (fresh_tag(), false));
+        let mut identity = identity;
+        let opening = std::mem::take(&mut identity.conversation_id);
+        identity.conversation_id = format!("{opening}-r{tag:016x}");
+        Placed {
+            identity,
+            repeat,
+            step: Some(Step {
+                opening,
+                tag,
+                len,
+                hash,
+            }),
+        }
+    }
+
+    /// Remembers a decided request as the latest step of its run.
+    pub fn commit(&self, step: Step) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
         inner.clock += 1;
         let used = inner.clock;
-        if inner.openings.len() >= MAX_OPENINGS
-            && !inner.openings.contains_key(&identity.conversation_id)
-        {
+        if inner.openings.len() >= MAX_OPENINGS && !inner.openings.contains_key(&step.opening) {
             forget_oldest_half(&mut inner.openings);
         }
-        let runs = inner
-            .openings
-            .entry(identity.conversation_id.clone())
-            .or_default();
-        // The latest run first: a retry or the next turn of the run in progress.
-        let found = runs
-            .iter_mut()
-            .rev()
-            .find(|r| r.len > 0 && r.len <= len && prefixes[r.len - 1] == r.hash);
-        let (tag, repeat) = match found {
+        let runs = inner.openings.entry(step.opening).or_default();
+        match runs.iter_mut().find(|r| r.tag == step.tag) {
             Some(run) => {
-                let repeat = run.len == len;
-                run.len = len;
-                run.hash = prefixes[len - 1];
+                run.len = step.len;
+                run.hash = step.hash;
                 run.used = used;
-                (run.tag, repeat)
             }
             None => {
-                // Every run gets a tag of its own, so that a run started
-                // after a restart never continues an older one.
-                let tag = fresh_tag(used);
                 if runs.len() >= MAX_RUNS {
                     runs.remove(0);
                 }
                 runs.push(Run {
-                    tag,
-                    len,
-                    hash: prefixes.last().copied().unwrap_or_default(),
+                    tag: step.tag,
+                    len: step.len,
+                    hash: step.hash,
                     used,
                 });
-                (tag, false)
             }
-        };
-        drop(guard);
-        let mut identity = identity;
-        identity.conversation_id = format!("{}-r{tag:016x}", identity.conversation_id);
-        Placed { identity, repeat }
+        }
     }
 }
 
 /// A tag unlikely to repeat across restarts of this sidecar and its peers.
-fn fresh_tag(counter: u64) -> u64 {
+fn fresh_tag() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -203,13 +247,33 @@ mod tests {
         json!({ "messages": messages }).as_object().unwrap().clone()
     }
 
+    /// Places a request and remembers it as decided.
     fn place(runs: &Runs, messages: Value) -> (String, bool) {
         let identity = Identity {
             conversation_id: "fp-opening".into(),
             source: SessionSource::Fingerprint,
         };
         let p = runs.place(identity, &body(messages));
+        runs.commit(p.step.expect("a fingerprinted request is a step"));
         (p.identity.conversation_id, p.repeat)
+    }
+
+    #[test]
+    fn a_refused_request_is_no_step() {
+        let runs = Runs::default();
+        let t1 = json!([{"role": "user", "content": "task"}]);
+        let identity = || Identity {
+            conversation_id: "fp-opening".into(),
+            source: SessionSource::Fingerprint,
+        };
+        // Placed but never committed (the control plane refused it).
+        let first = runs.place(identity(), &body(t1.clone()));
+        let again = runs.place(identity(), &body(t1));
+        assert!(!again.repeat);
+        assert_ne!(
+            first.identity.conversation_id,
+            again.identity.conversation_id
+        );
     }
 
     #[test]
@@ -226,13 +290,34 @@ mod tests {
         // A rerun of the task starts from the opening again: a new run.
         let (b, r) = place(&runs, t1.clone());
         assert!(b.starts_with("fp-opening-r") && b != a && !r, "{b}");
-        // Each run continues on its own.
-        let (b2, _) = place(&runs, t2.clone());
-        assert_eq!(b2, b);
-        let t3 = json!([{"role": "system", "content": "s"}, {"role": "user", "content": "task"},
+        // Each run continues on its own (a rerun's model says other things).
+        let b2 = json!([{"role": "system", "content": "s"}, {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "step 1, again"}, {"role": "user", "content": "out 1"}]);
+        assert_eq!(place(&runs, b2), (b.clone(), false));
+        let a3 = json!([{"role": "system", "content": "s"}, {"role": "user", "content": "task"},
             {"role": "assistant", "content": "step 1"}, {"role": "user", "content": "out 1"},
             {"role": "assistant", "content": "step 2"}]);
-        assert_eq!(place(&runs, t3).0, b);
+        assert_eq!(place(&runs, a3), (a, false));
+    }
+
+    #[test]
+    fn of_runs_sharing_a_history_the_longest_match_wins() {
+        let runs = Runs::default();
+        let turn = |n: usize| {
+            let mut m = vec![json!({"role": "user", "content": "task"})];
+            for i in 1..n {
+                m.push(json!({"role": "assistant", "content": format!("step {i}")}));
+                m.push(json!({"role": "user", "content": format!("out {i}")}));
+            }
+            Value::Array(m)
+        };
+        let (a, _) = place(&runs, turn(1));
+        place(&runs, turn(2));
+        place(&runs, turn(3));
+        let (b, _) = place(&runs, turn(1));
+        assert_ne!(a, b);
+        // Both runs' histories are prefixes of turn 4; run a saw more of it.
+        assert_eq!(place(&runs, turn(4)), (a, false));
     }
 
     #[test]
