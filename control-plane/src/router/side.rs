@@ -37,6 +37,15 @@ pub const COUNT_TOKENS: &str = "count_tokens";
 /// Longest side-call reason taken from the caller, bytes.
 const MAX_REASON: usize = 128;
 
+/// A request recognised as a side call, and why.
+struct SideCall<'a> {
+    req: &'a RouteRequest,
+    profile: &'a Profile,
+    requested: Option<&'a str>,
+    features: &'a RequestFeatures,
+    why: String,
+}
+
 impl RouterState {
     /// Decides a request that is not a new main-line turn (a side call or a
     /// repeated turn) without updating the session; `None` for the main
@@ -53,56 +62,92 @@ impl RouterState {
         let key = (!req.conversation_id.is_empty())
             .then(|| SessionKey::new(keel::tenant_or_default(&req.tenant), &req.conversation_id));
         if let Some(why) = self.side_reason(req, profile, requested) {
-            let session = match &key {
-                Some(key) => self.store.get(key, now).map_err(internal)?,
-                None => None,
-            };
-            if let Some(s) = &session {
-                self.check_side_spend(req, profile, s)?;
-            }
-            // Only a call that names no model may be served by the pin.
-            let pinned = session.as_ref().filter(|_| requested.is_none());
-            let mut choice = match self.served_by_pin(profile, pinned) {
-                Some(c) => c,
-                None => self
-                    .policy()
-                    .choose(profile, requested, features)
-                    .map_err(no_candidate)?,
-            };
-            choice.reason = format!("side call ({why}): {}", choice.reason);
-            let fallbacks = self.policy().fallbacks(
-                (choice.deployment, choice.key),
-                Some((profile, features)),
-                MAX_FALLBACKS,
-            );
-            let decision = self.decision(
-                decision_id.to_owned(),
+            let call = SideCall {
+                req,
                 profile,
-                &choice,
-                fallbacks,
-                false,
-                DecisionKind::Side,
-                0,
-            );
-            if req.side_call == COUNT_TOKENS {
-                // Never reported (it costs nothing and its latency says
-                // nothing about the model's): nothing is left in flight.
-                let provider = self.config.catalog.deployments()[choice.deployment].provider;
-                self.capacity.finished(provider, choice.key);
-            }
-            if let Some(key) = key {
-                self.record_off_line(key, &decision, now).await;
-            }
-            return Ok(Some(decision));
+                requested,
+                features,
+                why,
+            };
+            return self.side_call(call, key, decision_id, now).await.map(Some);
         }
-        let Some(key) = key.filter(|_| req.repeat_turn) else {
-            return Ok(None);
+        match key.filter(|_| req.repeat_turn) {
+            Some(key) => self.repeated_turn(&key, profile, decision_id, now),
+            None => Ok(None),
+        }
+    }
+
+    /// Routes a side call on its own and adds it to the timeline.
+    async fn side_call(
+        &self,
+        call: SideCall<'_>,
+        key: Option<SessionKey>,
+        decision_id: &str,
+        now: u64,
+    ) -> Result<pb::Decision, Status> {
+        let SideCall {
+            req,
+            profile,
+            requested,
+            features,
+            why,
+        } = call;
+        let session = match &key {
+            Some(key) => self.store.get(key, now).map_err(internal)?,
+            None => None,
         };
-        let Some(session) = self.store.get(&key, now).map_err(internal)? else {
+        if let Some(s) = &session {
+            self.check_side_spend(req, profile, s)?;
+        }
+        // Only a call that names no model may be served by the pin.
+        let pinned = session.as_ref().filter(|_| requested.is_none());
+        let mut choice = match self.served_by_pin(profile, pinned) {
+            Some(c) => c,
+            None => self
+                .policy()
+                .choose(profile, requested, features)
+                .map_err(no_candidate)?,
+        };
+        choice.reason = format!("side call ({why}): {}", choice.reason);
+        let fallbacks = self.policy().fallbacks(
+            (choice.deployment, choice.key),
+            Some((profile, features)),
+            MAX_FALLBACKS,
+        );
+        let decision = self.decision(
+            decision_id.to_owned(),
+            profile,
+            &choice,
+            fallbacks,
+            false,
+            DecisionKind::Side,
+            0,
+        );
+        if req.side_call == COUNT_TOKENS {
+            // Never reported (it costs nothing and its latency says nothing
+            // about the model's): nothing is left in flight.
+            let provider = self.config.catalog.deployments()[choice.deployment].provider;
+            self.capacity.finished(provider, choice.key);
+        }
+        if let Some(key) = key {
+            self.record_off_line(key, &decision, now).await;
+        }
+        Ok(decision)
+    }
+
+    /// A retry of a pinned conversation's last turn: served by the pin as
+    /// that turn. `None` when there is no pin to serve it.
+    fn repeated_turn(
+        &self,
+        key: &SessionKey,
+        profile: &Profile,
+        decision_id: &str,
+        now: u64,
+    ) -> Result<Option<pb::Decision>, Status> {
+        let Some(session) = self.store.get(key, now).map_err(internal)? else {
             return Ok(None);
         };
         let Some(mut choice) = self.served_by_pin(profile, Some(&session)) else {
-            // Not pinned (or the pin cannot be placed): the main line decides.
             return Ok(None);
         };
         let turn = session.turns;
@@ -110,7 +155,7 @@ impl RouterState {
         let fallbacks =
             self.policy()
                 .fallbacks((choice.deployment, choice.key), None, MAX_FALLBACKS);
-        let decision = self.decision(
+        Ok(Some(self.decision(
             decision_id.to_owned(),
             profile,
             &choice,
@@ -118,8 +163,7 @@ impl RouterState {
             true,
             DecisionKind::Retain,
             turn,
-        );
-        Ok(Some(decision))
+        )))
     }
 
     /// Why the request is a side call of its conversation, if it is one.
