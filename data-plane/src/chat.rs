@@ -166,7 +166,7 @@ fn client_model<'a>(state: &AppState, requested: &'a str, target: &'a pb::Target
 
 /// The app-facing error once no target could serve the request; a provider's
 /// own error body is rendered from its format in the `caller`'s.
-fn to_api_error(failed: Failed, caller: Format) -> ApiError {
+pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
     let (e, upstream) = match failed {
         Failed::Request(e) => return e,
         Failed::NoTarget => {

@@ -15,15 +15,16 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     body::{Body, full},
+    chat,
     error::ApiError,
     features,
     format::Format,
+    forward::Failed,
     headers::decorate,
     identity, inbound,
     passthrough::Passthrough,
     side::COUNT_TOKENS,
     state::AppState,
-    translate,
     upstream::{self, AttemptError},
 };
 
@@ -98,12 +99,14 @@ async fn forward(
     pass: &Passthrough,
     decision: &pb::Decision,
 ) -> Result<Response<Body>, ApiError> {
-    let secret = state.keys.get(&target.key_ref).ok_or_else(|| {
-        ApiError::Unavailable(format!(
-            "no provider key on this host for the chosen target (set {})",
-            keel::keys::env_var_for(&target.key_ref)
-        ))
-    })?;
+    let Some(secret) = state.keys.get(&target.key_ref) else {
+        let env_var = keel::keys::env_var_for(&target.key_ref);
+        let e = AttemptError::MissingKey { env_var };
+        return Err(chat::to_api_error(
+            Failed::Upstream(e, Format::Anthropic),
+            Format::Anthropic,
+        ));
+    };
     let limits = state.limits(decision.limits.as_ref());
     let encoded = serde_json::to_vec(body)
         .map_err(|e| ApiError::BadRequest(format!("cannot encode the request: {e}")))?;
@@ -118,53 +121,21 @@ async fn forward(
         Some(pass),
     )
     .await;
-    match sent {
-        Ok(resp) => {
-            let status = resp.status();
-            let bytes = tokio::time::timeout(limits.idle, resp.bytes())
-                .await
-                .map_err(|_| {
-                    ApiError::GatewayTimeout("the provider did not answer in time".into())
-                })?
-                .map_err(|e| ApiError::BadGateway(format!("provider answer broke off: {e}")))?;
-            let mut r = Response::new(full(bytes));
-            *r.status_mut() = status;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Ok(r)
-        }
-        Err(AttemptError::Client { status, body } | AttemptError::Server { status, body }) => {
-            let relayed = if serde_json::from_slice::<Value>(&body).is_ok() {
-                body
-            } else {
-                Bytes::from(translate::translate_error_body(
-                    Format::Anthropic,
-                    Format::Anthropic,
-                    status.as_u16(),
-                    &body,
-                ))
-            };
-            Err(ApiError::Upstream {
-                status,
-                body: relayed,
-            })
-        }
-        Err(AttemptError::RateLimited { retry_after, .. }) => Err(ApiError::RateLimited {
-            message: "the provider rate limited the token count".into(),
-            retry_after_secs: retry_after,
-        }),
-        Err(AttemptError::Timeout) => Err(ApiError::GatewayTimeout(
-            "the provider did not answer in time".into(),
-        )),
-        Err(AttemptError::Connect(msg)) => Err(ApiError::BadGateway(format!(
-            "cannot reach the provider: {msg}"
-        ))),
-        Err(AttemptError::MissingKey { env_var }) => Err(ApiError::Unavailable(format!(
-            "no provider key on this host for the chosen target (set {env_var})"
-        ))),
-    }
+    let resp = sent.map_err(|e| {
+        chat::to_api_error(Failed::Upstream(e, Format::Anthropic), Format::Anthropic)
+    })?;
+    let status = resp.status();
+    let bytes = tokio::time::timeout(limits.idle, resp.bytes())
+        .await
+        .map_err(|_| ApiError::GatewayTimeout("the provider did not answer in time".into()))?
+        .map_err(|e| ApiError::BadGateway(format!("provider answer broke off: {e}")))?;
+    let mut r = Response::new(full(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response<Body> {

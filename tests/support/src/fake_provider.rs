@@ -198,6 +198,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let record = |body: Value| {
+        if shared.record {
+            shared.requests.lock().expect("lock").push(Recorded {
+                path: path.clone(),
+                authorization: authorization.clone(),
+                x_api_key: x_api_key.clone(),
+                anthropic_version,
+                query,
+                headers,
+                body,
+            });
+        }
+    };
     let resp = match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, "{\"ok\":true}".into()),
         (&Method::GET, "/_fake/requests") => {
@@ -221,17 +234,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if shared.record {
-                shared.requests.lock().expect("lock").push(Recorded {
-                    path: path.clone(),
-                    authorization: authorization.clone(),
-                    x_api_key: x_api_key.clone(),
-                    anthropic_version,
-                    query,
-                    headers,
-                    body,
-                });
-            }
+            record(body);
             // A stand-in count the tests can tell from Keel's estimate.
             json(
                 StatusCode::OK,
@@ -241,17 +244,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         (&Method::POST, "/v1/chat/completions" | "/v1/messages") => {
             let anthropic = path == "/v1/messages";
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if shared.record {
-                shared.requests.lock().expect("lock").push(Recorded {
-                    path: path.clone(),
-                    authorization: authorization.clone(),
-                    x_api_key: x_api_key.clone(),
-                    anthropic_version,
-                    query,
-                    headers,
-                    body: body.clone(),
-                });
-            }
+            record(body.clone());
             let mut behavior = shared.behavior.lock().expect("lock").clone();
             if let Some(only) = &behavior.fail_only_key {
                 let used = authorization
