@@ -55,6 +55,18 @@ async fn control_plane_down_then_back_keeps_pins_adopts_degraded_models_and_deli
         assert_eq!(header(&r, "x-keel-model"), "strong-b");
         assert!(r.headers().get("x-keel-degraded").is_none());
     }
+    // A harness's side call (Claude Code, no tools) leaves the cached pin.
+    let side_call = || {
+        client
+            .post(format!("{}/v1/chat/completions", sc.url()))
+            .header("x-conversation-id", "p-1")
+            .header("x-router-profile", "AGENT")
+            .header("user-agent", "claude-cli/2.1.332 (external, cli)")
+            .json(&body)
+            .send()
+    };
+    let r = side_call().await.unwrap();
+    assert_eq!(header(&r, "x-keel-decision-kind"), "side");
     let restart_cfg = same_ports(&cfg, &cp);
     // A graceful stop (a deploy): turn counters are flushed. (A crash keeps
     // every pin, see agent_pin.rs, but may lose the last 500 ms of counters.)
@@ -72,6 +84,13 @@ async fn control_plane_down_then_back_keeps_pins_adopts_degraded_models_and_deli
         assert_eq!(header(&r, "x-keel-model"), "strong-b");
         assert_eq!(header(&r, "x-keel-pinned"), "true");
     }
+    // A side call while down: served by the cached pin, not a turn.
+    let r = side_call().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-keel-degraded"), "true");
+    assert_eq!(header(&r, "x-keel-decision-kind"), "side");
+    assert_eq!(header(&r, "x-keel-model"), "strong-b");
+    assert_eq!(header(&r, "x-keel-turn"), "0");
     // A new conversation goes to the operator's default model, and stays there.
     for _ in 0..2 {
         let r = post_chat(&client, &sc.url(), Some("n-1"), Some("AGENT"), &body).await;
@@ -106,7 +125,7 @@ async fn control_plane_down_then_back_keeps_pins_adopts_degraded_models_and_deli
     assert_eq!(header(&r, "x-keel-model"), "strong-b");
 
     // The degraded turns were reported after the return: p-1 had 3 routed,
-    // 3 degraded and 1 more routed turn.
+    // 3 degraded and 1 more routed turn (its side calls are no turns).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let conv = conversation(&url, "p-1").await;

@@ -29,6 +29,7 @@ impl admin_server::Admin for AdminService {
             models: config.catalog.to_proto(),
             default_profile: config.routing.default_profile.clone(),
             profiles,
+            aliases: config.catalog.aliases_proto(),
         }))
     }
 

@@ -69,10 +69,17 @@ pub struct Catalog {
     deployments: Vec<Deployment>,
     by_name: HashMap<String, Vec<usize>>,
     aliases: HashMap<String, String>,
+    /// Aliases with `*` (pattern, target), most specific first.
+    wildcards: Vec<(String, String)>,
 }
 
+/// What an alias may name besides a model: let the profile choose.
+pub const AUTO: &str = "auto";
+
 impl Catalog {
-    /// Builds the indexes; an alias must name a model (error: alias, message).
+    /// Builds the indexes; an alias must name a model or `auto` (error:
+    /// alias, message). An alias with `*` is a pattern (`*` matches any run
+    /// of characters), tried after exact names.
     pub fn new(
         providers: Vec<Provider>,
         deployments: Vec<Deployment>,
@@ -83,18 +90,29 @@ impl Catalog {
             by_name.entry(d.name.clone()).or_default().push(i);
         }
         for (alias, target) in &aliases {
-            if !by_name.contains_key(target) {
+            if target != AUTO && !by_name.contains_key(target) {
                 return Err((alias.clone(), format!("no model named `{target}`")));
             }
             if by_name.contains_key(alias) {
                 return Err((alias.clone(), "an alias cannot shadow a model name".into()));
             }
+            if alias.is_empty() || alias == AUTO {
+                return Err((
+                    alias.clone(),
+                    "an alias must be a name other than `auto`".into(),
+                ));
+            }
         }
+        let (mut wildcards, exact): (Vec<_>, Vec<_>) =
+            aliases.into_iter().partition(|(a, _)| a.contains('*'));
+        // Most literal characters first: `claude-haiku-*` before `claude-*`.
+        wildcards.sort_by_key(|(p, _)| std::cmp::Reverse(p.len() - p.matches('*').count()));
         Ok(Self {
             providers,
             deployments,
             by_name,
-            aliases: aliases.into_iter().collect(),
+            aliases: exact.into_iter().collect(),
+            wildcards,
         })
     }
 
@@ -123,9 +141,42 @@ impl Catalog {
             .find(|&d| self.providers[self.deployments[d].provider].name == provider)
     }
 
-    /// Resolves an alias to its model name; other names come back unchanged.
+    /// Resolves an alias to its model name (or [`AUTO`]): a model name
+    /// first, then an exact alias, then the most specific matching pattern;
+    /// other names come back unchanged.
     pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
-        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+        if self.by_name.contains_key(name) {
+            return name;
+        }
+        if let Some(target) = self.aliases.get(name) {
+            return target;
+        }
+        self.wildcards
+            .iter()
+            .find(|(pattern, _)| glob_match(pattern, name))
+            .map_or(name, |(_, target)| target.as_str())
+    }
+
+    /// The highest tier among the deployments of model `name`.
+    pub fn tier_of(&self, name: &str) -> Option<u32> {
+        self.deployments_of(name)
+            .iter()
+            .map(|&d| self.deployments[d].tier)
+            .max()
+    }
+
+    /// Every alias and pattern with what it names, for sidecars.
+    pub fn aliases_proto(&self) -> Vec<pb::ModelAlias> {
+        let mut exact: Vec<_> = self.aliases.iter().collect();
+        exact.sort_unstable();
+        exact
+            .into_iter()
+            .chain(self.wildcards.iter().map(|(p, t)| (p, t)))
+            .map(|(name, model)| pb::ModelAlias {
+                name: name.clone(),
+                model: model.clone(),
+            })
+            .collect()
     }
 
     /// The deployment as a protobuf target using key `key`.
@@ -165,5 +216,48 @@ impl Catalog {
                 }
             })
             .collect()
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any run of
+/// characters (none included) and everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else {
+        // No `*`: an exact name.
+        return rest.is_empty();
+    };
+    for part in parts {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn patterns_match_runs_of_characters() {
+        assert!(glob_match("claude-*", "claude-opus-4-5-20251101"));
+        assert!(glob_match("claude-*", "claude-"));
+        assert!(!glob_match("claude-*", "claud"));
+        assert!(glob_match("gpt-5*", "gpt-5"));
+        assert!(glob_match("gpt-5*", "gpt-5.1-codex"));
+        assert!(!glob_match("gpt-5*", "gpt-4o"));
+        assert!(glob_match("*haiku*", "claude-haiku-4-5"));
+        assert!(glob_match("claude-*-4-5", "claude-haiku-4-5"));
+        assert!(!glob_match("claude-*-4-5", "claude-haiku-4-6"));
+        assert!(glob_match("a*a", "aa"));
+        assert!(!glob_match("a*a", "a"));
+        assert!(glob_match("*", "anything"));
     }
 }

@@ -18,11 +18,12 @@ use crate::{
 };
 
 /// Decision kinds, in label order.
-const KINDS: [DecisionKind; 4] = [
+const KINDS: [DecisionKind; 5] = [
     DecisionKind::Initialize,
     DecisionKind::Retain,
     DecisionKind::Switch,
     DecisionKind::Unpinned,
+    DecisionKind::Side,
 ];
 
 /// Escalations that are counted (a plain nudge is `Off` and counted as a nudge only).
@@ -36,7 +37,7 @@ pub struct Metrics {
     /// Per [`REFUSALS`] entry.
     refusals: [AtomicU64; 8],
     /// Per profile, per [`KINDS`] entry.
-    decisions: BTreeMap<String, [AtomicU64; 4]>,
+    decisions: BTreeMap<String, [AtomicU64; 5]>,
     /// Per [`Pattern::ALL`] entry.
     nudges: [AtomicU64; 6],
     /// Per [`ESCALATIONS`] entry.
@@ -154,6 +155,7 @@ fn kind_label(kind: DecisionKind) -> &'static str {
         DecisionKind::Retain => "retain",
         DecisionKind::Switch => "switch",
         DecisionKind::Unpinned => "unpinned",
+        DecisionKind::Side => "side",
         DecisionKind::Unspecified => "unspecified",
     }
 }

@@ -18,7 +18,8 @@ use crate::{
     headers::decorate,
     identity, inbound,
     outcome::{Ending, Pending},
-    respond, rewrite,
+    passthrough::Passthrough,
+    respond, rewrite, side,
     state::AppState,
     translate::{self, Usage},
     upstream::AttemptError,
@@ -37,9 +38,24 @@ pub async fn handle(
     let keel_headers = inbound::keel_headers(&parts.headers)?;
     let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
     let mut chat = inbound::parse_chat(format, bytes)?;
+    chat.passthrough = Passthrough::from_parts(format, &parts);
     let features = features::compute(&chat.body, chat.stream);
     let prompt_tokens = features.estimated_prompt_tokens;
     let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
+    let side_call = side::side_call(
+        &parts.headers,
+        &features,
+        &identity.conversation_id,
+        &state.main_lines,
+    );
+    // A side call is no step of a run (identity/runs.rs).
+    let placed = if side_call.is_empty() {
+        state.runs.place(identity, &chat.body)
+    } else {
+        identity::runs::Placed::as_is(identity)
+    };
+    let identity = placed.identity;
+    let tool_count = features.tool_count;
 
     let routed = state
         .route
@@ -53,9 +69,17 @@ pub async fn handle(
             features: Some(features),
             fingerprints: fingerprints(&state, format, &chat.body),
             degraded_model: String::new(),
+            side_call,
+            repeat_turn: placed.repeat,
         })
         .await?;
+    if let Some(step) = placed.step {
+        state.runs.commit(step);
+    }
     let decision = routed.decision;
+    state
+        .main_lines
+        .decided(&identity.conversation_id, tool_count, &decision);
     if routed.degraded {
         state.metrics.degraded();
     }

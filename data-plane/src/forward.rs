@@ -14,6 +14,7 @@ use crate::{
     format::Format,
     inbound::ChatRequest,
     outcome::Pending,
+    passthrough::Passthrough,
     rewrite::{self, Prepared},
     state::{AppState, Limits},
     upstream::{self, AttemptError},
@@ -64,16 +65,20 @@ pub async fn forward<'a>(
             state.config.default_max_tokens,
         )
     };
-    forward_with(state, decision, limits, pending, prepare).await
+    let pass = Some(&chat.passthrough);
+    forward_with(state, decision, limits, pending, format, pass, prepare).await
 }
 
 /// Tries the decision's targets in order; `prepare` writes the body (and picks the
-/// endpoint) for each target tried.
+/// endpoint) for each target tried. `pass` holds the `caller`'s API headers,
+/// sent to targets of the same API.
 pub async fn forward_with<'a>(
     state: &AppState,
     decision: &'a pb::Decision,
     limits: &Limits,
     pending: &mut Pending,
+    caller: Format,
+    pass: Option<&Passthrough>,
     mut prepare: impl FnMut(&pb::Target) -> Result<Prepared, ApiError>,
 ) -> Result<Forwarded<'a>, Failed> {
     let targets: Vec<&pb::Target> = decision.target.iter().chain(&decision.fallbacks).collect();
@@ -130,6 +135,7 @@ pub async fn forward_with<'a>(
             &secret,
             prepared.body.clone(),
             limits.first_byte,
+            pass.and_then(|p| p.for_target(caller, upstream_format)),
         )
         .await
         {

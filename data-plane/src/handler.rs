@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     body::{Body, full},
-    chat,
+    chat, count_tokens,
     error::ApiError,
     format::Format,
     responses,
@@ -24,6 +24,8 @@ pub async fn handle(
     let anthropic_caller = req.headers().contains_key("anthropic-version");
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text("ok\n"),
+        // Harnesses probe the base URL before their first request.
+        (&Method::HEAD | &Method::GET, "/") => text("keel-sidecar\n"),
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(full(state.metrics.render(state.reporter.dropped())));
             r.headers_mut().insert(
@@ -36,6 +38,15 @@ pub async fn handle(
         (&Method::POST, "/v1/messages") => chat_request(state, req, Format::Anthropic).await,
         // The Responses API answers (and errs) in the OpenAI shape.
         (&Method::POST, "/v1/responses") => chat_request(state, req, Format::OpenAi).await,
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            let response = count_tokens::handle(Arc::clone(&state), req)
+                .await
+                .unwrap_or_else(|e| e.into_response(Format::Anthropic));
+            state
+                .metrics
+                .request(Format::Anthropic, response.status().as_u16());
+            response
+        }
         (&Method::GET, "/v1/models") => {
             let format = if anthropic_caller {
                 Format::Anthropic
@@ -111,6 +122,17 @@ async fn models(
     for t in catalog.models.iter().filter_map(|m| m.target.as_ref()) {
         if !seen.iter().any(|(name, _)| *name == t.model) {
             seen.push((&t.model, &t.provider));
+        }
+    }
+    // Exact aliases resolve too (patterns such as `claude-*` name no model
+    // one could list); an alias is owned by its model's provider.
+    for a in catalog.aliases.iter().filter(|a| !a.name.contains('*')) {
+        let owner = seen
+            .iter()
+            .find(|(name, _)| *name == a.model)
+            .map_or("keel", |(_, provider)| *provider);
+        if !seen.iter().any(|(name, _)| *name == a.name) {
+            seen.push((&a.name, owner));
         }
     }
     let body = match format {

@@ -28,6 +28,7 @@ pub fn decorate(
         Ok(pb::DecisionKind::Initialize) => "initialize",
         Ok(pb::DecisionKind::Retain) => "retain",
         Ok(pb::DecisionKind::Switch) => "switch",
+        Ok(pb::DecisionKind::Side) => "side",
         _ => "unpinned",
     };
     put("x-keel-decision-kind", kind);

@@ -4,6 +4,8 @@
 //! the conversation's opening (system prompt + first user message), which
 //! every later turn of the same conversation repeats.
 
+pub mod runs;
+
 use http::HeaderMap;
 use keel::pb::SessionSource;
 use serde_json::{Map, Value};

@@ -68,6 +68,8 @@ pub struct ChatRequest {
     /// Requested model (`auto` when absent).
     pub model: String,
     pub stream: bool,
+    /// The app's API headers and query string (passthrough.rs).
+    pub passthrough: crate::passthrough::Passthrough,
 }
 
 /// Parses and checks a chat request body of `format`.
@@ -116,5 +118,6 @@ pub fn parse_chat(format: Format, bytes: Bytes) -> Result<ChatRequest, ApiError>
         raw: Some(bytes),
         model,
         stream,
+        passthrough: Default::default(),
     })
 }

@@ -61,6 +61,8 @@ const PIN_ROUTES_SHARED: usize = 64;
 #[derive(Default)]
 pub struct CatalogSnapshot {
     pub models: Vec<pb::CatalogModel>,
+    /// Aliases and alias patterns (`claude-*`).
+    pub aliases: Vec<pb::ModelAlias>,
 }
 
 /// Route client with fail-static state.
@@ -126,6 +128,7 @@ impl RouteClient {
         .into_inner();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CatalogSnapshot {
             models: fetched.models,
+            aliases: fetched.aliases,
         });
         Ok(())
     }
@@ -134,6 +137,8 @@ impl RouteClient {
     /// state.
     pub async fn route(&self, mut req: pb::RouteRequest) -> Result<Routed, ApiError> {
         let conversation = (!req.conversation_id.is_empty()).then(|| pin_key(&req.conversation_id));
+        // A side call never takes or moves the pin, here either.
+        let side = !req.side_call.is_empty();
         if let Some(id) = &conversation {
             // Served while the control plane was away: tell it which model,
             // so it adopts that one instead of switching silently.
@@ -145,7 +150,9 @@ impl RouteClient {
         let outcome = tokio::time::timeout(self.timeout, self.stream.route(req)).await;
         let status = match outcome {
             Ok(Ok(decision)) => {
-                if let Some(id) = conversation {
+                if let Some(id) = conversation
+                    && decision.kind != pb::DecisionKind::Side as i32
+                {
                     self.remember(id, &decision);
                 }
                 return Ok(Routed {
@@ -160,7 +167,7 @@ impl RouteClient {
             Some(refused) => Err(refused),
             None => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "control plane unreachable, failing static");
-                self.fail_static(conversation)
+                self.fail_static(conversation, side)
             }
         }
     }
@@ -221,10 +228,26 @@ impl RouteClient {
         );
     }
 
-    fn fail_static(&self, conversation: Option<PinKey>) -> Result<Routed, ApiError> {
+    /// A decision without the control plane. A side call (`side`) is served
+    /// by the cached pin or the default model as turn 0, and leaves the
+    /// cache alone.
+    fn fail_static(&self, conversation: Option<PinKey>, side: bool) -> Result<Routed, ApiError> {
         if let Some(id) = conversation {
             let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pin) = pins.get_mut(&id) {
+                if side {
+                    return Ok(Routed {
+                        decision: pb::Decision {
+                            target: Some(pin.route.target.clone()),
+                            fallbacks: pin.route.fallbacks.clone(),
+                            kind: pb::DecisionKind::Side as i32,
+                            reason: "control plane unreachable: side call on the cached pin".into(),
+                            profile: pin.route.profile.clone(),
+                            ..Default::default()
+                        },
+                        degraded: true,
+                    });
+                }
                 pin.turn += 1;
                 return Ok(Routed {
                     decision: pb::Decision {
@@ -259,7 +282,7 @@ impl RouteClient {
         };
         let fallbacks: Vec<pb::Target> = deployments.cloned().collect();
         let mut turn = 0;
-        if let Some(id) = conversation {
+        if let Some(id) = conversation.filter(|_| !side) {
             // Later turns while degraded stay on this model too.
             turn = 1;
             let route = self.pin_route(&target, &fallbacks, "");
@@ -278,7 +301,11 @@ impl RouteClient {
                 target: Some(target),
                 fallbacks,
                 pinned: false,
-                kind: pb::DecisionKind::Unpinned as i32,
+                kind: if side {
+                    pb::DecisionKind::Side
+                } else {
+                    pb::DecisionKind::Unpinned
+                } as i32,
                 reason: "control plane unreachable: default model".into(),
                 turn,
                 ..Default::default()

@@ -60,6 +60,8 @@ pub async fn serve(
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
         chains: Default::default(),
+        runs: Default::default(),
+        main_lines: Default::default(),
     });
 
     let graceful = GracefulShutdown::new();

@@ -28,6 +28,10 @@ pub struct AppState {
     /// Response id → conversation, for Responses requests that only name
     /// `previous_response_id` (bounded).
     pub chains: crate::responses::Chains,
+    /// Runs of fingerprinted conversations (identity/runs.rs).
+    pub runs: crate::identity::runs::Runs,
+    /// Conversations whose main line declares tools (side.rs).
+    pub main_lines: crate::side::MainLines,
 }
 
 /// Limits for one request: the decision's, else the sidecar's defaults.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use keel::pb;
 
-use crate::{format::Format, keys::Secret};
+use crate::{format::Format, keys::Secret, passthrough::Passthrough};
 
 /// Version sent to Anthropic targets.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -124,8 +124,10 @@ pub fn url(target: &pb::Target) -> String {
     }
 }
 
-/// Sends one attempt to `url` (the target's endpoint, see [`url`]) and waits for the
-/// response head.
+/// Sends one attempt to `url` (the target's endpoint, see [`url`]) and waits
+/// for the response head; `pass` carries the app's API headers and query
+/// string when the target speaks the app's API (passthrough.rs).
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     client: &Clients,
     connect_timeout: Duration,
@@ -134,7 +136,12 @@ pub async fn send(
     secret: &Secret,
     body: Bytes,
     first_byte_timeout: Duration,
+    pass: Option<&Passthrough>,
 ) -> Result<reqwest::Response, AttemptError> {
+    let url = match pass {
+        Some(p) => p.url(url.to_owned()),
+        None => url.to_owned(),
+    };
     let mut req = client
         .get(connect_timeout)
         .post(url)
@@ -153,9 +160,18 @@ pub async fn send(
                 AttemptError::Connect("provider key is not a valid header value".into())
             })?;
             v.set_sensitive(true);
+            let version = pass
+                .and_then(Passthrough::anthropic_version)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+            let mut headers = http::HeaderMap::new();
+            if let Some(p) = pass {
+                p.add_betas(&mut headers);
+            }
             req = req
                 .header("x-api-key", v)
-                .header("anthropic-version", ANTHROPIC_VERSION);
+                .header("anthropic-version", version)
+                .headers(headers);
         }
     }
     let resp = match tokio::time::timeout(first_byte_timeout, req.body(body).send()).await {

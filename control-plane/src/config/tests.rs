@@ -222,3 +222,18 @@ fn store_session_cache_mb_has_a_default_and_is_validated() {
     let e = err("\n[store]\nsession_cache_mb = -1\n");
     assert!(e.contains("session_cache_mb"), "{e}");
 }
+
+#[test]
+fn aliases_may_be_patterns_and_name_auto() {
+    let c = parse(&format!(
+        "{BASE}\n[aliases]\n\"claude-*\" = \"auto\"\n\"gpt-5*\" = \"strong\"\n\"best\" = \"strong\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.catalog.resolve("claude-opus-4-5"), "auto");
+    assert_eq!(c.catalog.resolve("gpt-5.1-codex"), "strong");
+    assert_eq!(c.catalog.resolve("best"), "strong");
+    assert_eq!(c.catalog.resolve("gpt-4o"), "gpt-4o");
+    assert!(err("\n[aliases]\nauto = \"strong\"\n").contains("aliases.auto"));
+    assert!(err("\n[aliases]\n\"\" = \"strong\"\n").contains("aliases."));
+    assert!(err("\n[aliases]\nstrong = \"auto\"\n").contains("aliases.strong"));
+}

@@ -30,16 +30,16 @@ use crate::{
 };
 
 /// A request resolved against the config (step 1).
-struct Ask<'a> {
-    req: &'a RouteRequest,
-    profile: &'a Profile,
+pub(super) struct Ask<'a> {
+    pub(super) req: &'a RouteRequest,
+    pub(super) profile: &'a Profile,
     /// A catalog model the app named (aliases resolved); `None` for `auto`.
-    requested: Option<&'a str>,
-    features: RequestFeatures,
-    tenant: &'a str,
-    caps: Caps,
-    decision_id: String,
-    now: u64,
+    pub(super) requested: Option<&'a str>,
+    pub(super) features: RequestFeatures,
+    pub(super) tenant: &'a str,
+    pub(super) caps: Caps,
+    pub(super) decision_id: String,
+    pub(super) now: u64,
 }
 
 /// The session after this turn's update (step 3).
@@ -62,10 +62,10 @@ struct Observed {
 }
 
 /// Where the turn goes (step 4).
-struct Placed {
-    choice: Choice,
-    pinned: bool,
-    kind: DecisionKind,
+pub(super) struct Placed {
+    pub(super) choice: Choice,
+    pub(super) pinned: bool,
+    pub(super) kind: DecisionKind,
 }
 
 impl RouterState {
@@ -74,6 +74,10 @@ impl RouterState {
     pub(super) async fn decide(&self, req: RouteRequest) -> Result<pb::Decision, Refusal> {
         let ask = self.resolve(&req)?;
         let tenant_usd_today = self.check_tenant(ask.tenant, &ask.caps, ask.now)?;
+        // Side calls and repeated turns leave the session untouched (side.rs).
+        if let Some(decision) = self.off_main_line(&ask).await? {
+            return Ok(decision);
+        }
         let Some(key) = self.session_key(&ask) else {
             return self.decide_unpinned(&ask);
         };
@@ -125,16 +129,16 @@ impl RouterState {
         validate_ids(req)?;
         let profile = self.profile(&req.profile)?;
         let requested = match req.model.as_str() {
-            "" | "auto" => None,
-            name => {
-                let resolved = self.config.catalog.resolve(name);
-                if self.config.catalog.deployments_of(resolved).is_empty() {
+            "" | crate::catalog::AUTO => None,
+            name => match self.config.catalog.resolve(name) {
+                crate::catalog::AUTO => None,
+                resolved if self.config.catalog.deployments_of(resolved).is_empty() => {
                     return Err(Refusal::NotFound(format!(
                         "model `{name}` is not in the catalog"
                     )));
                 }
-                Some(resolved)
-            }
+                resolved => Some(resolved),
+            },
         };
         Ok(Ask {
             req,
@@ -279,8 +283,9 @@ impl RouterState {
     /// was unreachable (adopted), else the profile's choice.
     fn choose_pin(&self, ask: &Ask<'_>) -> Result<Choice, PolicyError> {
         let policy = self.policy();
-        let adopt = Some(ask.req.degraded_model.as_str())
-            .filter(|m| !self.config.catalog.deployments_of(m).is_empty());
+        // Only a model that meets the floor may become the pin.
+        let adopt =
+            Some(ask.req.degraded_model.as_str()).filter(|m| self.meets_floor(ask.profile, m));
         match adopt {
             Some(model) => policy
                 .choose(ask.profile, Some(model), &ask.features)
@@ -391,7 +396,7 @@ impl RouterState {
     }
 
     /// Step 5: the decision the caller gets. No side effects.
-    fn build(
+    pub(super) fn build(
         &self,
         ask: &Ask<'_>,
         profile: &Profile,
@@ -449,7 +454,7 @@ impl RouterState {
     /// Step 6a: the decision is going out. In half-open state it is the
     /// breaker's probe; its key is in flight until the report arrives (or
     /// the in-flight timeout).
-    fn start(&self, slot: Slot) {
+    pub(super) fn start(&self, slot: Slot) {
         let catalog = &self.config.catalog;
         self.signals.chosen(slot.deployment);
         self.capacity.started(
@@ -461,7 +466,7 @@ impl RouterState {
 
     /// Step 6b: queues the decision record for the writer (off the hot
     /// path: it batches records).
-    async fn record(
+    pub(super) async fn record(
         &self,
         key: SessionKey,
         decision: &pb::Decision,

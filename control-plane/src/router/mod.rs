@@ -8,6 +8,7 @@ mod failover;
 mod nudge;
 mod report;
 mod seen;
+mod side;
 mod stream;
 
 use std::sync::{

@@ -198,6 +198,7 @@ impl RouterState {
         };
         let usage = outcome.usage.unwrap_or_default();
         let tenant = keel::tenant_or_default(&outcome.tenant);
+        // A pin adopted from a degraded turn meets the profile's floor.
         let locks = self
             .config
             .profiles
@@ -207,7 +208,11 @@ impl RouterState {
                     .profiles
                     .get(&self.config.routing.default_profile)
             })
-            .is_some_and(|p| p.session_lock);
+            .is_some_and(|p| p.session_lock && self.meets_floor(p, &served.model));
+        // A side call (turn 0, also when served degraded) is served on its
+        // own: it counts no turn, and the main line's provider and key
+        // affinity stay.
+        let main_line = outcome.turn > 0;
         let key = SessionKey::new(tenant, &outcome.conversation_id);
         let now = now_ms();
         let updated = self.store.update(&key, now, &mut |current| {
@@ -225,9 +230,11 @@ impl RouterState {
                 // Spend of a turn cut short: nothing else is learnt from it.
                 return s;
             }
-            s.provider_affinity = Some(served.provider.clone());
-            s.key_affinity = Some(served.key_ref.clone());
-            if outcome.degraded {
+            if main_line {
+                s.provider_affinity = Some(served.provider.clone());
+                s.key_affinity = Some(served.key_ref.clone());
+            }
+            if outcome.degraded && main_line {
                 // Served from the sidecar's cache or default: Route never
                 // counted this turn.
                 s.turns += 1;
@@ -243,7 +250,7 @@ impl RouterState {
                 .before
                 .as_ref()
                 .is_none_or(|b| b.pinned_model.is_none());
-        let degraded_turn = outcome.degraded.then_some(updated.after.turns);
+        let degraded_turn = (outcome.degraded && main_line).then_some(updated.after.turns);
         self.complete_record(outcome, cost, degraded_turn).await;
         if adopted {
             tracing::info!(

@@ -87,6 +87,10 @@ pub async fn handle(
             features: Some(features),
             fingerprints: features::fingerprints(&state, &request.body),
             degraded_model: String::new(),
+            // Codex's history lives at the provider (`previous_response_id`)
+            // or grows with each item; its side calls name a small model,
+            // which the control plane recognises under a locked profile.
+            ..Default::default()
         })
         .await?;
     let decision = routed.decision;
@@ -117,9 +121,15 @@ pub async fn handle(
     }
     let limits = state.limits(decision.limits.as_ref());
     let default_max_tokens = state.config.default_max_tokens;
-    let forwarded = forward::forward_with(&state, &decision, &limits, &mut pending, |t| {
-        prepare(&mut request, t, default_max_tokens)
-    })
+    let forwarded = forward::forward_with(
+        &state,
+        &decision,
+        &limits,
+        &mut pending,
+        Format::OpenAi,
+        None,
+        |t| prepare(&mut request, t, default_max_tokens),
+    )
     .await;
     state
         .metrics

@@ -1,6 +1,7 @@
 //! A fake LLM provider on loopback that speaks three wire formats:
-//! `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic) and
-//! `POST /v1/responses` (OpenAI Responses, written by `scripted`).
+//! `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic, and
+//! its `/v1/messages/count_tokens`) and `POST /v1/responses` (OpenAI
+//! Responses, written by `scripted`).
 //! It replays recorded responses and streams, records what it received, and
 //! can be told to fail, stall, hold or cut a stream. The same behaviour can
 //! be driven over HTTP (`POST /_fake/behavior`, `POST /_fake/release`,
@@ -27,11 +28,14 @@ use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    replay,
+    replay, script,
     scripted::{self, Answer, Api, ScriptedCall},
 };
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// What `POST /v1/messages/count_tokens` answers.
+pub const FAKE_TOKEN_COUNT: u32 = 4242;
 
 /// How the fake answers. Defaults: succeed at once.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -55,6 +59,9 @@ pub struct Behavior {
     /// When the model is to call a tool, call this one (in every format)
     /// instead of replaying the recorded calls.
     pub tool_call: Option<ScriptedCall>,
+    /// Answer as the scripted agent of script.rs (a two-step shell task)
+    /// instead of replaying the recordings.
+    pub script: bool,
 }
 
 /// A request the fake received.
@@ -64,6 +71,11 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// Every other header (credentials left out), names in lower case;
+    /// repeated ones joined with `,`.
+    pub headers: std::collections::BTreeMap<String, String>,
     pub body: Value,
 }
 
@@ -172,12 +184,40 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         header("x-api-key"),
         header("anthropic-version"),
     );
+    let query = req.uri().query().map(str::to_owned);
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        if matches!(name.as_str(), "authorization" | "x-api-key") {
+            continue;
+        }
+        let value = value.to_str().unwrap_or_default();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
     let bytes = req
         .into_body()
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let record = |body: Value| {
+        if shared.record {
+            shared.requests.lock().expect("lock").push(Recorded {
+                path: path.clone(),
+                authorization: authorization.clone(),
+                x_api_key: x_api_key.clone(),
+                anthropic_version,
+                query,
+                headers,
+                body,
+            });
+        }
+    };
     let resp = match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, "{\"ok\":true}".into()),
         (&Method::GET, "/_fake/requests") => {
@@ -199,6 +239,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             shared.released.send_replace(true);
             json(StatusCode::OK, "{}".into())
         }
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            record(body);
+            // A stand-in count the tests can tell from Keel's estimate.
+            json(
+                StatusCode::OK,
+                format!("{{\"input_tokens\":{FAKE_TOKEN_COUNT}}}"),
+            )
+        }
         (&Method::POST, "/v1/chat/completions" | "/v1/messages" | "/v1/responses") => {
             let api = match path.as_str() {
                 "/v1/messages" => Api::Anthropic,
@@ -206,15 +255,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 _ => Api::Chat,
             };
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if shared.record {
-                shared.requests.lock().expect("lock").push(Recorded {
-                    path: path.clone(),
-                    authorization: authorization.clone(),
-                    x_api_key: x_api_key.clone(),
-                    anthropic_version,
-                    body: body.clone(),
-                });
-            }
+            record(body.clone());
             let mut behavior = shared.behavior.lock().expect("lock").clone();
             if let Some(only) = &behavior.fail_only_key {
                 let used = authorization
@@ -305,6 +346,15 @@ async fn answer(shared: &Shared, api: Api, body: &Value, b: Behavior) -> Respons
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    if b.script && api != Api::Responses {
+        let step = script::next(anthropic, body);
+        let n = script::answer_number();
+        if !stream {
+            return json(StatusCode::OK, script::whole(anthropic, model, &step, n));
+        }
+        let frames = script::frames(anthropic, model, &step, n, include_usage);
+        return sse(shared, frames, b);
+    }
     if let Some(answer) = written(api, body, &b, model, stream, include_usage) {
         return match answer {
             Answer::Json(text) => json(StatusCode::OK, text),

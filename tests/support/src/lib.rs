@@ -6,6 +6,7 @@
 pub mod fake_provider;
 pub mod harness;
 mod replay;
+pub mod script;
 pub mod scripted;
 
 pub use fake_provider::{Behavior, FakeProvider, Recorded};

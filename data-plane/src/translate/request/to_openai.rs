@@ -37,10 +37,21 @@ pub fn anthropic_to_openai_request(
         match req_str(m, "role", &path)? {
             "user" => user_messages(m, &path, &mut out_msgs)?,
             "assistant" => out_msgs.push(assistant_message(m, &path)?),
+            // Mid-conversation instructions (Claude Code sends them): a
+            // system message in the same place.
+            "system" => {
+                let content = get(m, "content").ok_or_else(|| TranslateError::Missing {
+                    field: field(&path, "content"),
+                })?;
+                let text = anthropic_text_only(content, &field(&path, "content"))?;
+                if !text.is_empty() {
+                    out_msgs.push(json!({"role": "system", "content": text}));
+                }
+            }
             other => {
                 return Err(TranslateError::Invalid {
                     field: field(&path, "role"),
-                    reason: format!("unknown role `{other}` (expected user or assistant)"),
+                    reason: format!("unknown role `{other}` (expected user, assistant or system)"),
                 });
             }
         }

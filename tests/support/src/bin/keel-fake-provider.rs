@@ -13,12 +13,22 @@ struct Args {
     /// for benchmarks, where the list would grow without bound.
     #[arg(long)]
     no_record: bool,
+    /// Answer as the scripted agent (a two-step shell task) instead of
+    /// replaying recordings; `POST /_fake/behavior` can change it.
+    #[arg(long)]
+    script: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let fake = keel_testkit::FakeProvider::start_with(args.listen, !args.no_record).await?;
+    if args.script {
+        fake.set_behavior(keel_testkit::Behavior {
+            script: true,
+            ..Default::default()
+        });
+    }
     println!("keel-fake-provider ready listen={}", fake.addr);
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -168,7 +168,7 @@ fn bad_inputs_name_the_field() {
     let msgs = |m: Value| json!({"max_tokens": 10, "messages": m});
     assert_err(json!({"max_tokens": 10}), "messages");
     assert_err(
-        msgs(json!([{"role": "system", "content": "x"}])),
+        msgs(json!([{"role": "tool", "content": "x"}])),
         "messages[0].role",
     );
     assert_err(msgs(json!([{"role": "user"}])), "messages[0].content");
@@ -253,4 +253,36 @@ fn bad_inputs_name_the_field() {
         json!({"messages": [user], "tools": tools, "tool_choice": "auto"}),
         "tool_choice",
     );
+}
+
+#[test]
+fn mid_conversation_system_messages_stay_in_place() {
+    // Claude Code's shape: a system message after the first user turn.
+    let out = translate(json!({
+        "model": "m", "max_tokens": 10,
+        "system": "You are a coding agent.",
+        "messages": [
+            {"role": "user", "content": "Fix the build."},
+            {"role": "system", "content": "# Environment\nPlatform: linux"},
+            {"role": "assistant", "content": "On it."},
+            {"role": "system", "content": [{"type": "text", "text": "Reminder.", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": "Go on."}
+        ]
+    }))
+    .unwrap();
+    let roles: Vec<&str> = out["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "system", "assistant", "system", "user"]
+    );
+    assert_eq!(
+        out["messages"][2]["content"],
+        "# Environment\nPlatform: linux"
+    );
+    assert_eq!(out["messages"][4]["content"], "Reminder.");
 }
