@@ -3,6 +3,7 @@
 
 pub mod fingerprint;
 pub mod keys;
+pub mod semconv;
 
 /// Generated types and gRPC stubs of package `keel.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -95,13 +95,13 @@ pub async fn forward<'a>(
         )
         .map_err(Failed::Request)?;
         attempts += 1;
-        match upstream::send(
+        match crate::overhead::waiting(upstream::send(
             &state.http,
             target,
             &secret,
             prepared.body.clone(),
             limits.first_byte,
-        )
+        ))
         .await
         {
             Ok(resp) => {

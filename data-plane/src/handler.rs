@@ -1,6 +1,6 @@
 //! Dispatch of the sidecar's HTTP routes.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
@@ -11,6 +11,7 @@ use crate::{
     chat,
     error::ApiError,
     format::Format,
+    overhead,
     state::AppState,
 };
 
@@ -20,14 +21,25 @@ pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let chat = req.method() == Method::POST;
+    let (mut response, own) = overhead::scope(started, dispatch(Arc::clone(&state), req)).await;
+    overhead::stamp(response.headers_mut(), own);
+    if chat {
+        state.metrics.overhead(own);
+    }
+    Ok(response)
+}
+
+async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let anthropic_caller = req.headers().contains_key("anthropic-version");
-    let response = match (req.method(), req.uri().path()) {
+    match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text("ok\n"),
         (&Method::GET, "/metrics") => {
-            let mut r = Response::new(full(state.metrics.render(state.reporter.dropped())));
+            let mut r = Response::new(full(state.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             r
         }
@@ -51,8 +63,7 @@ pub async fn handle(
             };
             ApiError::NotFound(format!("no route for {method} {path}")).into_response(format)
         }
-    };
-    Ok(response)
+    }
 }
 
 /// A chat request, answered in `format`'s shape and counted.

@@ -19,6 +19,7 @@ pub mod inbound;
 pub mod keys;
 pub mod metrics;
 pub mod outcome;
+pub mod overhead;
 pub mod relay;
 pub mod report;
 pub mod respond;

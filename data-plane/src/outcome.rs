@@ -15,6 +15,10 @@ pub struct Pending {
     /// The request's slot under `--max-concurrency`, held until the outcome
     /// is settled (for a stream: until it ends or the app goes away).
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the last recorded attempt was sent, for its duration in metrics.
+    last_attempt_started: Option<Instant>,
+    /// The answer is relayed as a stream (its first chunk is measured).
+    streamed: bool,
 }
 
 impl Pending {
@@ -24,6 +28,8 @@ impl Pending {
             outcome,
             started,
             slot: None,
+            last_attempt_started: None,
+            streamed: false,
         }
     }
 
@@ -34,6 +40,12 @@ impl Pending {
         self
     }
 
+    /// The answer is relayed as a stream.
+    pub fn streamed(mut self) -> Self {
+        self.streamed = true;
+        self
+    }
+
     /// Attempts recorded so far.
     pub fn attempts(&self) -> usize {
         self.outcome.attempts.len()
@@ -41,6 +53,8 @@ impl Pending {
 
     /// Records one attempt.
     pub fn attempt(&mut self, attempt: pb::Attempt) {
+        self.last_attempt_started =
+            Instant::now().checked_sub(std::time::Duration::from_millis(attempt.latency_ms.into()));
         self.outcome.attempts.push(attempt);
     }
 
@@ -68,6 +82,11 @@ impl Pending {
         self.outcome.stream_completed = stream_completed;
         self.outcome.total_latency_ms = crate::upstream::ms_since(self.started);
         self.slot = None;
+        self.reporter.metrics.outcome(
+            &self.outcome,
+            self.last_attempt_started.map(|t| t.elapsed()),
+            self.streamed,
+        );
         self.reporter.send(self.outcome);
     }
 }

@@ -38,7 +38,12 @@ pub async fn serve(
         config.route_rpc,
     )?);
     let http = upstream::client(config.connect_timeout)?;
-    let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (reporter, deliver) = report::reporter(
+        Arc::clone(&route),
+        config.report_queue,
+        Arc::clone(&metrics),
+    );
     let reporter_task = tokio::spawn(deliver);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let refresher = tokio::spawn(refresh_catalog(
@@ -55,7 +60,7 @@ pub async fn serve(
         keys: Keys::default(),
         reporter,
         cooldowns: Default::default(),
-        metrics: Default::default(),
+        metrics,
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
     });

@@ -124,9 +124,15 @@ impl RouterState {
     /// the profile locks sessions. Runs divergence detection on the request's
     /// fingerprints: a nudge is added to `inject` and recorded with the decision.
     pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
+        let started = std::time::Instant::now();
         match self.decide(req).await {
             Ok(decision) => {
-                self.metrics.decision(&decision.profile, decision.kind());
+                self.metrics.decision(
+                    &decision.profile,
+                    decision.kind(),
+                    decision.pinned,
+                    started.elapsed(),
+                );
                 Ok(decision)
             }
             Err(status) => {

@@ -40,6 +40,7 @@ impl RouterState {
                 self.release(&outcome);
             }
             let cost = self.cost(&outcome);
+            self.measure(&outcome, cost);
             if outcome.success || cost > 0.0 {
                 let tenant = keel::tenant_or_default(&outcome.tenant);
                 self.tenants
@@ -77,6 +78,32 @@ impl RouterState {
             self.store.flush().await.map_err(internal)?;
         }
         Ok(accepted)
+    }
+
+    /// Metrics of one reported request: cost and tokens of a served one,
+    /// and whether a sidecar served it on its own.
+    fn measure(&self, outcome: &pb::Outcome, cost: f64) {
+        // Labels only from config: a report names what a sidecar sent.
+        let profile = if self.config.profiles.contains_key(&outcome.profile) {
+            outcome.profile.as_str()
+        } else {
+            "other"
+        };
+        if outcome.degraded {
+            self.metrics.degraded(profile);
+        }
+        let served = outcome.attempts.last().and_then(|a| a.target.as_ref());
+        if let (true, Some(t)) = (outcome.success, served)
+            && self
+                .config
+                .catalog
+                .deployment_index(&t.model, &t.provider)
+                .is_some()
+        {
+            let usage = outcome.usage.unwrap_or_default();
+            self.metrics
+                .served(profile, &t.model, &t.provider, &usage, cost);
+        }
     }
 
     /// The catalog (provider, key) indexes of a reported target.
