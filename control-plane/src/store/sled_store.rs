@@ -47,6 +47,8 @@ pub(super) struct Inner {
     pub(super) log: Log,
     pub(super) tenant_days: sled::Tree,
     meta: sled::Tree,
+    /// Conversations by last activity (activity.rs).
+    pub(super) activity: sled::Tree,
     pub ttl_ms: u64,
     pub cache: SessionCache,
     /// One write pass at a time, so two passes never reorder the writes of
@@ -95,6 +97,7 @@ impl SledStore {
             log: Log::open(&db)?,
             tenant_days: db.open_tree("tenant_days")?,
             meta: db.open_tree("meta")?,
+            activity: db.open_tree("activity")?,
             db,
             ttl_ms: ttl.as_millis() as u64,
             cache: SessionCache::new(session_cache_bytes),
@@ -158,6 +161,7 @@ impl Inner {
         let Some(raw) = self.sessions.remove(key)? else {
             return Ok(());
         };
+        self.index_removed(key, &raw)?;
         // Unreadable: its records go with their segments' age.
         let stored = codec::decision_head(&raw).unwrap_or(None);
         self.remove_decisions(key, pending.or(stored))
@@ -288,6 +292,16 @@ impl SessionStore for SledStore {
 
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError> {
         self.inner.timeline(key.as_bytes())
+    }
+
+    fn list_conversations(
+        &self,
+        keep: &dyn Fn(&super::ConversationSummary) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<super::ConversationPage, StoreError> {
+        self.inner.list_conversations(keep, cursor, limit, now_ms)
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
