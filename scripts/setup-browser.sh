@@ -22,7 +22,7 @@ if ! command -v chromium >/dev/null; then
         chromium fonts-dejavu-core >/dev/null
 fi
 
-want="$( (cat "$requirements"; "$python" -c 'import sys; print(sys.executable, sys.version)') \
+want="$( (cat "$requirements" "$root/tests/compat/requirements.txt"; "$python" -c 'import sys; print(sys.executable, sys.version)') \
     | sha256sum | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     exit 0

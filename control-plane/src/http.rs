@@ -1,5 +1,6 @@
 //! The control plane's plain HTTP port: `/healthz` for orchestrators and
-//! scripts, `/metrics` (Prometheus text) for monitoring.
+//! scripts, `/metrics` (Prometheus text) for monitoring, `/ui/` for people
+//! (console/).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -18,6 +19,9 @@ async fn handle(
     req: Request<Incoming>,
     state: &RouterState,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/ui" || req.uri().path().starts_with("/ui/") {
+        return Ok(crate::console::handle(req, state).await);
+    }
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         (&Method::GET, "/metrics") => (

@@ -103,6 +103,8 @@ impl RouterState {
             let usage = outcome.usage.unwrap_or_default();
             self.metrics
                 .served(profile, &t.model, &t.provider, &usage, cost);
+            let tenant = keel::tenant_or_default(&outcome.tenant);
+            self.spend.add(utc_day(now_ms()), tenant, &t.model, cost);
         }
     }
 
