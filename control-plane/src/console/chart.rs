@@ -42,8 +42,8 @@ fn frame(labels: &[String], series: &[Series<'_>], max: f64, fmt: fn(f64) -> Str
     let step = (labels.len() / 10).max(1);
     let slot = (W - LEFT) / labels.len().max(1) as f64;
     html! {
-        line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(H - BOTTOM) stroke="#889";
-        line x1=(LEFT) y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) stroke="#889";
+        line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(H - BOTTOM) stroke="#889" {}
+        line x1=(LEFT) y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) stroke="#889" {}
         @for f in [0.0, 0.5, 1.0] {
             text x=(LEFT - 4.0) y=(y(max * f, max) + 4.0) font-size="10" text-anchor="end" fill="#556" {
                 (fmt(max * f))
@@ -55,7 +55,7 @@ fn frame(labels: &[String], series: &[Series<'_>], max: f64, fmt: fn(f64) -> Str
             }
         }
         @for (i, s) in series.iter().enumerate() {
-            rect x=(LEFT + 8.0 + 120.0 * i as f64) y="2" width="8" height="8" fill=(s.color);
+            rect x=(LEFT + 8.0 + 120.0 * i as f64) y="2" width="8" height="8" fill=(s.color) {}
             text x=(LEFT + 20.0 + 120.0 * i as f64) y="10" font-size="10" fill="#334" { (s.name) }
         }
     }
@@ -78,9 +78,9 @@ pub fn lines(
                 @let points = s.values.iter().enumerate()
                     .map(|(i, v)| format!("{:.1},{:.1}", LEFT + slot * (i as f64 + 0.5), y(*v, max)))
                     .collect::<Vec<_>>().join(" ");
-                polyline points=(points) fill="none" stroke=(s.color) stroke-width="2";
+                polyline points=(points) fill="none" stroke=(s.color) stroke-width="2" {}
                 @for (i, v) in s.values.iter().enumerate() {
-                    circle cx=(LEFT + slot * (i as f64 + 0.5)) cy=(y(*v, max)) r="2.5" fill=(s.color);
+                    circle cx=(LEFT + slot * (i as f64 + 0.5)) cy=(y(*v, max)) r="2.5" fill=(s.color) {}
                 }
             }
         }

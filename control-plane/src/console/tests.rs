@@ -36,3 +36,24 @@ fn links_encode_their_parameters() {
         "/ui/conversation?tenant=a+b&id=x%2Fy%26z"
     );
 }
+
+#[test]
+fn svg_elements_are_closed_so_html_parsers_keep_them_siblings() {
+    let labels = vec!["1".to_owned(), "2".to_owned()];
+    let s = [chart::Series {
+        name: "spend",
+        color: "#000",
+        values: vec![1.0, 2.0],
+    }];
+    let svg = chart::lines("t", &labels, &s, |v| v.to_string()).into_string();
+    assert!(
+        svg.contains("</polyline>") && svg.contains("</line>"),
+        "{svg}"
+    );
+    let bars = chart::stacked_bars("t", &labels, &s, |v| v.to_string()).into_string();
+    assert_eq!(
+        bars.matches("<rect").count(),
+        3,
+        "legend and two bars: {bars}"
+    );
+}
