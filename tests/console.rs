@@ -52,11 +52,15 @@ async fn pages_show_conversations_their_timeline_health_and_spend() {
     let found = get(&gw.client, &format!("{ui}/?q=console-%3Cb%3E1%3C%2Fb%3E")).await;
     assert!(found.contains("console-&lt;b&gt;1&lt;/b&gt;"));
 
-    let one = get(
-        &gw.client,
-        &format!("{ui}/conversation?id=console-%3Cb%3E1%3C%2Fb%3E"),
-    )
-    .await;
+    // Charts once the turns' reports have completed their records.
+    let one_url = format!("{ui}/conversation?id=console-%3Cb%3E1%3C%2Fb%3E");
+    let one = loop {
+        let page = get(&gw.client, &one_url).await;
+        if page.contains("<svg") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(one.contains("id=\"pinned-model\">strong<"), "{one}");
     assert!(one.contains("data-turn=\"1\"") && one.contains("data-turn=\"2\""));
     assert!(one.contains("keel.v1.Admin/GetConversation"));

@@ -5,6 +5,7 @@ use std::{convert::Infallible, sync::Arc, time::Instant};
 use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{
     body::{Body, full},
@@ -23,12 +24,37 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let chat = req.method() == Method::POST;
-    let (mut response, own) = overhead::scope(started, dispatch(Arc::clone(&state), req)).await;
+    let span = request_span(&req);
+    let (mut response, own) = overhead::scope(started, dispatch(Arc::clone(&state), req))
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
     overhead::stamp(response.headers_mut(), own);
     if chat {
         state.metrics.overhead(own);
     }
     Ok(response)
+}
+
+/// The request's server span, when traces are exported: the parent of
+/// the control plane's `Route` span and of each upstream call's span.
+fn request_span(req: &Request<Incoming>) -> tracing::Span {
+    if !keel::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let path = req.uri().path();
+    let route = match path {
+        "/v1/chat/completions" | "/v1/messages" | "/v1/models" | "/healthz" | "/metrics" => path,
+        _ => "other",
+    };
+    tracing::info_span!(
+        "keel.request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod format;
 pub mod forward;
+pub mod genai_span;
 pub mod handler;
 pub mod headers;
 pub mod identity;

@@ -19,6 +19,8 @@ pub struct Pending {
     last_attempt_started: Option<Instant>,
     /// The answer is relayed as a stream (its first chunk is measured).
     streamed: bool,
+    /// The calls' times, for their spans (when traces are exported).
+    spans: Option<crate::genai_span::CallTimes>,
 }
 
 impl Pending {
@@ -30,6 +32,7 @@ impl Pending {
             slot: None,
             last_attempt_started: None,
             streamed: false,
+            spans: crate::genai_span::CallTimes::start(),
         }
     }
 
@@ -53,6 +56,9 @@ impl Pending {
 
     /// Records one attempt.
     pub fn attempt(&mut self, attempt: pb::Attempt) {
+        if let Some(s) = &mut self.spans {
+            s.attempt(attempt.latency_ms);
+        }
         self.last_attempt_started =
             Instant::now().checked_sub(std::time::Duration::from_millis(attempt.latency_ms.into()));
         self.outcome.attempts.push(attempt);
@@ -87,6 +93,9 @@ impl Pending {
             self.last_attempt_started.map(|t| t.elapsed()),
             self.streamed,
         );
+        if let Some(s) = self.spans.take() {
+            s.emit(&self.outcome);
+        }
         self.reporter.send(self.outcome);
     }
 }

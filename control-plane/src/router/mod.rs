@@ -8,6 +8,7 @@ mod failover;
 mod nudge;
 mod report;
 mod stream;
+mod traced;
 
 use std::sync::{
     Arc,
@@ -238,7 +239,11 @@ impl router_server::Router for RouterService {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
-        self.0.route(request.into_inner()).await.map(Response::new)
+        let parent = traced::carrier(request.metadata());
+        self.0
+            .route_traced(request.into_inner(), &parent)
+            .await
+            .map(Response::new)
     }
 
     async fn report(
