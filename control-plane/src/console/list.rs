@@ -22,6 +22,7 @@ struct Filter<'a> {
     model: Option<&'a str>,
     nudged: bool,
     over_budget: bool,
+    degraded: bool,
 }
 
 impl Filter<'_> {
@@ -33,6 +34,7 @@ impl Filter<'_> {
                 .is_none_or(|m| s.pinned_model.as_deref() == Some(m))
             && (!self.nudged || s.nudges > 0)
             && (!self.over_budget || over_budget(s, state))
+            && (!self.degraded || s.degraded)
     }
 }
 
@@ -71,6 +73,7 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
         model: param(q, "model"),
         nudged: param(q, "nudged").is_some(),
         over_budget: param(q, "over_budget").is_some(),
+        degraded: param(q, "degraded").is_some(),
     };
     let now = now_ms();
     let (rows, next) = match param(q, "q") {
@@ -91,6 +94,7 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
                             last_seen_ms: s.last_seen_ms,
                             cap_usd: s.budget.per_conversation_usd,
                             cap_turns: s.budget.per_conversation_turns,
+                            degraded: false,
                         })
                         .into_iter()
                         .collect(),
@@ -130,6 +134,7 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
                 ("model", filter.model.unwrap_or_default()),
                 ("nudged", if filter.nudged { "1" } else { "" }),
                 ("over_budget", if filter.over_budget { "1" } else { "" }),
+                ("degraded", if filter.degraded { "1" } else { "" }),
                 ("cursor", cursor),
             ],
         )
@@ -149,6 +154,7 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
             }
             label { input type="checkbox" name="nudged" value="1" checked[filter.nudged]; " nudged" }
             label { input type="checkbox" name="over_budget" value="1" checked[filter.over_budget]; " over budget" }
+            label { input type="checkbox" name="degraded" value="1" checked[filter.degraded]; " degraded" }
             button type="submit" { "Filter" }
             a href="/ui/" { "reset" }
         }
@@ -167,7 +173,10 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
                         td.n { (s.turns) }
                         td.n { (usd(s.spend_usd)) }
                         td { (time(s.last_seen_ms)) }
-                        td.n { @if s.nudges > 0 { span.badge.bad { (s.nudges) } } @else { "0" } }
+                        td.n {
+                            @if s.nudges > 0 { span.badge.bad { (s.nudges) } } @else { "0" }
+                            @if s.degraded { " " span.badge.warn title="served without the control plane" { "degraded" } }
+                        }
                     }
                 }
                 @if rows.is_empty() {

@@ -91,6 +91,12 @@ impl RouterState {
         };
         if outcome.degraded {
             self.metrics.degraded(profile);
+            if !outcome.conversation_id.is_empty() {
+                self.store.mark_degraded(&SessionKey::new(
+                    keel::tenant_or_default(&outcome.tenant),
+                    &outcome.conversation_id,
+                ));
+            }
         }
         let served = outcome.attempts.last().and_then(|a| a.target.as_ref());
         if let (true, Some(t)) = (outcome.success, served)

@@ -9,9 +9,48 @@
 //! most [`MAX_SCAN`] entries per page and hands back where it stopped.
 //! Sessions written before the index existed appear on their next write.
 
+use std::{collections::HashSet, sync::Mutex};
+
 use serde::{Deserialize, Serialize};
 
 use super::{Session, StoreError, codec, sled_store::Inner};
+
+/// Most conversations marked degraded while their session waits for its
+/// next write; past this, marks are dropped.
+const MAX_PENDING_MARKS: usize = 100_000;
+
+/// The index tree and the degraded marks not yet in it.
+pub(super) struct Activity {
+    pub tree: sled::Tree,
+    /// Session keys with a degraded turn whose entry has not been rewritten
+    /// since (the mark joins the entry on the session's next write).
+    degraded: Mutex<HashSet<Vec<u8>>>,
+}
+
+impl Activity {
+    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: db.open_tree("activity")?,
+            degraded: Mutex::default(),
+        })
+    }
+
+    /// Marks the conversation as served degraded (without the control
+    /// plane) at least once.
+    pub fn mark_degraded(&self, key: &[u8]) {
+        let mut pending = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() < MAX_PENDING_MARKS {
+            pending.insert(key.to_vec());
+        }
+    }
+
+    fn take_mark(&self, key: &[u8]) -> bool {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+}
 
 /// Most index entries one page reads while filtering.
 pub const MAX_SCAN: usize = 20_000;
@@ -42,6 +81,9 @@ pub struct ConversationSummary {
     pub cap_usd: Option<f64>,
     #[serde(rename = "bt", default, skip_serializing_if = "Option::is_none")]
     pub cap_turns: Option<u32>,
+    /// A sidecar served at least one turn without the control plane.
+    #[serde(rename = "d", default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
 }
 
 impl ConversationSummary {
@@ -85,20 +127,45 @@ impl Inner {
         new: &[u8],
     ) -> Result<(), StoreError> {
         let session = codec::decode_session(new)?;
-        let value = serde_json::to_vec(&ConversationSummary::of(&session))?;
+        let mut summary = ConversationSummary::of(&session);
         let old_at = old.and_then(|raw| codec::last_seen_ms(raw).ok());
-        if let Some(at) = old_at.filter(|at| *at != session.last_seen_ms) {
-            self.activity.remove(index_key(at, key))?;
-        }
-        self.activity
-            .insert(index_key(session.last_seen_ms, key), value)?;
+        let old_entry = match old_at {
+            Some(at) => self.activity.tree.remove(index_key(at, key))?,
+            None => None,
+        };
+        // Marks stay with the conversation as its entry moves.
+        summary.degraded = self.activity.take_mark(key)
+            || old_entry.is_some_and(|v| {
+                serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
+            });
+        self.activity.tree.insert(
+            index_key(session.last_seen_ms, key),
+            serde_json::to_vec(&summary)?,
+        )?;
         Ok(())
+    }
+
+    /// Indexes every stored session when the index is empty but sessions
+    /// are not (a store from before the index): once, at open.
+    pub(super) fn index_backfill(&self) -> Result<usize, StoreError> {
+        if !self.activity.tree.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for entry in self.sessions.iter() {
+            let (key, raw) = entry?;
+            // An unreadable record is left to the sweep.
+            if self.index_written(&key, None, &raw).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Drops the entry of a removed session (`raw`: its last record).
     pub(super) fn index_removed(&self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
         if let Ok(at) = codec::last_seen_ms(raw) {
-            self.activity.remove(index_key(at, key))?;
+            self.activity.tree.remove(index_key(at, key))?;
         }
         Ok(())
     }
@@ -116,8 +183,9 @@ impl Inner {
         let range = match cursor {
             Some(c) => self
                 .activity
+                .tree
                 .range::<&[u8], _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
-            None => self.activity.iter(),
+            None => self.activity.tree.iter(),
         };
         let mut last: Option<sled::IVec> = None;
         for (scanned, entry) in range.enumerate() {

@@ -67,6 +67,15 @@ async fn conversations_are_listed_newest_first_and_move_when_active_again() {
         ["a", "c"]
     );
     assert_eq!(ids(&store, &|s| s.tenant == "t"), ["a", "b"]);
+
+    // A degraded turn marks the conversation from its next write on, and
+    // the mark stays as the entry moves.
+    store.mark_degraded(&SessionKey::new("t", "b"));
+    touch(&store, "t", "b", 5_000, "strong");
+    store.flush().await.unwrap();
+    touch(&store, "t", "b", 6_000, "strong");
+    store.flush().await.unwrap();
+    assert_eq!(ids(&store, &|s| s.degraded), ["b"]);
 }
 
 #[tokio::test]
@@ -81,5 +90,20 @@ async fn idle_conversations_are_not_listed_and_leave_the_index_when_swept() {
     let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
     assert_eq!(listed, ["new"]);
     assert_eq!(store.sweep(now).unwrap(), 1);
-    assert_eq!(store.inner().activity.len(), 1);
+    assert_eq!(store.inner().activity.tree.len(), 1);
+}
+
+#[tokio::test]
+async fn a_store_without_the_index_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+        touch(&store, "t", "a", 1_000, "small");
+        touch(&store, "t", "b", 2_000, "small");
+        store.flush().await.unwrap();
+        store.inner().activity.tree.clear().unwrap();
+        store.inner().db.flush().unwrap();
+    }
+    let store = super::tests::reopen(dir.path());
+    assert_eq!(ids(&store, &|_| true), ["b", "a"]);
 }

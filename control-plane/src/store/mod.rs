@@ -223,6 +223,12 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (keep, cursor, limit, now_ms);
         Ok(ConversationPage::default())
     }
+
+    /// Notes that a sidecar served one of the conversation's turns without
+    /// the control plane, for [`ConversationSummary::degraded`].
+    fn mark_degraded(&self, key: &SessionKey) {
+        let _ = key;
+    }
 }
 
 /// Milliseconds since the Unix epoch.

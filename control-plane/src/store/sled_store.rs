@@ -48,7 +48,7 @@ pub(super) struct Inner {
     pub(super) tenant_days: sled::Tree,
     meta: sled::Tree,
     /// Conversations by last activity (activity.rs).
-    pub(super) activity: sled::Tree,
+    pub(super) activity: super::activity::Activity,
     pub ttl_ms: u64,
     pub cache: SessionCache,
     /// One write pass at a time, so two passes never reorder the writes of
@@ -97,7 +97,7 @@ impl SledStore {
             log: Log::open(&db)?,
             tenant_days: db.open_tree("tenant_days")?,
             meta: db.open_tree("meta")?,
-            activity: db.open_tree("activity")?,
+            activity: super::activity::Activity::open(&db)?,
             db,
             ttl_ms: ttl.as_millis() as u64,
             cache: SessionCache::new(session_cache_bytes),
@@ -111,6 +111,10 @@ impl SledStore {
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let store = Self { inner, flusher };
         store.inner.upgrade()?;
+        let indexed = store.inner.index_backfill()?;
+        if indexed > 0 {
+            tracing::info!(sessions = indexed, "indexed stored sessions by activity");
+        }
         Ok(store)
     }
 
@@ -302,6 +306,10 @@ impl SessionStore for SledStore {
         now_ms: u64,
     ) -> Result<super::ConversationPage, StoreError> {
         self.inner.list_conversations(keep, cursor, limit, now_ms)
+    }
+
+    fn mark_degraded(&self, key: &SessionKey) {
+        self.inner.activity.mark_degraded(key.as_bytes());
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
