@@ -1,7 +1,8 @@
 //! [`SessionStore`] on sled 0.34. sled has no TTL, so the deadline is checked
 //! on every read (lazy expiry) and the sweep (sweep.rs) scans the sessions
-//! a batch at a time. No index tree: sled's memory grows with the number of
-//! keys it holds, so the store keeps as few as it can.
+//! a batch at a time. No expiry index: sled's memory grows with the number
+//! of keys it holds, so the store keeps as few as it can; the one index,
+//! sessions by activity (activity.rs), is what the console pages through.
 //!
 //! Sessions are served from a bounded in-memory cache and written behind
 //! (sessions.rs): one process owns the embedded store, so the cache is the
