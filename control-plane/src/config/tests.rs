@@ -211,3 +211,17 @@ fn store_session_cache_mb_has_a_default_and_is_validated() {
     let e = err("\n[store]\nsession_cache_mb = -1\n");
     assert!(e.contains("session_cache_mb"), "{e}");
 }
+
+#[test]
+fn telemetry_takes_a_collector_url() {
+    assert!(
+        err("\n[telemetry]\notlp_endpoint = \"collector:4318\"\n")
+            .contains("telemetry.otlp_endpoint")
+    );
+    assert!(err("\n[telemetry]\nendpoint = \"http://c\"\n").contains("endpoint"));
+    let c = parse(&format!(
+        "{BASE}\n[telemetry]\notlp_endpoint = \"http://collector:4318\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+}
