@@ -16,3 +16,6 @@ fi
 if [[ -x scripts/test-compat.sh ]]; then
     scripts/test-compat.sh
 fi
+if [[ -x scripts/test-ui.sh ]]; then
+    scripts/test-ui.sh
+fi

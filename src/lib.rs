@@ -4,6 +4,8 @@
 pub mod fingerprint;
 pub mod keys;
 pub mod metadata;
+pub mod semconv;
+pub mod telemetry;
 
 /// Generated types and gRPC stubs of package `keel.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -41,6 +41,7 @@ async fn answers_come_back_by_id_a_refusal_leaves_the_stream_open_and_pins_match
     let ask = |id: u64, request: pb::RouteRequest| pb::RouteStreamRequest {
         id,
         request: Some(request),
+        ..Default::default()
     };
     let mut unknown = agent_turn("conv-b");
     unknown.profile = "NO-SUCH-PROFILE".into();
@@ -113,6 +114,7 @@ async fn requests_in_flight_when_the_caller_ends_its_stream_are_all_answered() {
         tx.send(pb::RouteStreamRequest {
             id,
             request: Some(agent_turn(&format!("half-closed-{id}"))),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -283,6 +283,14 @@ impl Capacity {
             .is_some_and(|until| until > Instant::now())
     }
 
+    /// How much longer a 429 keeps the key parked, if it does.
+    pub fn parked_for(&self, p: usize, k: usize, now: Instant) -> Option<Duration> {
+        self.slot(p, k)?
+            .parked_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
     /// The key now.
     pub fn snapshot(&self, p: usize, k: usize, now: Instant) -> KeySnapshot {
         let (minute, into) = self.minute(now);

@@ -1,5 +1,6 @@
 //! The control plane's plain HTTP port: `/healthz` for orchestrators and
-//! scripts, `/metrics` (Prometheus text) for monitoring.
+//! scripts, `/metrics` (Prometheus text) for monitoring, `/ui/` for people
+//! (console/).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -12,18 +13,21 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::{metrics, router::RouterState};
 
 async fn handle(
     req: Request<Incoming>,
-    metrics: &Metrics,
+    state: &RouterState,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/ui" || req.uri().path().starts_with("/ui/") {
+        return Ok(crate::console::handle(req, state).await);
+    }
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
-            "text/plain; version=0.0.4",
-            Bytes::from(metrics.render()),
+            metrics::CONTENT_TYPE,
+            Bytes::from(render_metrics(state)),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -38,10 +42,23 @@ async fn handle(
         .unwrap_or_default())
 }
 
+/// Live gauges set from the state, then every family.
+fn render_metrics(state: &RouterState) -> String {
+    let catalog = &state.config.catalog;
+    for (i, d) in catalog.deployments().iter().enumerate() {
+        state.metrics.breaker(
+            &d.name,
+            &catalog.provider_of(d).name,
+            state.signals.breaker_state(i),
+        );
+    }
+    state.metrics.render()
+}
+
 /// Serves `/healthz` and `/metrics` until `shutdown` resolves, then drains connections.
 pub async fn serve_http(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    state: Arc<RouterState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -53,10 +70,10 @@ pub async fn serve_http(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let metrics = Arc::clone(&metrics);
+                let state = Arc::clone(&state);
                 let service = service_fn(move |req| {
-                    let metrics = Arc::clone(&metrics);
-                    async move { handle(req, &metrics).await }
+                    let state = Arc::clone(&state);
+                    async move { handle(req, &state).await }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());

@@ -28,12 +28,6 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -41,6 +35,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    // Before the runtime, and dropped after it: the exporter blocks.
+    let _telemetry = keel::telemetry::init("keel-control-plane", config.otlp_endpoint.as_deref());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = config.worker_threads {

@@ -71,11 +71,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let http_task = tokio::spawn(crate::http::serve_http(
-        http,
-        Arc::clone(&state.metrics),
-        stopped(),
-    ));
+    let http_task = tokio::spawn(crate::http::serve_http(http, Arc::clone(&state), stopped()));
     let grpc_stopped = stopped();
     let streams = Arc::clone(&state);
     tokio::spawn(async move {

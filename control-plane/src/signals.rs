@@ -158,6 +158,11 @@ impl Signals {
         self.stats(deployment).breaker.chosen(Instant::now());
     }
 
+    /// What is known of a deployment now, for the console.
+    pub fn snapshot(&self, deployment: usize) -> DeploymentStats {
+        self.stats(deployment).clone()
+    }
+
     /// Breaker state of a deployment, for metrics.
     pub fn breaker_state(&self, deployment: usize) -> &'static str {
         self.stats(deployment).breaker.state_name()

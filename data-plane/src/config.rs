@@ -44,6 +44,11 @@ pub struct SidecarConfig {
     /// `x-api-key`). It is never forwarded to a provider.
     #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// OpenTelemetry collector base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`):
+    /// spans go to `{URL}/v1/traces` over OTLP/HTTP. Off when unset (unless
+    /// the `OTEL_EXPORTER_OTLP_*` variables are set).
+    #[arg(long, env = "KEEL_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Upstream connect timeout (unless the decision sets one).
     #[arg(long, env = "KEEL_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,

@@ -127,7 +127,7 @@ pub async fn forward_with<'a>(
             .unwrap_or_else(|| upstream::url(target));
         // Stands as cancelled until it ends: the app may go away meanwhile.
         pending.begin_attempt(target);
-        match upstream::send(
+        match crate::overhead::waiting(upstream::send(
             &state.http,
             limits.connect,
             &url,
@@ -136,7 +136,7 @@ pub async fn forward_with<'a>(
             prepared.body.clone(),
             limits.first_byte,
             pass.and_then(|p| p.for_target(caller, upstream_format)),
-        )
+        ))
         .await
         {
             Ok(resp) => {

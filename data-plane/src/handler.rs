@@ -1,10 +1,11 @@
 //! Dispatch of the sidecar's HTTP routes.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{
     body::{Body, full},
@@ -12,6 +13,7 @@ use crate::{
     error::ApiError,
     format::Format,
     responses,
+    overhead,
     state::AppState,
 };
 
@@ -21,16 +23,52 @@ pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let chat = req.method() == Method::POST;
+    let span = request_span(&req);
+    let (mut response, own) = overhead::scope(started, dispatch(Arc::clone(&state), req))
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    overhead::stamp(response.headers_mut(), own);
+    if chat {
+        state.metrics.overhead(own);
+    }
+    Ok(response)
+}
+
+/// The request's server span, when traces are exported: the parent of
+/// the control plane's `Route` span and of each upstream call's span.
+fn request_span(req: &Request<Incoming>) -> tracing::Span {
+    if !keel::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let path = req.uri().path();
+    let route = match path {
+        "/v1/chat/completions" | "/v1/messages" | "/v1/models" | "/healthz" | "/metrics" => path,
+        _ => "other",
+    };
+    tracing::info_span!(
+        "keel.request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let anthropic_caller = req.headers().contains_key("anthropic-version");
-    let response = match (req.method(), req.uri().path()) {
+    match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text("ok\n"),
         // Harnesses probe the base URL before their first request.
         (&Method::HEAD | &Method::GET, "/") => text("keel-sidecar\n"),
         (&Method::GET, "/metrics") => {
-            let mut r = Response::new(full(state.metrics.render(state.reporter.dropped())));
+            let mut r = Response::new(full(state.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             r
         }
@@ -65,8 +103,7 @@ pub async fn handle(
             };
             ApiError::NotFound(format!("no route for {method} {path}")).into_response(format)
         }
-    };
-    Ok(response)
+    }
 }
 
 /// A chat request, answered in `format`'s shape and counted.

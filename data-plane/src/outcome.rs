@@ -42,6 +42,12 @@ pub struct Pending {
     /// The request's slot under `--max-concurrency`, held until the outcome
     /// is settled (for a stream: until it ends or the app goes away).
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the last recorded attempt was sent, for its duration in metrics.
+    last_attempt_started: Option<Instant>,
+    /// The answer is relayed as a stream (its first chunk is measured).
+    streamed: bool,
+    /// The calls' times, for their spans (when traces are exported).
+    spans: Option<crate::genai_span::CallTimes>,
 }
 
 impl Pending {
@@ -54,6 +60,9 @@ impl Pending {
             prompt_tokens: 0,
             relayed_tokens: 0,
             slot: None,
+            last_attempt_started: None,
+            streamed: false,
+            spans: crate::genai_span::CallTimes::start(),
         }
     }
 
@@ -71,6 +80,12 @@ impl Pending {
         self
     }
 
+    /// The answer is relayed as a stream.
+    pub fn streamed(mut self) -> Self {
+        self.streamed = true;
+        self
+    }
+
     /// Attempts recorded so far.
     pub fn attempts(&self) -> usize {
         self.outcome.attempts.len()
@@ -80,6 +95,10 @@ impl Pending {
     /// in, it stands as [`CANCELLED`]: if the app goes away meanwhile, that
     /// is what is reported (and the key is released).
     pub fn begin_attempt(&mut self, target: &pb::Target) {
+        self.last_attempt_started = Some(Instant::now());
+        if let Some(s) = &mut self.spans {
+            s.begin();
+        }
         self.outcome.attempts.push(pb::Attempt {
             target: Some(target.clone()),
             error_class: CANCELLED.to_owned(),
@@ -145,6 +164,14 @@ impl Pending {
             );
         }
         self.slot = None;
+        self.reporter.metrics.outcome(
+            &outcome,
+            self.last_attempt_started.map(|t| t.elapsed()),
+            self.streamed,
+        );
+        if let Some(s) = self.spans.take() {
+            s.emit(&outcome);
+        }
         self.reporter.send(outcome);
     }
 }

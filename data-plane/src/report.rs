@@ -3,19 +3,13 @@
 //! outcomes while the control plane is unreachable, and a counter tracks any
 //! dropped above the bound.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use keel::pb;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::sync::mpsc;
 
-use crate::route::RouteClient;
+use crate::{metrics::Metrics, route::RouteClient};
 
 /// Most outcomes sent in one `Report` call.
 const BATCH: usize = 256;
@@ -30,20 +24,16 @@ const LINGER: Duration = Duration::from_millis(5);
 #[derive(Clone)]
 pub struct Reporter {
     tx: mpsc::Sender<pb::Outcome>,
-    dropped: Arc<AtomicU64>,
+    /// Measures each outcome before it is queued; counts drops.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Reporter {
     /// Queues an outcome without waiting.
     pub fn send(&self, outcome: pb::Outcome) {
         if self.tx.try_send(outcome).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.reports_dropped.inc();
         }
-    }
-
-    /// Outcomes dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -81,32 +71,33 @@ impl WeakReporter {
 pub fn reporter(
     client: Arc<RouteClient>,
     capacity: usize,
+    metrics: Arc<Metrics>,
 ) -> (Reporter, impl std::future::Future<Output = ()>) {
     let (tx, rx) = mpsc::channel(capacity);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let task = deliver(client, rx, capacity, Arc::clone(&dropped));
-    (Reporter { tx, dropped }, task)
+    let queue = Queue {
+        items: VecDeque::new(),
+        capacity,
+        dropped: metrics.reports_dropped.clone(),
+        depth: metrics.report_queue.clone(),
+    };
+    let task = deliver(client, rx, queue);
+    (Reporter { tx, metrics }, task)
 }
 
 /// A reporter whose outcomes a test reads back.
 #[cfg(test)]
 pub(crate) fn capture(capacity: usize) -> (Reporter, mpsc::Receiver<pb::Outcome>) {
     let (tx, rx) = mpsc::channel(capacity);
-    let dropped = Arc::new(AtomicU64::new(0));
-    (Reporter { tx, dropped }, rx)
+    (
+        Reporter {
+            tx,
+            metrics: Default::default(),
+        },
+        rx,
+    )
 }
 
-async fn deliver(
-    client: Arc<RouteClient>,
-    mut rx: mpsc::Receiver<pb::Outcome>,
-    capacity: usize,
-    dropped: Arc<AtomicU64>,
-) {
-    let mut queue = Queue {
-        items: VecDeque::new(),
-        capacity,
-        dropped,
-    };
+async fn deliver(client: Arc<RouteClient>, mut rx: mpsc::Receiver<pb::Outcome>, mut queue: Queue) {
     let mut backoff = Duration::from_millis(200);
     let mut closed = false;
     loop {
@@ -131,6 +122,7 @@ async fn deliver(
         match client.report(batch).await {
             Ok(_) => {
                 queue.items.drain(..n);
+                queue.depth.set(queue.items.len() as i64);
                 backoff = Duration::from_millis(200);
             }
             Err(status) => {
@@ -155,16 +147,19 @@ async fn deliver(
 struct Queue {
     items: VecDeque<pb::Outcome>,
     capacity: usize,
-    dropped: Arc<AtomicU64>,
+    dropped: Counter,
+    /// Outcomes held, for `/metrics`.
+    depth: Gauge,
 }
 
 impl Queue {
     fn push(&mut self, o: pb::Outcome) {
         if self.items.len() >= self.capacity {
             self.items.pop_front();
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
         self.items.push_back(o);
+        self.depth.set(self.items.len() as i64);
     }
 
     /// Queues what arrives for up to `wait`, or until `enough` are queued.
@@ -205,7 +200,8 @@ mod tests {
         Queue {
             items: VecDeque::new(),
             capacity,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: Counter::default(),
+            depth: Gauge::default(),
         }
     }
 
@@ -217,7 +213,8 @@ mod tests {
         }
         let ids: Vec<_> = q.items.iter().map(|o| o.decision_id.as_str()).collect();
         assert_eq!(ids, ["b", "c"]);
-        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(q.dropped.get(), 1);
+        assert_eq!(q.depth.get(), 2);
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ pub fn streamed(
     pending: Pending,
 ) -> Response<Body> {
     let translator = stream_translator(reply, wants_usage, strip_usage_chunk);
+    let pending = pending.streamed();
     let body = relay::stream_body(resp, translator, reply.idle, pending, reply.attempt_started);
     let mut r = Response::new(body);
     r.headers_mut().insert(
@@ -77,7 +78,8 @@ pub async fn whole(
     mut pending: Pending,
 ) -> Result<Response<Body>, ApiError> {
     let status = resp.status();
-    let body: Bytes = match tokio::time::timeout(reply.idle, resp.bytes()).await {
+    let read = tokio::time::timeout(reply.idle, resp.bytes());
+    let body: Bytes = match crate::overhead::waiting(read).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             pending.finish(Usage::default(), Ending::Broken);

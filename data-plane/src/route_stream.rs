@@ -112,6 +112,7 @@ impl RouteStream {
         let request = pb::RouteStreamRequest {
             id,
             request: Some(req),
+            trace_context: keel::telemetry::current_context(),
         };
         if open.requests.send(request).is_err() {
             return Err(ended());
@@ -121,6 +122,15 @@ impl RouteStream {
 
     async fn unary(&self, req: pb::RouteRequest) -> Answer {
         let mut router = self.router.clone();
+        let mut req = tonic::Request::new(req);
+        for (k, v) in keel::telemetry::current_context() {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                v.parse(),
+            ) {
+                req.metadata_mut().insert(k, v);
+            }
+        }
         router.route(req).await.map(tonic::Response::into_inner)
     }
 

@@ -38,7 +38,12 @@ pub async fn serve(
         config.route_rpc,
     )?);
     let http = upstream::Clients::new(config.connect_timeout)?;
-    let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (reporter, deliver) = report::reporter(
+        Arc::clone(&route),
+        config.report_queue,
+        Arc::clone(&metrics),
+    );
     route.report_orphans_to(reporter.downgrade());
     let reporter_task = tokio::spawn(deliver);
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -56,7 +61,7 @@ pub async fn serve(
         keys: Keys::default(),
         reporter,
         cooldowns: Default::default(),
-        metrics: Default::default(),
+        metrics,
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
         chains: Default::default(),

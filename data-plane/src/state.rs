@@ -19,7 +19,7 @@ pub struct AppState {
     pub keys: Keys,
     pub reporter: Reporter,
     pub cooldowns: Cooldowns,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Slots under `--max-concurrency`.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the

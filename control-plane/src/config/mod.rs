@@ -45,6 +45,18 @@ pub struct RawConfig {
     /// When a key counts as under pressure, and what is shed then.
     #[serde(default)]
     pub load: RawLoad,
+    /// OpenTelemetry export; traces are off when absent.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// A collector's base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`); spans go
+    /// to `{otlp_endpoint}/v1/traces` over OTLP/HTTP.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Budget caps; absent means no cap.

@@ -237,3 +237,17 @@ fn aliases_may_be_patterns_and_name_auto() {
     assert!(err("\n[aliases]\n\"\" = \"strong\"\n").contains("aliases."));
     assert!(err("\n[aliases]\nstrong = \"auto\"\n").contains("aliases.strong"));
 }
+
+#[test]
+fn telemetry_takes_a_collector_url() {
+    assert!(
+        err("\n[telemetry]\notlp_endpoint = \"collector:4318\"\n")
+            .contains("telemetry.otlp_endpoint")
+    );
+    assert!(err("\n[telemetry]\nendpoint = \"http://c\"\n").contains("endpoint"));
+    let c = parse(&format!(
+        "{BASE}\n[telemetry]\notlp_endpoint = \"http://collector:4318\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+}

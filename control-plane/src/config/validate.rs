@@ -69,6 +69,9 @@ pub struct Config {
     /// `[budgets]`: caps for every profile.
     pub budgets: Caps,
     pub load: LoadConfig,
+    /// `[telemetry] otlp_endpoint`: a collector's base URL; None: traces
+    /// only from the `OTEL_*` variables.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl RawConfig {
@@ -222,10 +225,23 @@ impl RawConfig {
         self.divergence
             .validate()
             .map_err(|e| invalid(format!("divergence.{}", e.key), e.reason))?;
+        let otlp_endpoint = self
+            .telemetry
+            .otlp_endpoint
+            .filter(|e| !e.trim().is_empty());
+        if let Some(e) = &otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
         Ok(Config {
             grpc_listen: self.server.grpc_listen,
             http_listen: self.server.http_listen,
             worker_threads: self.server.worker_threads,
+            otlp_endpoint,
             store: StoreConfig {
                 path: store.path,
                 session_idle_ttl: store.session_idle_ttl,

@@ -10,6 +10,7 @@ mod report;
 mod seen;
 mod side;
 mod stream;
+mod traced;
 
 use std::sync::{
     Arc,
@@ -44,6 +45,8 @@ pub struct RouterState {
     /// Budget caps (config and run time) and tenant spend per day.
     pub budgets: Budgets,
     pub tenants: TenantSpend,
+    /// Spend per day by tenant and model, for the console.
+    pub spend: crate::console::SpendLedger,
     /// Decision records, written by the server's [`DecisionWriter`].
     pub decision_log: DecisionLog,
     spread: AtomicUsize,
@@ -71,6 +74,7 @@ impl RouterState {
             capacity: Capacity::new(&config.catalog, config.load.clone()),
             budgets: Budgets::new(config.budgets, overrides.unwrap_or_default()),
             tenants: TenantSpend::default(),
+            spend: Default::default(),
             config,
             store,
             metrics,
@@ -130,9 +134,15 @@ impl RouterState {
     /// the profile locks sessions. Runs divergence detection on the request's
     /// fingerprints: a nudge is added to `inject` and recorded with the decision.
     pub async fn route(&self, req: RouteRequest) -> Result<pb::Decision, Status> {
+        let started = std::time::Instant::now();
         match self.decide(req).await {
             Ok(decision) => {
-                self.metrics.decision(&decision.profile, decision.kind());
+                self.metrics.decision(
+                    &decision.profile,
+                    decision.kind(),
+                    decision.pinned,
+                    started.elapsed(),
+                );
                 Ok(decision)
             }
             Err(refusal) => {
@@ -173,7 +183,11 @@ impl router_server::Router for RouterService {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
-        self.0.route(request.into_inner()).await.map(Response::new)
+        let parent = traced::carrier(request.metadata());
+        self.0
+            .route_traced(request.into_inner(), &parent)
+            .await
+            .map(Response::new)
     }
 
     async fn report(

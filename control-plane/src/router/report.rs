@@ -60,6 +60,7 @@ impl RouterState {
                 self.release(&outcome);
             }
             let cost = self.cost(&outcome);
+            self.measure(&outcome, cost);
             if outcome.success || cost > 0.0 {
                 let tenant = keel::tenant_or_default(&outcome.tenant);
                 self.tenants
@@ -98,6 +99,45 @@ impl RouterState {
             self.store.flush().await.map_err(internal)?;
         }
         Ok(accepted)
+    }
+
+    /// Metrics of one reported request: cost and tokens of a served one,
+    /// and whether a sidecar served it on its own.
+    fn measure(&self, outcome: &pb::Outcome, cost: f64) {
+        // Labels only from config: a report names what a sidecar sent.
+        let profile = if self.config.profiles.contains_key(&outcome.profile) {
+            outcome.profile.as_str()
+        } else {
+            "other"
+        };
+        if outcome.degraded {
+            self.metrics.degraded(profile);
+            if !outcome.conversation_id.is_empty() {
+                self.store.mark_degraded(&SessionKey::new(
+                    keel::tenant_or_default(&outcome.tenant),
+                    &outcome.conversation_id,
+                ));
+            }
+        }
+        let served = outcome.attempts.last().and_then(|a| a.target.as_ref());
+        let Some(t) = served.filter(|t| {
+            self.config
+                .catalog
+                .deployment_index(&t.model, &t.provider)
+                .is_some()
+        }) else {
+            return;
+        };
+        if outcome.success {
+            let usage = outcome.usage.unwrap_or_default();
+            self.metrics
+                .served(profile, &t.model, &t.provider, &usage, cost);
+        }
+        // A turn cut short spent too (as the tenant's and session's totals).
+        if cost > 0.0 {
+            let tenant = keel::tenant_or_default(&outcome.tenant);
+            self.spend.add(utc_day(now_ms()), tenant, &t.model, cost);
+        }
     }
 
     /// The provider key of a reported target (of its deployment `d`).

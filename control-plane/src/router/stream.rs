@@ -60,7 +60,7 @@ pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamReq
 /// Decides one request of the stream.
 async fn decide(state: &RouterState, next: pb::RouteStreamRequest) -> pb::RouteStreamResponse {
     let result = match next.request {
-        Some(req) => state.route(req).await,
+        Some(req) => state.route_traced(req, &next.trace_context).await,
         None => Err(Refusal::Invalid("route stream request without `request`".into()).into()),
     };
     let result = Some(match result {

@@ -2,6 +2,9 @@
 //! embedded default; the trait lets a distributed store back several
 //! control-plane replicas.
 
+mod activity;
+#[cfg(test)]
+mod activity_tests;
 mod cache;
 mod codec;
 mod decision_log;
@@ -32,6 +35,7 @@ use crate::{
     divergence::{DetectorState, DivergenceEvent},
 };
 
+pub use activity::{ConversationPage, ConversationSummary};
 pub use decision_log::{DecisionLog, DecisionWriter};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
@@ -210,6 +214,27 @@ pub trait SessionStore: Send + Sync + 'static {
     /// ones (each call goes on where the last stopped, and wraps); returns
     /// how many.
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// Live conversations, most recently active first, that `keep` accepts:
+    /// up to `limit` from `cursor` (a page's `next`), without reading every
+    /// session (an index by activity; a filtered page reads a bounded part
+    /// of it and says where to go on). A store without the index lists none.
+    fn list_conversations(
+        &self,
+        keep: &dyn Fn(&ConversationSummary) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        let _ = (keep, cursor, limit, now_ms);
+        Ok(ConversationPage::default())
+    }
+
+    /// Notes that a sidecar served one of the conversation's turns without
+    /// the control plane, for [`ConversationSummary::degraded`].
+    fn mark_degraded(&self, key: &SessionKey) {
+        let _ = key;
+    }
 }
 
 /// Milliseconds since the Unix epoch.

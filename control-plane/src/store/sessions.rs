@@ -81,7 +81,8 @@ impl Inner {
             // behind): write this one through, as if there were no cache.
             // The shard lock is still held, and the key is not cached, so
             // no pass writes it meanwhile.
-            self.sessions.insert(key, cached.bytes)?;
+            let old = self.sessions.insert(key, cached.bytes.as_slice())?;
+            self.index_written(key, old.as_deref(), &cached.bytes)?;
         }
         Ok(())
     }
@@ -157,9 +158,10 @@ impl Inner {
         // in sled's cache, instead of each loading it again (what a write
         // mostly costs with many more sessions than the cache holds).
         batch.sort_unstable_by(|a, b| a.2.key.cmp(&b.2.key));
-        let result = batch
-            .iter()
-            .try_for_each(|(_, _, p)| self.sessions.insert(&*p.key, p.bytes.as_slice()).map(drop));
+        let result = batch.iter().try_for_each(|(_, _, p)| {
+            let old = self.sessions.insert(&*p.key, p.bytes.as_slice())?;
+            self.index_written(&p.key, old.as_deref(), &p.bytes)
+        });
         batch.sort_unstable_by_key(|&(i, _, _)| i);
         for group in batch.chunk_by(|a, b| a.0 == b.0) {
             let mut shard = self.cache.shard_at(group[0].0);

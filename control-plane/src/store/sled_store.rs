@@ -1,7 +1,8 @@
 //! [`SessionStore`] on sled 0.34. sled has no TTL, so the deadline is checked
 //! on every read (lazy expiry) and the sweep (sweep.rs) scans the sessions
-//! a batch at a time. No index tree: sled's memory grows with the number of
-//! keys it holds, so the store keeps as few as it can.
+//! a batch at a time. No expiry index: sled's memory grows with the number
+//! of keys it holds, so the store keeps as few as it can; the one index,
+//! sessions by activity (activity.rs), is what the console pages through.
 //!
 //! Sessions are served from a bounded in-memory cache and written behind
 //! (sessions.rs): one process owns the embedded store, so the cache is the
@@ -47,6 +48,8 @@ pub(super) struct Inner {
     pub(super) log: Log,
     pub(super) tenant_days: sled::Tree,
     meta: sled::Tree,
+    /// Conversations by last activity (activity.rs).
+    pub(super) activity: super::activity::Activity,
     pub ttl_ms: u64,
     pub cache: SessionCache,
     /// One write pass at a time, so two passes never reorder the writes of
@@ -95,6 +98,7 @@ impl SledStore {
             log: Log::open(&db)?,
             tenant_days: db.open_tree("tenant_days")?,
             meta: db.open_tree("meta")?,
+            activity: super::activity::Activity::open(&db)?,
             db,
             ttl_ms: ttl.as_millis() as u64,
             cache: SessionCache::new(session_cache_bytes),
@@ -108,6 +112,10 @@ impl SledStore {
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let store = Self { inner, flusher };
         store.inner.upgrade()?;
+        let indexed = store.inner.index_backfill()?;
+        if indexed > 0 {
+            tracing::info!(sessions = indexed, "indexed stored sessions by activity");
+        }
         Ok(store)
     }
 
@@ -158,6 +166,7 @@ impl Inner {
         let Some(raw) = self.sessions.remove(key)? else {
             return Ok(());
         };
+        self.index_removed(key, &raw)?;
         // Unreadable: its records go with their segments' age.
         let stored = codec::decision_head(&raw).unwrap_or(None);
         self.remove_decisions(key, pending.or(stored))
@@ -288,6 +297,20 @@ impl SessionStore for SledStore {
 
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError> {
         self.inner.timeline(key.as_bytes())
+    }
+
+    fn list_conversations(
+        &self,
+        keep: &dyn Fn(&super::ConversationSummary) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<super::ConversationPage, StoreError> {
+        self.inner.list_conversations(keep, cursor, limit, now_ms)
+    }
+
+    fn mark_degraded(&self, key: &SessionKey) {
+        self.inner.activity.mark_degraded(key.as_bytes());
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {

@@ -1,0 +1,219 @@
+//! Conversations by last activity, newest first, for the console: tree
+//! `activity`, keyed by `!last_seen_ms` (big-endian, so newer sorts first)
+//! followed by the session key, holding a small summary of the session.
+//!
+//! Kept by the write pass (a session written to sled moves its entry: the
+//! old one is found from the record it replaces, so there is no reverse
+//! map) and by removal. A page reads index entries from a cursor and never
+//! a session, so listing costs the page, not the store; a filter reads at
+//! most [`MAX_SCAN`] entries per page and hands back where it stopped.
+//! Sessions written before the index existed appear on their next write.
+
+use std::{collections::HashSet, sync::Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Session, StoreError, codec, sled_store::Inner};
+
+/// Most conversations marked degraded while their session waits for its
+/// next write; past this, marks are dropped.
+const MAX_PENDING_MARKS: usize = 100_000;
+
+/// The index tree and the degraded marks not yet in it.
+pub(super) struct Activity {
+    pub tree: sled::Tree,
+    /// Session keys with a degraded turn whose entry has not been rewritten
+    /// since (the mark joins the entry on the session's next write).
+    degraded: Mutex<HashSet<Vec<u8>>>,
+}
+
+impl Activity {
+    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: db.open_tree("activity")?,
+            degraded: Mutex::default(),
+        })
+    }
+
+    /// Marks the conversation as served degraded (without the control
+    /// plane) at least once.
+    pub fn mark_degraded(&self, key: &[u8]) {
+        let mut pending = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() < MAX_PENDING_MARKS {
+            pending.insert(key.to_vec());
+        }
+    }
+
+    fn take_mark(&self, key: &[u8]) -> bool {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+}
+
+/// Most index entries one page reads while filtering.
+pub const MAX_SCAN: usize = 20_000;
+
+/// What the conversation list shows of a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    #[serde(skip)]
+    pub tenant: String,
+    #[serde(skip)]
+    pub conversation_id: String,
+    #[serde(rename = "p")]
+    pub profile: String,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub pinned_model: Option<String>,
+    #[serde(rename = "t")]
+    pub turns: u32,
+    #[serde(rename = "s")]
+    pub spend_usd: f64,
+    #[serde(rename = "n", default)]
+    pub nudges: u32,
+    #[serde(rename = "c")]
+    pub created_ms: u64,
+    #[serde(skip)]
+    pub last_seen_ms: u64,
+    /// The conversation's own run-time caps (USD, turns), if any.
+    #[serde(rename = "bu", default, skip_serializing_if = "Option::is_none")]
+    pub cap_usd: Option<f64>,
+    #[serde(rename = "bt", default, skip_serializing_if = "Option::is_none")]
+    pub cap_turns: Option<u32>,
+    /// A sidecar served at least one turn without the control plane.
+    #[serde(rename = "d", default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
+}
+
+impl ConversationSummary {
+    fn of(s: &Session) -> Self {
+        Self {
+            profile: s.profile.clone(),
+            pinned_model: s.pinned_model.clone(),
+            turns: s.turns,
+            spend_usd: s.spend_usd,
+            nudges: s.divergence.nudges,
+            created_ms: s.created_ms,
+            last_seen_ms: s.last_seen_ms,
+            cap_usd: s.budget.per_conversation_usd,
+            cap_turns: s.budget.per_conversation_turns,
+            ..Self::default()
+        }
+    }
+}
+
+/// One page of the list.
+#[derive(Debug, Default)]
+pub struct ConversationPage {
+    pub items: Vec<ConversationSummary>,
+    /// Where the next page starts (opaque); None at the end.
+    pub next: Option<Vec<u8>>,
+}
+
+fn index_key(last_seen_ms: u64, session_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + session_key.len());
+    k.extend_from_slice(&(!last_seen_ms).to_be_bytes());
+    k.extend_from_slice(session_key);
+    k
+}
+
+impl Inner {
+    /// Moves the session's entry after its record `new` replaced `old`.
+    pub(super) fn index_written(
+        &self,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<(), StoreError> {
+        let session = codec::decode_session(new)?;
+        let mut summary = ConversationSummary::of(&session);
+        let old_at = old.and_then(|raw| codec::last_seen_ms(raw).ok());
+        let old_entry = match old_at {
+            Some(at) => self.activity.tree.remove(index_key(at, key))?,
+            None => None,
+        };
+        // Marks stay with the conversation as its entry moves.
+        summary.degraded = self.activity.take_mark(key)
+            || old_entry.is_some_and(|v| {
+                serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
+            });
+        self.activity.tree.insert(
+            index_key(session.last_seen_ms, key),
+            serde_json::to_vec(&summary)?,
+        )?;
+        Ok(())
+    }
+
+    /// Indexes every stored session when the index is empty but sessions
+    /// are not (a store from before the index): once, at open.
+    pub(super) fn index_backfill(&self) -> Result<usize, StoreError> {
+        if !self.activity.tree.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for entry in self.sessions.iter() {
+            let (key, raw) = entry?;
+            // An unreadable record is left to the sweep.
+            if self.index_written(&key, None, &raw).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Drops the entry of a removed session (`raw`: its last record).
+    pub(super) fn index_removed(&self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+        if let Ok(at) = codec::last_seen_ms(raw) {
+            self.activity.tree.remove(index_key(at, key))?;
+        }
+        Ok(())
+    }
+
+    /// Live conversations, most recently active first, that `keep`
+    /// accepts: up to `limit` from `cursor` (a page's `next`).
+    pub fn list_conversations(
+        &self,
+        keep: &dyn Fn(&ConversationSummary) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        let mut page = ConversationPage::default();
+        let range = match cursor {
+            Some(c) => self
+                .activity
+                .tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
+            None => self.activity.tree.iter(),
+        };
+        let mut last: Option<sled::IVec> = None;
+        for (scanned, entry) in range.enumerate() {
+            let (k, v) = entry?;
+            if scanned >= MAX_SCAN || page.items.len() >= limit {
+                // Goes on after the last entry read.
+                page.next = last.map(|k| k.to_vec());
+                break;
+            }
+            last = Some(k.clone());
+            let Some((at, session_key)) = k.split_first_chunk::<8>() else {
+                continue;
+            };
+            let last_seen_ms = !u64::from_be_bytes(*at);
+            // Newest first: past the first idle one, all are idle.
+            if !self.is_live(last_seen_ms, now_ms) {
+                break;
+            }
+            let mut summary: ConversationSummary = serde_json::from_slice(&v)?;
+            let mut parts = session_key.splitn(2, |b| *b == 0);
+            summary.tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into();
+            summary.conversation_id =
+                String::from_utf8_lossy(parts.next().unwrap_or_default()).into();
+            summary.last_seen_ms = last_seen_ms;
+            if keep(&summary) {
+                page.items.push(summary);
+            }
+        }
+        Ok(page)
+    }
+}

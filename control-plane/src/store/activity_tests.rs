@@ -1,0 +1,109 @@
+//! The activity index: newest first, moved on each write, paged by cursor,
+//! filtered, and dropped with its session.
+
+use std::time::Duration;
+
+use super::{SessionKey, SessionStore, SledStore};
+
+const HOUR_MS: u64 = 3_600_000;
+
+fn touch(store: &SledStore, tenant: &str, id: &str, now: u64, model: &str) {
+    store
+        .update(&SessionKey::new(tenant, id), now, &mut |cur| {
+            let mut s = cur.cloned().unwrap_or_default();
+            s.turns += 1;
+            s.last_seen_ms = now;
+            s.profile = "AGENT".into();
+            s.pinned_model = Some(model.to_owned());
+            s
+        })
+        .unwrap();
+}
+
+fn ids(store: &SledStore, keep: &dyn Fn(&super::ConversationSummary) -> bool) -> Vec<String> {
+    let page = store.list_conversations(keep, None, 100, 10_000).unwrap();
+    page.items.into_iter().map(|s| s.conversation_id).collect()
+}
+
+#[tokio::test]
+async fn conversations_are_listed_newest_first_and_move_when_active_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+    touch(&store, "t", "a", 1_000, "small");
+    touch(&store, "t", "b", 2_000, "strong");
+    touch(&store, "u", "c", 3_000, "small");
+    store.flush().await.unwrap();
+    assert_eq!(ids(&store, &|_| true), ["c", "b", "a"]);
+
+    // `a` is active again: it moves to the top, listed once.
+    touch(&store, "t", "a", 4_000, "small");
+    store.flush().await.unwrap();
+    assert_eq!(ids(&store, &|_| true), ["a", "c", "b"]);
+    let page = store
+        .list_conversations(&|_| true, None, 1, 10_000)
+        .unwrap();
+    let a = &page.items[0];
+    assert_eq!(
+        (a.tenant.as_str(), a.turns, a.last_seen_ms),
+        ("t", 2, 4_000)
+    );
+    assert_eq!(a.pinned_model.as_deref(), Some("small"));
+
+    // Pages go on from their cursor without repeating or skipping.
+    let next = page.next.expect("more");
+    let page = store
+        .list_conversations(&|_| true, Some(&next), 1, 10_000)
+        .unwrap();
+    assert_eq!(page.items[0].conversation_id, "c");
+    let page = store
+        .list_conversations(&|_| true, page.next.as_deref(), 5, 10_000)
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.next.is_none());
+
+    // Filters see the summary.
+    assert_eq!(
+        ids(&store, &|s| s.pinned_model.as_deref() == Some("small")),
+        ["a", "c"]
+    );
+    assert_eq!(ids(&store, &|s| s.tenant == "t"), ["a", "b"]);
+
+    // A degraded turn marks the conversation from its next write on, and
+    // the mark stays as the entry moves.
+    store.mark_degraded(&SessionKey::new("t", "b"));
+    touch(&store, "t", "b", 5_000, "strong");
+    store.flush().await.unwrap();
+    touch(&store, "t", "b", 6_000, "strong");
+    store.flush().await.unwrap();
+    assert_eq!(ids(&store, &|s| s.degraded), ["b"]);
+}
+
+#[tokio::test]
+async fn idle_conversations_are_not_listed_and_leave_the_index_when_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+    touch(&store, "t", "old", 1_000, "small");
+    touch(&store, "t", "new", HOUR_MS + 500, "small");
+    store.flush().await.unwrap();
+    let now = HOUR_MS + 1_500;
+    let page = store.list_conversations(&|_| true, None, 10, now).unwrap();
+    let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
+    assert_eq!(listed, ["new"]);
+    assert_eq!(store.sweep(now).unwrap(), 1);
+    assert_eq!(store.inner().activity.tree.len(), 1);
+}
+
+#[tokio::test]
+async fn a_store_without_the_index_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+        touch(&store, "t", "a", 1_000, "small");
+        touch(&store, "t", "b", 2_000, "small");
+        store.flush().await.unwrap();
+        store.inner().activity.tree.clear().unwrap();
+        store.inner().db.flush().unwrap();
+    }
+    let store = super::tests::reopen(dir.path());
+    assert_eq!(ids(&store, &|_| true), ["b", "a"]);
+}
