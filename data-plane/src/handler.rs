@@ -12,8 +12,7 @@ use crate::{
     chat, count_tokens,
     error::ApiError,
     format::Format,
-    responses,
-    overhead,
+    overhead, responses,
     state::AppState,
 };
 

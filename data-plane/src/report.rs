@@ -42,7 +42,7 @@ impl Reporter {
 #[derive(Clone)]
 pub struct WeakReporter {
     tx: mpsc::WeakSender<pb::Outcome>,
-    dropped: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reporter {
@@ -50,7 +50,7 @@ impl Reporter {
     pub fn downgrade(&self) -> WeakReporter {
         WeakReporter {
             tx: self.tx.downgrade(),
-            dropped: Arc::clone(&self.dropped),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -61,7 +61,7 @@ impl WeakReporter {
         if let Some(tx) = self.tx.upgrade()
             && tx.try_send(outcome).is_err()
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.reports_dropped.inc();
         }
     }
 }

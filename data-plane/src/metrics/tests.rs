@@ -58,6 +58,7 @@ fn an_outcome_is_measured_per_call_with_tokens_by_type_and_no_conversation_id() 
             output_tokens: 20,
             cached_input_tokens: 64,
             cache_creation_tokens: 0,
+            estimated: false,
         }),
         ..Default::default()
     };
