@@ -1,5 +1,6 @@
 //! The control plane's plain HTTP port: `/healthz` for orchestrators and
-//! scripts, `/metrics` (Prometheus text) for monitoring.
+//! scripts (always open), `/metrics` (Prometheus text) for monitoring (needs
+//! a `viewer` or `admin` token when credentials are configured).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -12,19 +13,28 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::{
+    auth::{AuthError, Credentials, Need},
+    metrics::Metrics,
+};
 
 async fn handle(
     req: Request<Incoming>,
     metrics: &Metrics,
+    credentials: &Credentials,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            Bytes::from(metrics.render()),
-        ),
+        (&Method::GET, "/metrics") => {
+            if let Err(e) = credentials.check_http(req.headers(), Need::Read) {
+                return Ok(refusal(&e));
+            }
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                Bytes::from(metrics.render()),
+            )
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -38,10 +48,29 @@ async fn handle(
         .unwrap_or_default())
 }
 
+/// The answer to a refused HTTP request: 401 (with `WWW-Authenticate`) or
+/// 403, and a JSON body saying why.
+pub fn refusal(e: &AuthError) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {
+        "type": if matches!(e, AuthError::Unauthenticated) { "unauthenticated" } else { "permission_denied" },
+        "message": e.to_string(),
+    }});
+    let mut response = Response::builder()
+        .status(e.http_status())
+        .header("content-type", "application/json");
+    if matches!(e, AuthError::Unauthenticated) {
+        response = response.header("www-authenticate", "Bearer");
+    }
+    response
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
 /// Serves `/healthz` and `/metrics` until `shutdown` resolves, then drains connections.
 pub async fn serve_http(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    credentials: Arc<Credentials>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -54,9 +83,11 @@ pub async fn serve_http(
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let metrics = Arc::clone(&metrics);
+                let credentials = Arc::clone(&credentials);
                 let service = service_fn(move |req| {
                     let metrics = Arc::clone(&metrics);
-                    async move { handle(req, &metrics).await }
+                    let credentials = Arc::clone(&credentials);
+                    async move { handle(req, &metrics, &credentials).await }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());

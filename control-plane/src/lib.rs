@@ -3,6 +3,7 @@
 //! `keel.v1.Admin` over gRPC.
 
 pub mod admin;
+pub mod auth;
 pub mod breaker;
 pub mod budget;
 pub mod capacity;
@@ -17,3 +18,4 @@ pub mod router;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod tls;

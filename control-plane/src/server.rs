@@ -6,10 +6,11 @@ use std::{future::Future, sync::Arc};
 
 use keel::pb::{admin_server::AdminServer, router_server::RouterServer};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 
 use crate::{
     admin::AdminService,
+    auth::{Authenticate, Credentials},
     config::Config,
     router::{RouterService, RouterState},
     store::{SessionStore, SledStore, run_sweeper},
@@ -71,9 +72,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let credentials = Arc::new(Credentials::new(&state.config.security.credentials));
+    warn_if_exposed(&state.config, &credentials);
+    let authenticate = Authenticate(Arc::clone(&credentials));
     let http_task = tokio::spawn(crate::http::serve_http(
         http,
         Arc::clone(&state.metrics),
+        credentials,
         stopped(),
     ));
     let grpc_stopped = stopped();
@@ -84,12 +89,24 @@ pub async fn serve(
         streams.stop_streams();
     });
     tracing::info!("control plane serving");
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &state.config.security.tls {
+        builder = builder.tls_config(crate::tls::server_config(tls))?;
+    }
+    // Health stays open (orchestrators probe it); every other service needs
+    // a credential when credentials are configured.
+    let result = builder
         .tcp_nodelay(true)
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(RouterServer::new(RouterService(Arc::clone(&state))))
-        .add_service(AdminServer::new(AdminService(Arc::clone(&state))))
+        .add_service(InterceptedService::new(reflection, authenticate.clone()))
+        .add_service(RouterServer::with_interceptor(
+            RouterService(Arc::clone(&state)),
+            authenticate.clone(),
+        ))
+        .add_service(AdminServer::with_interceptor(
+            AdminService(Arc::clone(&state)),
+            authenticate,
+        ))
         // `Server::tcp_nodelay` only applies to listeners tonic binds itself:
         // without it on accepted sockets, Nagle holds back each response's
         // trailers until the sidecar's delayed ACK (~40 ms per Route).
@@ -105,4 +122,18 @@ pub async fn serve(
     store.flush().await?;
     tracing::info!("control plane stopped");
     result.map_err(ServeError::from)
+}
+
+/// Says at start what an exposed control plane lets through: everything
+/// (no credentials, `allow_unauthenticated`), or tokens in clear (no TLS).
+fn warn_if_exposed(config: &Config, credentials: &Credentials) {
+    let exposed = [config.grpc_listen, config.http_listen]
+        .into_iter()
+        .find(|a| !a.ip().is_loopback());
+    let Some(addr) = exposed else { return };
+    if credentials.is_open() {
+        tracing::warn!(%addr, "serving a non-loopback address without credentials (allow_unauthenticated): anyone who reaches it can route, report and change budgets");
+    } else if config.security.tls.is_none() {
+        tracing::warn!(%addr, "serving a non-loopback address without TLS: bearer tokens cross the network in clear");
+    }
 }

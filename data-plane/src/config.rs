@@ -1,6 +1,6 @@
 //! Sidecar settings: flags, each also read from the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -19,6 +19,20 @@ pub struct SidecarConfig {
         default_value = "http://127.0.0.1:50051"
     )]
     pub control_plane: String,
+    /// Bearer token sent to the control plane on every call (its SHA-256 is
+    /// in the control plane's `[[credentials]]`).
+    #[arg(long, env = "KEEL_CONTROL_PLANE_TOKEN", hide_env_values = true)]
+    pub control_plane_token: Option<String>,
+    /// PEM CA that signed the control plane's certificate (an `https://`
+    /// URL then trusts only it; without it the system's roots).
+    #[arg(long, env = "KEEL_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
+    /// PEM client certificate for a control plane with mutual TLS.
+    #[arg(long, env = "KEEL_CONTROL_PLANE_CERT", requires = "control_plane_key")]
+    pub control_plane_cert: Option<PathBuf>,
+    /// PEM key of `--control-plane-cert`.
+    #[arg(long, env = "KEEL_CONTROL_PLANE_KEY", requires = "control_plane_cert")]
+    pub control_plane_key: Option<PathBuf>,
     /// Tenant that scopes this host's conversation ids.
     #[arg(long, env = "KEEL_TENANT", default_value = keel::DEFAULT_TENANT)]
     pub tenant: String,

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod chat;
 pub mod config;
+pub mod control_plane;
 pub mod cooldown;
 pub mod cues;
 pub mod error;

@@ -9,9 +9,10 @@ use std::{
 };
 
 use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::{
+    control_plane::ControlPlaneChannel,
     error::ApiError,
     route_stream::{RouteRpc, RouteStream},
 };
@@ -75,9 +76,9 @@ impl CatalogSnapshot {
 
 /// Route client with fail-static state.
 pub struct RouteClient {
-    router: RouterClient<Channel>,
+    router: RouterClient<ControlPlaneChannel>,
     stream: RouteStream,
-    admin: AdminClient<Channel>,
+    admin: AdminClient<ControlPlaneChannel>,
     timeout: Duration,
     default_model: Option<String>,
     pins: Mutex<HashMap<PinKey, CachedPin>>,
@@ -89,19 +90,13 @@ impl RouteClient {
     /// Connects lazily: the sidecar starts and serves (degraded) even when
     /// the control plane is not up yet.
     pub fn new(
-        control_plane: &str,
+        channel: ControlPlaneChannel,
         timeout: Duration,
         default_model: Option<String>,
         rpc: RouteRpc,
-    ) -> Result<Self, http::uri::InvalidUri> {
-        let channel = Channel::from_shared(control_plane.to_owned())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+    ) -> Self {
         let router = RouterClient::new(channel.clone());
-        Ok(Self {
+        Self {
             stream: RouteStream::new(router.clone(), rpc),
             router,
             admin: AdminClient::new(channel),
@@ -110,7 +105,7 @@ impl RouteClient {
             pins: Mutex::new(HashMap::new()),
             pin_routes: Mutex::new(Vec::new()),
             catalog: RwLock::new(Arc::new(CatalogSnapshot::default())),
-        })
+        }
     }
 
     /// The latest catalog snapshot.
@@ -166,8 +161,14 @@ impl RouteClient {
             }
             Code::NotFound => Err(ApiError::NotFound(status.message().to_owned())),
             Code::ResourceExhausted => Err(resource_exhausted(&status)),
+            // The sidecar's own credential was refused: not the app's fault
+            // (401 would blame its key), and not a reason to fail static.
             Code::PermissionDenied | Code::Unauthenticated => {
-                Err(ApiError::Unauthorized(status.message().to_owned()))
+                tracing::warn!(code = ?status.code(), message = status.message(), "control plane refused this sidecar's credential (--control-plane-token, --tenant)");
+                Err(ApiError::BadGateway(format!(
+                    "the control plane refused this gateway: {}",
+                    status.message()
+                )))
             }
             Code::Aborted => Err(ApiError::Wait {
                 message: status.message().to_owned(),

@@ -19,8 +19,8 @@ use crate::{
 /// Errors that stop the sidecar before it serves.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid --control-plane url: {0}")]
-    ControlPlaneUrl(#[from] http::uri::InvalidUri),
+    #[error(transparent)]
+    ControlPlane(#[from] crate::control_plane::ChannelError),
     #[error("cannot build the upstream http client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -32,11 +32,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let route = Arc::new(RouteClient::new(
-        &config.control_plane,
+        crate::control_plane::channel(&config)?,
         config.route_timeout,
         config.default_model.clone(),
         config.route_rpc,
-    )?);
+    ));
     let http = upstream::client(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
     let reporter_task = tokio::spawn(deliver);

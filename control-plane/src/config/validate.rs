@@ -66,6 +66,8 @@ pub struct Config {
     /// `[budgets]`: caps for every profile.
     pub budgets: Caps,
     pub load: LoadConfig,
+    /// Credentials, TLS, and whether an open exposed port was allowed.
+    pub security: super::SecurityConfig,
 }
 
 impl RawConfig {
@@ -228,7 +230,16 @@ impl RawConfig {
         self.divergence
             .validate()
             .map_err(|e| invalid(format!("divergence.{}", e.key), e.reason))?;
+        let security = super::security::validate(super::security::RawSecurity {
+            credentials: self.credentials,
+            tls_cert: self.server.tls_cert.as_deref(),
+            tls_key: self.server.tls_key.as_deref(),
+            client_ca: self.server.client_ca.as_deref(),
+            allow_unauthenticated: self.server.allow_unauthenticated,
+            listen: [self.server.grpc_listen, self.server.http_listen],
+        })?;
         Ok(Config {
+            security,
             grpc_listen: self.server.grpc_listen,
             http_listen: self.server.http_listen,
             worker_threads: self.server.worker_threads,
