@@ -51,6 +51,21 @@ pub struct SidecarConfig {
     /// `Route` if the control plane lacks it) or `unary` (one call each).
     #[arg(long, env = "KEEL_ROUTE_RPC", value_enum, default_value = "stream")]
     pub route_rpc: crate::route_stream::RouteRpc,
+    /// Most connections open at once; further ones wait in the kernel's
+    /// backlog until one closes.
+    #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Deadline for a request's headers, and for an idle keep-alive
+    /// connection's next request.
+    #[arg(long, env = "KEEL_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Most bytes of request line and headers (431 above).
+    #[arg(long, env = "KEEL_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest silence while a request body arrives (408 after it); the
+    /// request's concurrency slot is released then.
+    #[arg(long, env = "KEEL_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
     /// Largest request body accepted (413 above).
     #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

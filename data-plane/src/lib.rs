@@ -3,6 +3,7 @@
 //! the request with this host's provider key, streams the answer back and
 //! reports the outcome.
 
+pub mod bare_errors;
 pub mod body;
 pub mod chat;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod outcome;
 pub mod relay;
