@@ -18,4 +18,5 @@ pub mod router;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod store_guard;
 pub mod tls;

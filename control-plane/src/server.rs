@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     router::{RouterService, RouterState},
     store::{SessionStore, SledStore, run_sweeper},
+    store_guard,
 };
 
 /// Errors that stop the control plane.
@@ -27,14 +28,42 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Opens the sled store named by the config.
-pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, crate::store::StoreError> {
-    Ok(Arc::new(SledStore::open_with_cache(
-        &config.store.path,
+/// Why the store was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Damaged(#[from] store_guard::Damaged),
+}
+
+/// Opens the sled store named by the config, refusing a damaged one (see
+/// [`store_guard`]); `fresh` moves a damaged one aside instead.
+pub fn open_store(config: &Config, fresh: bool) -> Result<Arc<dyn SessionStore>, OpenStoreError> {
+    match open_checked(config) {
+        Err(OpenStoreError::Damaged(damaged)) if fresh => {
+            store_guard::move_aside(&damaged)?;
+            open_checked(config)
+        }
+        other => other,
+    }
+}
+
+fn open_checked(config: &Config) -> Result<Arc<dyn SessionStore>, OpenStoreError> {
+    let path = &config.store.path;
+    let expect = store_guard::before_open(path)?;
+    let store = SledStore::open_with_cache(
+        path,
         config.store.cache_capacity_bytes,
         config.store.session_idle_ttl,
         config.store.session_cache_bytes,
-    )?))
+    )
+    .map_err(|e| match store_guard::unopenable(path, expect, &e) {
+        Some(damaged) => OpenStoreError::Damaged(damaged),
+        None => OpenStoreError::Store(e),
+    })?;
+    store_guard::after_open(store.sled(), path, expect)?;
+    Ok(Arc::new(store))
 }
 
 /// Serves until `shutdown` resolves, then flushes the store.
