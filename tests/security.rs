@@ -24,21 +24,6 @@ const SIDECAR_TOKEN: &str = "kt-sidecar-acme-0123456789";
 const ADMIN_TOKEN: &str = "kt-admin-0123456789";
 const VIEWER_TOKEN: &str = "kt-viewer-0123456789";
 
-/// `printf %s TOKEN | sha256sum`, as an operator computes it.
-fn sha256_hex(token: &str) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(token.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
-
 fn credentials() -> String {
     format!(
         r#"

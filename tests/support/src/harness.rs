@@ -150,12 +150,20 @@ impl ControlPlane {
     /// Writes `config` (TOML) to `dir/keel.toml` and starts the binary on it.
     /// Use `grpc_listen = "127.0.0.1:0"` for an ephemeral port.
     pub async fn start(dir: &Path, config: &str) -> Result<Self> {
+        Self::start_with_env(dir, config, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with extra environment (e.g. `RUST_LOG`).
+    pub async fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Result<Self> {
         let config_path = dir.join("keel.toml");
         std::fs::write(&config_path, config)?;
         let mut cmd = Command::new(bin_path("keel-control-plane"));
         cmd.arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let n = std::fs::read_dir(dir)?.count();
         let proc = Proc::spawn(
             cmd,
