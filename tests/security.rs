@@ -474,3 +474,35 @@ fn an_open_control_plane_refuses_a_non_loopback_address() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_whose_store_was_replaced_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config_with(&data, "", "");
+    let mut cp = ControlPlane::start(tmp.path(), &cfg).await.unwrap();
+    assert!(cp.terminate().unwrap().success());
+    // The store's files are replaced by an empty sled store's.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "KEEL_STORE" {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    let out = std::process::Command::new(bin_path("keel-control-plane"))
+        .arg("--config")
+        .arg(&cp.config_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ready"));
+    assert!(
+        err.contains(&data.display().to_string()) && err.contains("--fresh-store"),
+        "{err}"
+    );
+}
