@@ -115,11 +115,7 @@ impl admin_server::Admin for AdminService {
     ) -> Result<Response<pb::Budgets>, Status> {
         auth::principal(&request, Need::Write)?;
         let req = request.into_inner();
-        auth::check_names(&[
-            ("tenant", &req.tenant),
-            ("conversation id", &req.conversation_id),
-            ("profile", &req.profile),
-        ])?;
+        budget_names(&req.tenant, &req.conversation_id, &req.profile)?;
         budgets::set(&self.0, req).await.map(Response::new)
     }
 
@@ -129,11 +125,16 @@ impl admin_server::Admin for AdminService {
     ) -> Result<Response<pb::Budgets>, Status> {
         auth::principal(&request, Need::Read)?;
         let req = request.into_inner();
-        auth::check_names(&[
-            ("tenant", &req.tenant),
-            ("conversation id", &req.conversation_id),
-            ("profile", &req.profile),
-        ])?;
+        budget_names(&req.tenant, &req.conversation_id, &req.profile)?;
         budgets::get(&self.0, req).map(Response::new)
     }
+}
+
+/// The names of a budgets request (set or get).
+fn budget_names(tenant: &str, conversation_id: &str, profile: &str) -> Result<(), Status> {
+    auth::check_names(&[
+        ("tenant", tenant),
+        ("conversation id", conversation_id),
+        ("profile", profile),
+    ])
 }
