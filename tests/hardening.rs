@@ -97,6 +97,19 @@ async fn oversized_slow_and_malformed_heads_are_cut_off_with_json() {
     let _ = answer(send(gw.sc.addr, b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n").await).await;
     let _ = answer(send(gw.sc.addr, b"").await).await;
     assert!(started.elapsed() < Duration::from_secs(10));
+    // A keep-alive connection left idle after a request is closed too.
+    let mut s = send(gw.sc.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let idle = Instant::now();
+    let rest = answer(s).await;
+    assert!(rest.is_empty(), "{rest}");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle.elapsed()
+    );
     // Headers under the limit still work.
     let r = gw
         .client
