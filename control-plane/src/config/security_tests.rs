@@ -89,3 +89,24 @@ fn tls_needs_cert_and_key_and_readable_pem() {
         "{e}"
     );
 }
+
+#[test]
+fn config_names_follow_the_one_rule() {
+    let model = |name: &str| {
+        format!(
+            "{}[[providers]]\nname = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [{{ ref = \"k\" }}]\n\
+             [[models]]\nname = \"{name}\"\nprovider = \"p\"\nupstream_model = \"u\"\ntier = 1\n\
+             input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\ncontext_tokens = 1000\n",
+            server("127.0.0.1:0", "")
+        )
+    };
+    assert!(parse(&model("fine-model")).is_ok());
+    let e = err(&model(&"m".repeat(300)));
+    assert!(
+        e.contains("`models[0].name`") && e.contains("300 bytes"),
+        "{e}"
+    );
+    assert!(!e.contains(&"m".repeat(300)));
+    let e = err(&model("tab\\there"));
+    assert!(e.contains("control characters"), "{e}");
+}

@@ -96,6 +96,7 @@ impl RawConfig {
             if m.name == "auto" {
                 return Err(invalid(key("name"), "`auto` is reserved"));
             }
+            keel::names::check("name", &m.name).map_err(|e| invalid(key("name"), e.to_string()))?;
             let provider = providers
                 .iter()
                 .position(|p| p.name == m.provider)
@@ -148,6 +149,13 @@ impl RawConfig {
                 vision,
                 latency: m.latency,
             });
+        }
+        for alias in self.aliases.keys() {
+            keel::names::check("alias", alias).map_err(|e| invalid("aliases", e.to_string()))?;
+        }
+        for profile in self.profiles.keys() {
+            keel::names::check("profile name", profile)
+                .map_err(|e| invalid("profiles", e.to_string()))?;
         }
         let catalog = Catalog::new(providers, deployments, self.aliases)
             .map_err(|(alias, message)| invalid(format!("aliases.{alias}"), message))?;
