@@ -2,7 +2,8 @@
 //! APIs, streamed or not, translated, tool calls, a 429 failing over to the
 //! next key, refusals, a budget pause) runs with trace logging on both
 //! processes, and no provider key, app credential, control-plane token or
-//! prompt text appears in any log, metric, error body or admin answer.
+//! prompt text appears in any log, metric, error body or admin answer. One
+//! provider key comes from the environment, the other from a 0600 keys file.
 
 mod common;
 
@@ -82,12 +83,22 @@ async fn no_secret_or_prompt_reaches_logs_metrics_errors_or_admin() {
         ControlPlane::start_with_env(tmp.path(), &config(&tmp.path().join("data"), &body), &trace)
             .await
             .unwrap();
+    // The first key from the environment, the second from a 0600 keys file.
+    let keys_file = tmp.path().join("keys.env");
+    std::fs::write(&keys_file, format!("{}={}\n", KEYS[1].0, KEYS[1].1)).unwrap();
+    std::fs::set_permissions(
+        &keys_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let keys_file = keys_file.display().to_string();
     let env = [
-        KEYS,
+        &KEYS[..1],
         &trace,
         &[
             ("KEEL_CONTROL_PLANE_TOKEN", SIDECAR_TOKEN),
             ("KEEL_API_KEY", APP_KEY),
+            ("KEEL_KEYS_FILE", &keys_file),
         ],
     ]
     .concat();
@@ -131,6 +142,13 @@ async fn no_secret_or_prompt_reaches_logs_metrics_errors_or_admin() {
         assert_eq!(r.status(), 200);
         r.text().await.unwrap();
     }
+    // The 429s moved every turn to the key from the file.
+    let backup = format!("Bearer {}", KEYS[1].1);
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.authorization.as_deref() == Some(backup.as_str()))
+    );
     // Refusals: no app key, a broken body, an upstream error relayed.
     let r = client
         .post(format!("{}/v1/chat/completions", sc.url()))

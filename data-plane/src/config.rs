@@ -66,6 +66,10 @@ pub struct SidecarConfig {
     /// request's concurrency slot is released then.
     #[arg(long, env = "KEEL_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Duration,
+    /// Provider keys as `KEEL_KEY_<REF>=secret` lines (they win over the
+    /// environment); refused unless only its owner can read it.
+    #[arg(long, env = "KEEL_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
     /// Largest request body accepted (413 above).
     #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -21,6 +21,8 @@ use crate::{
 pub enum StartError {
     #[error(transparent)]
     ControlPlane(#[from] crate::control_plane::ChannelError),
+    #[error(transparent)]
+    KeysFile(#[from] crate::keys::KeysFileError),
     #[error("--{flag}: {error}")]
     Name {
         flag: &'static str,
@@ -49,6 +51,7 @@ pub async fn serve(
         config.default_model.clone(),
         config.route_rpc,
     ));
+    let keys = Keys::load(config.keys_file.as_deref())?;
     let http = upstream::client(config.connect_timeout)?;
     let (reporter, deliver) = report::reporter(Arc::clone(&route), config.report_queue);
     let reporter_task = tokio::spawn(deliver);
@@ -64,7 +67,7 @@ pub async fn serve(
         config,
         route,
         http,
-        keys: Keys::default(),
+        keys,
         reporter,
         cooldowns: Default::default(),
         metrics: Default::default(),
