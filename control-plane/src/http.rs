@@ -80,7 +80,16 @@ pub async fn serve_http(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // At the descriptor limit accept fails at once, again
+                        // and again: pause instead of spinning.
+                        tracing::debug!(error = %e, "http accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let metrics = Arc::clone(&metrics);
                 let credentials = Arc::clone(&credentials);
