@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
-    let store = server::open_store(&config, fresh_store)?;
+    let (store, seal) = server::open_store(&config, fresh_store)?;
     let grpc = TcpListener::bind(config.grpc_listen).await?;
     let http = TcpListener::bind(config.http_listen).await?;
     // One machine-readable line on stdout: scripts and tests that bind port 0
@@ -78,6 +78,8 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
         http.local_addr()?
     );
     server::serve(grpc, http, config, store, shutdown_signal()).await?;
+    // After the store's last flush: a copy cut back from here is refused.
+    seal.close()?;
     Ok(())
 }
 

@@ -37,9 +37,12 @@ pub enum OpenStoreError {
     Damaged(#[from] store_guard::Damaged),
 }
 
+/// An open store and its seal (close it after the store's last flush).
+pub type OpenStore = (Arc<dyn SessionStore>, store_guard::Seal);
+
 /// Opens the sled store named by the config, refusing a damaged one (see
 /// [`store_guard`]); `fresh` moves a damaged one aside instead.
-pub fn open_store(config: &Config, fresh: bool) -> Result<Arc<dyn SessionStore>, OpenStoreError> {
+pub fn open_store(config: &Config, fresh: bool) -> Result<OpenStore, OpenStoreError> {
     match open_checked(config) {
         Err(OpenStoreError::Damaged(damaged)) if fresh => {
             store_guard::move_aside(&damaged)?;
@@ -49,7 +52,7 @@ pub fn open_store(config: &Config, fresh: bool) -> Result<Arc<dyn SessionStore>,
     }
 }
 
-fn open_checked(config: &Config) -> Result<Arc<dyn SessionStore>, OpenStoreError> {
+fn open_checked(config: &Config) -> Result<OpenStore, OpenStoreError> {
     let path = &config.store.path;
     let expect = store_guard::before_open(path)?;
     let store = SledStore::open_with_cache(
@@ -62,8 +65,8 @@ fn open_checked(config: &Config) -> Result<Arc<dyn SessionStore>, OpenStoreError
         Some(damaged) => OpenStoreError::Damaged(damaged),
         None => OpenStoreError::Store(e),
     })?;
-    store_guard::after_open(store.sled(), path, expect)?;
-    Ok(Arc::new(store))
+    let seal = store_guard::after_open(store.sled(), path, expect)?;
+    Ok((Arc::new(store), seal))
 }
 
 /// Serves until `shutdown` resolves, then flushes the store.

@@ -6,7 +6,7 @@
 //! * sled's files without a marker: a store of an earlier version, adopted;
 //! * a marker but sled will not open, has no seal record (its files were
 //!   replaced or emptied) or an older seal than the marker (it lost writes
-//!   made before the last start, e.g. truncated): damaged;
+//!   made before the last start or clean stop, e.g. truncated): damaged;
 //! * anything else in the directory: not a Keel store.
 //!
 //! Damaged means the control plane refuses to start with a message naming
@@ -34,7 +34,7 @@ pub enum Expect {
 /// The store cannot be trusted; the message says where and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the session store at {} is damaged: {what}. Nothing was changed. Restore the directory \
+    "the session store at {} is damaged: {what}. Restore the directory \
      from a backup, or start with --fresh-store to move it aside (to <path>.damaged-<time>) \
      and begin with an empty store (every session and pin is then forgotten)",
     path.display()
@@ -98,9 +98,24 @@ pub fn unopenable(path: &Path, expect: Expect, error: &dyn std::fmt::Display) ->
         .then(|| damaged(path, format!("sled cannot open it ({text})")))
 }
 
+/// The open store's seal, advanced again at a clean stop ([`Seal::close`]):
+/// a store cut back to before its last writes then shows an older seal.
+pub struct Seal {
+    db: sled::Db,
+    path: PathBuf,
+    value: u64,
+}
+
+impl Seal {
+    /// Advances the seal after the store's last flush.
+    pub fn close(&self) -> Result<(), Damaged> {
+        advance(&self.db, &self.path, self.value + 1)
+    }
+}
+
 /// Checks sled's seal against the marker, then advances both (sled first,
 /// flushed, so a crash between the two leaves sled ahead, which is fine).
-pub fn after_open(db: &sled::Db, path: &Path, expect: Expect) -> Result<(), Damaged> {
+pub fn after_open(db: &sled::Db, path: &Path, expect: Expect) -> Result<Seal, Damaged> {
     let io = |e: sled::Error| damaged(path, format!("cannot read its seal ({e})"));
     let tree = db.open_tree(SEAL_TREE).map_err(io)?;
     let stored = tree
@@ -125,10 +140,22 @@ pub fn after_open(db: &sled::Db, path: &Path, expect: Expect) -> Result<(), Dama
         }
         (_, s) => s.unwrap_or(0),
     };
-    let next = last + 1;
-    tree.insert(SEAL_KEY, &next.to_be_bytes()).map_err(io)?;
+    let value = last + 1;
+    advance(db, path, value)?;
+    Ok(Seal {
+        db: db.clone(),
+        path: path.to_owned(),
+        value,
+    })
+}
+
+fn advance(db: &sled::Db, path: &Path, value: u64) -> Result<(), Damaged> {
+    let io = |e: sled::Error| damaged(path, format!("cannot write its seal ({e})"));
+    db.open_tree(SEAL_TREE)
+        .and_then(|tree| tree.insert(SEAL_KEY, &value.to_be_bytes()))
+        .map_err(io)?;
     db.flush().map_err(io)?;
-    write_marker(path, next).map_err(|e| damaged(path, format!("cannot write {MARKER_FILE}: {e}")))
+    write_marker(path, value).map_err(|e| damaged(path, format!("cannot write {MARKER_FILE}: {e}")))
 }
 
 fn write_marker(path: &Path, seal: u64) -> std::io::Result<()> {

@@ -14,16 +14,24 @@ fn config(path: &Path) -> Config {
 }
 
 fn refusal(path: &Path) -> String {
-    match open_store(&config(path), false) {
-        Err(OpenStoreError::Damaged(d)) => d.to_string(),
-        Err(e) => panic!("not a damage refusal: {e}"),
-        Ok(_) => panic!("a damaged store at {} was opened", path.display()),
+    // sled may hold its lock briefly after the last handle is dropped.
+    for _ in 0..100 {
+        match open_store(&config(path), false) {
+            Err(OpenStoreError::Damaged(d)) => return d.to_string(),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("not a damage refusal: {e}"),
+            Ok(_) => panic!("a damaged store at {} was opened", path.display()),
+        }
     }
+    panic!("{} stayed locked", path.display())
 }
 
 fn open_and_close(path: &Path) {
-    let store = open_store(&config(path), false).unwrap();
+    let (store, seal) = open_store(&config(path), false).unwrap();
     drop(store);
+    seal.close().unwrap();
 }
 
 #[test]
@@ -32,7 +40,11 @@ fn a_new_store_is_sealed_and_reopens() {
     let path = dir.path().join("data");
     open_and_close(&path);
     let marker = std::fs::read_to_string(path.join(MARKER_FILE)).unwrap();
-    assert_eq!(parse_marker(&marker), Some(1));
+    assert_eq!(
+        parse_marker(&marker),
+        Some(2),
+        "sealed at open and at close"
+    );
     // sled may hold its lock briefly after drop: reopen until it lets go.
     let mut tries = 0;
     loop {
@@ -45,7 +57,7 @@ fn a_new_store_is_sealed_and_reopens() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let marker = std::fs::read_to_string(path.join(MARKER_FILE)).unwrap();
-    assert_eq!(parse_marker(&marker), Some(2));
+    assert_eq!(parse_marker(&marker), Some(3));
 }
 
 #[test]
@@ -99,4 +111,36 @@ fn an_older_seal_than_the_marker_means_lost_writes() {
     open_and_close(&path);
     std::fs::write(path.join(MARKER_FILE), "keel-store 1\nseal 7\n").unwrap();
     assert!(refusal(&path).contains("lost writes"));
+}
+
+#[tokio::test]
+async fn a_store_truncated_after_a_clean_stop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let (store, seal) = open_store(&config(&path), false).unwrap();
+    let now = crate::store::now_ms();
+    for i in 0..2_000 {
+        let key = crate::store::SessionKey::new("t", &format!("conversation-{i}"));
+        store
+            .update(&key, now, &mut |_| crate::store::Session {
+                profile: "AGENT".into(),
+                pinned_model: Some("strong".into()),
+                turns: 3,
+                created_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    drop(store);
+    seal.close().unwrap();
+    drop(seal);
+    let db = path.join("db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let e = refusal(&path);
+    assert!(e.contains("damaged"), "{e}");
 }
