@@ -92,7 +92,39 @@ impl Proc {
         if !status.success() {
             bail!("kill -{sig} failed");
         }
+        if sig == "STOP" {
+            self.wait_stopped()?;
+        }
         Ok(())
+    }
+
+    /// `kill` returns once SIGSTOP is queued, while a thread running on
+    /// another core goes on until its next tick (it answered a `Route` 6 ms
+    /// later): wait until Linux shows every thread stopped (`T`).
+    fn wait_stopped(&self) -> Result<()> {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let Ok(entries) = std::fs::read_dir(&tasks) else {
+                return Ok(()); // not Linux: best effort
+            };
+            let stopped = entries.filter_map(|e| e.ok()).all(|e| {
+                std::fs::read_to_string(e.path().join("stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')
+                            .map(|(_, r)| r.trim_start().starts_with('T'))
+                    })
+                    .unwrap_or(true) // the thread has gone
+            });
+            if stopped {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("process did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn terminate(&mut self) -> Result<std::process::ExitStatus> {
