@@ -121,3 +121,66 @@ async fn oversized_slow_and_malformed_heads_are_cut_off_with_json() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_descriptor_limit_accept_backs_off_and_logs_rarely() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("sidecar.log");
+    // Few descriptors: the sidecar runs out of them after a few dozen
+    // connections, and accept fails (EMFILE) while clients keep coming.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' --listen 127.0.0.1:0 --control-plane http://127.0.0.1:9",
+            keel_testkit::bin_path("keel-sidecar").display()
+        ))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    /// Kills the sidecar however the test ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _child = Reap(child);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).unwrap();
+    let addr: std::net::SocketAddr = ready.trim().rsplit_once('=').unwrap().1.parse().unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..120 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Two seconds at the limit: a spinning loop would log megabytes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.matches("accept failed").count();
+    assert!(warnings >= 1, "the limit was reached: {text}");
+    assert!(
+        warnings <= 2 && text.len() < 20_000,
+        "{warnings} warnings, {} bytes",
+        text.len()
+    );
+    // Once clients let go, it serves again.
+    drop(conns);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while !client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
