@@ -4,6 +4,7 @@
 pub mod fingerprint;
 pub mod keys;
 pub mod metadata;
+pub mod names;
 pub mod semconv;
 pub mod telemetry;
 
@@ -16,8 +17,8 @@ pub mod pb {
 /// Encoded `FileDescriptorSet` of `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("keel_descriptor");
 
-/// Longest conversation id accepted, in bytes.
-pub const MAX_CONVERSATION_ID_BYTES: usize = 256;
+/// Longest conversation id accepted, in bytes (the rule of [`names`]).
+pub const MAX_CONVERSATION_ID_BYTES: usize = names::MAX_NAME_BYTES;
 
 /// Tenant used when a request names none.
 pub const DEFAULT_TENANT: &str = "default";

@@ -290,7 +290,7 @@ async fn grpc(o: &Opts, url: String) {
         .connect()
         .await
         .expect("connect to the control plane");
-    let client = RouterClient::new(channel);
+    let client = RouterClient::with_interceptor(channel, Default::default());
     let stream = Arc::new(RouteStream::new(client.clone(), RouteRpc::Stream));
     for &c in &o.concurrency {
         for (rpc, case) in [

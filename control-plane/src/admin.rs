@@ -9,6 +9,7 @@ use keel::pb::{self, admin_server};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::{self, Need},
     router::RouterState,
     store::{SessionKey, now_ms},
 };
@@ -20,8 +21,9 @@ pub struct AdminService(pub Arc<RouterState>);
 impl admin_server::Admin for AdminService {
     async fn get_catalog(
         &self,
-        _request: Request<pb::GetCatalogRequest>,
+        request: Request<pb::GetCatalogRequest>,
     ) -> Result<Response<pb::Catalog>, Status> {
+        auth::principal(&request, Need::Catalog)?;
         let config = &self.0.config;
         let mut profiles: Vec<String> = config.profiles.keys().cloned().collect();
         profiles.sort_unstable();
@@ -37,7 +39,12 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::GetConversationRequest>,
     ) -> Result<Response<pb::Conversation>, Status> {
+        auth::principal(&request, Need::Read)?;
         let req = request.into_inner();
+        auth::check_names(&[
+            ("tenant", &req.tenant),
+            ("conversation id", &req.conversation_id),
+        ])?;
         let tenant = keel::tenant_or_default(&req.tenant).to_owned();
         let key = SessionKey::new(&tenant, &req.conversation_id);
         let store = &self.0.store;
@@ -106,15 +113,28 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::SetBudgetsRequest>,
     ) -> Result<Response<pb::Budgets>, Status> {
-        budgets::set(&self.0, request.into_inner())
-            .await
-            .map(Response::new)
+        auth::principal(&request, Need::Write)?;
+        let req = request.into_inner();
+        budget_names(&req.tenant, &req.conversation_id, &req.profile)?;
+        budgets::set(&self.0, req).await.map(Response::new)
     }
 
     async fn get_budgets(
         &self,
         request: Request<pb::GetBudgetsRequest>,
     ) -> Result<Response<pb::Budgets>, Status> {
-        budgets::get(&self.0, request.into_inner()).map(Response::new)
+        auth::principal(&request, Need::Read)?;
+        let req = request.into_inner();
+        budget_names(&req.tenant, &req.conversation_id, &req.profile)?;
+        budgets::get(&self.0, req).map(Response::new)
     }
+}
+
+/// The names of a budgets request (set or get).
+fn budget_names(tenant: &str, conversation_id: &str, profile: &str) -> Result<(), Status> {
+    auth::check_names(&[
+        ("tenant", tenant),
+        ("conversation id", conversation_id),
+        ("profile", profile),
+    ])
 }

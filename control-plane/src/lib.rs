@@ -3,6 +3,7 @@
 //! `keel.v1.Admin` over gRPC.
 
 pub mod admin;
+pub mod auth;
 pub mod breaker;
 pub mod budget;
 pub mod capacity;
@@ -19,3 +20,5 @@ pub mod router;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod store_guard;
+pub mod tls;

@@ -21,6 +21,10 @@ struct Args {
     /// Path of the TOML configuration file.
     #[arg(long, env = "KEEL_CONFIG")]
     config: PathBuf,
+    /// Start with an empty session store when the configured one is
+    /// damaged: the damaged directory is moved aside, never deleted.
+    #[arg(long)]
+    fresh_store: bool,
 }
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: bad configuration.
@@ -49,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.fresh_store)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keel-control-plane: {e:#}");
@@ -58,8 +62,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: config::Config) -> anyhow::Result<()> {
-    let store = server::open_store(&config)?;
+async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
+    let (store, seal) = server::open_store(&config, fresh_store)?;
     let grpc = TcpListener::bind(config.grpc_listen).await?;
     let http = TcpListener::bind(config.http_listen).await?;
     // One machine-readable line on stdout: scripts and tests that bind port 0
@@ -70,6 +74,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         http.local_addr()?
     );
     server::serve(grpc, http, config, store, shutdown_signal()).await?;
+    // After the store's last flush: a copy cut back from here is refused.
+    seal.close()?;
     Ok(())
 }
 

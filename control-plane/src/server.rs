@@ -6,13 +6,15 @@ use std::{future::Future, sync::Arc};
 
 use keel::pb::{admin_server::AdminServer, router_server::RouterServer};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 
 use crate::{
     admin::AdminService,
+    auth::{Authenticate, Credentials},
     config::Config,
     router::{RouterService, RouterState},
     store::{SessionStore, SledStore, run_sweeper},
+    store_guard,
 };
 
 /// Errors that stop the control plane.
@@ -26,14 +28,45 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Opens the sled store named by the config.
-pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, crate::store::StoreError> {
-    Ok(Arc::new(SledStore::open_with_cache(
-        &config.store.path,
+/// Why the store was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Damaged(#[from] store_guard::Damaged),
+}
+
+/// An open store and its seal (close it after the store's last flush).
+pub type OpenStore = (Arc<dyn SessionStore>, store_guard::Seal);
+
+/// Opens the sled store named by the config, refusing a damaged one (see
+/// [`store_guard`]); `fresh` moves a damaged one aside instead.
+pub fn open_store(config: &Config, fresh: bool) -> Result<OpenStore, OpenStoreError> {
+    match open_checked(config) {
+        Err(OpenStoreError::Damaged(damaged)) if fresh => {
+            store_guard::move_aside(&damaged)?;
+            open_checked(config)
+        }
+        other => other,
+    }
+}
+
+fn open_checked(config: &Config) -> Result<OpenStore, OpenStoreError> {
+    let path = &config.store.path;
+    let expect = store_guard::before_open(path)?;
+    let store = SledStore::open_with_cache(
+        path,
         config.store.cache_capacity_bytes,
         config.store.session_idle_ttl,
         config.store.session_cache_bytes,
-    )?))
+    )
+    .map_err(|e| match store_guard::unopenable(path, expect, &e) {
+        Some(damaged) => OpenStoreError::Damaged(damaged),
+        None => OpenStoreError::Store(e),
+    })?;
+    let seal = store_guard::after_open(store.sled(), path, expect)?;
+    Ok((Arc::new(store), seal))
 }
 
 /// Serves until `shutdown` resolves, then flushes the store.
@@ -71,7 +104,15 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let http_task = tokio::spawn(crate::http::serve_http(http, Arc::clone(&state), stopped()));
+    let credentials = Arc::new(Credentials::new(&state.config.security.credentials));
+    warn_if_exposed(&state.config, &credentials);
+    let authenticate = Authenticate(Arc::clone(&credentials));
+    let http_task = tokio::spawn(crate::http::serve_http(
+        http,
+        Arc::clone(&state),
+        credentials,
+        stopped(),
+    ));
     let grpc_stopped = stopped();
     let streams = Arc::clone(&state);
     tokio::spawn(async move {
@@ -80,12 +121,24 @@ pub async fn serve(
         streams.stop_streams();
     });
     tracing::info!("control plane serving");
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &state.config.security.tls {
+        builder = builder.tls_config(crate::tls::server_config(tls))?;
+    }
+    // Health stays open (orchestrators probe it); every other service needs
+    // a credential when credentials are configured.
+    let result = builder
         .tcp_nodelay(true)
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(RouterServer::new(RouterService(Arc::clone(&state))))
-        .add_service(AdminServer::new(AdminService(Arc::clone(&state))))
+        .add_service(InterceptedService::new(reflection, authenticate.clone()))
+        .add_service(RouterServer::with_interceptor(
+            RouterService(Arc::clone(&state)),
+            authenticate.clone(),
+        ))
+        .add_service(AdminServer::with_interceptor(
+            AdminService(Arc::clone(&state)),
+            authenticate,
+        ))
         // `Server::tcp_nodelay` only applies to listeners tonic binds itself:
         // without it on accepted sockets, Nagle holds back each response's
         // trailers until the sidecar's delayed ACK (~40 ms per Route).
@@ -101,4 +154,18 @@ pub async fn serve(
     store.flush().await?;
     tracing::info!("control plane stopped");
     result.map_err(ServeError::from)
+}
+
+/// Says at start what an exposed control plane lets through: everything
+/// (no credentials, `allow_unauthenticated`), or tokens in clear (no TLS).
+fn warn_if_exposed(config: &Config, credentials: &Credentials) {
+    let exposed = [config.grpc_listen, config.http_listen]
+        .into_iter()
+        .find(|a| !a.ip().is_loopback());
+    let Some(addr) = exposed else { return };
+    if credentials.is_open() {
+        tracing::warn!(%addr, "serving a non-loopback address without credentials (allow_unauthenticated): anyone who reaches it can route, report and change budgets");
+    } else if config.security.tls.is_none() {
+        tracing::warn!(%addr, "serving a non-loopback address without TLS: bearer tokens cross the network in clear");
+    }
 }

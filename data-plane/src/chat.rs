@@ -36,7 +36,12 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     state.authorize(&parts.headers)?;
     let keel_headers = inbound::keel_headers(&parts.headers)?;
-    let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
+    let bytes = inbound::read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.body_idle_timeout,
+    )
+    .await?;
     let mut chat = inbound::parse_chat(format, bytes)?;
     chat.passthrough = Passthrough::from_parts(format, &parts);
     let features = features::compute(&chat.body, chat.stream);

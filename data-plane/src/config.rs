@@ -1,6 +1,6 @@
 //! Sidecar settings: flags, each also read from the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -19,6 +19,20 @@ pub struct SidecarConfig {
         default_value = "http://127.0.0.1:50051"
     )]
     pub control_plane: String,
+    /// Bearer token sent to the control plane on every call (its SHA-256 is
+    /// in the control plane's `[[credentials]]`).
+    #[arg(long, env = "KEEL_CONTROL_PLANE_TOKEN", hide_env_values = true)]
+    pub control_plane_token: Option<String>,
+    /// PEM CA that signed the control plane's certificate (an `https://`
+    /// URL then trusts only it; without it the system's roots).
+    #[arg(long, env = "KEEL_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
+    /// PEM client certificate for a control plane with mutual TLS.
+    #[arg(long, env = "KEEL_CONTROL_PLANE_CERT", requires = "control_plane_key")]
+    pub control_plane_cert: Option<PathBuf>,
+    /// PEM key of `--control-plane-cert`.
+    #[arg(long, env = "KEEL_CONTROL_PLANE_KEY", requires = "control_plane_cert")]
+    pub control_plane_key: Option<PathBuf>,
     /// Tenant that scopes this host's conversation ids.
     #[arg(long, env = "KEEL_TENANT", default_value = keel::DEFAULT_TENANT)]
     pub tenant: String,
@@ -37,6 +51,25 @@ pub struct SidecarConfig {
     /// `Route` if the control plane lacks it) or `unary` (one call each).
     #[arg(long, env = "KEEL_ROUTE_RPC", value_enum, default_value = "stream")]
     pub route_rpc: crate::route_stream::RouteRpc,
+    /// Most connections open at once; further ones wait in the kernel's
+    /// backlog until one closes.
+    #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Deadline for a request's headers, and for an idle keep-alive
+    /// connection's next request.
+    #[arg(long, env = "KEEL_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Most bytes of request line and headers (431 above).
+    #[arg(long, env = "KEEL_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest silence while a request body arrives (408 after it); the
+    /// request's concurrency slot is released then.
+    #[arg(long, env = "KEEL_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
+    /// Provider keys as `KEEL_KEY_<REF>=secret` lines (they win over the
+    /// environment); refused unless only its owner can read it.
+    #[arg(long, env = "KEEL_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
     /// Largest request body accepted (413 above).
     #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

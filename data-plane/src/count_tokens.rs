@@ -36,7 +36,12 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     state.authorize(&parts.headers)?;
     let keel_headers = inbound::keel_headers(&parts.headers)?;
-    let bytes = inbound::read_body(body, state.config.max_body_bytes).await?;
+    let bytes = inbound::read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.body_idle_timeout,
+    )
+    .await?;
     let mut body: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
     if !body.get("messages").is_some_and(Value::is_array) {

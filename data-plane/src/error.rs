@@ -18,6 +18,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// 408: the request body stalled.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{message}")]
@@ -97,6 +100,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -122,7 +126,11 @@ impl ApiError {
         let body = match self {
             Self::Upstream { body, .. } => body,
             Self::BudgetExceeded(b) => Bytes::from(b.body(format)),
-            other => Bytes::from(error_body(format, status.as_u16(), &other.to_string())),
+            other => Bytes::from(error_body(
+                format,
+                status.as_u16(),
+                bounded(&other.to_string()),
+            )),
         };
         let mut resp = http::Response::new(crate::body::full(body));
         *resp.status_mut() = status;
@@ -136,6 +144,22 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// Longest error message answered, in bytes: messages may quote the app's
+/// input (a serde error quotes a string it did not expect), which must never
+/// come back unbounded.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+fn bounded(message: &str) -> &str {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 /// The app's body cannot be expressed in the target's API: the app's fault,
@@ -165,6 +189,18 @@ mod tests {
         use http_body_util::BodyExt;
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_message_quoting_huge_input_is_cut() {
+        let huge = format!("\"{}\"", "é".repeat(1_000_000));
+        let e = crate::inbound::parse_chat(Format::OpenAi, Bytes::from(huge))
+            .err()
+            .unwrap();
+        let v = body(e.into_response(Format::OpenAi)).await;
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.starts_with("request body is not a JSON object"));
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! Reads what the app sent: Keel's headers, the body (within the size limit)
 //! and the few fields of it routing needs. The body is parsed once.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
@@ -31,32 +34,51 @@ pub fn keel_headers(headers: &HeaderMap) -> Result<KeelHeaders, ApiError> {
         }
     };
     let conversation_id = text("x-conversation-id")?;
-    if let Some(id) = &conversation_id
-        && id.len() > keel::MAX_CONVERSATION_ID_BYTES
-    {
-        return Err(ApiError::BadRequest(format!(
-            "X-Conversation-ID is {} bytes; at most {} allowed",
-            id.len(),
-            keel::MAX_CONVERSATION_ID_BYTES
-        )));
-    }
+    check_name("X-Conversation-ID", conversation_id.as_deref())?;
     let profile = text("x-router-profile")?.map(|p| p.to_ascii_uppercase());
+    check_name("X-Router-Profile", profile.as_deref())?;
     Ok(KeelHeaders {
         conversation_id,
         profile,
     })
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge(limit))
+/// The one name rule of [`keel::names`], as a 400 naming the field.
+pub(crate) fn check_name(what: &'static str, name: Option<&str>) -> Result<(), ApiError> {
+    keel::names::check(what, name.unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes and a
+/// silence longer than `idle` between its pieces (408).
+pub async fn read_body(body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, ApiError> {
+    let mut body = Limited::new(body, limit);
+    let mut bytes = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::RequestTimeout(format!(
+                    "no request body data for {} s",
+                    idle.as_secs_f32()
+                )));
+            }
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!(
+                    "cannot read request body: {e}"
+                )));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if bytes.is_empty() && body.size_hint().exact() == Some(0) {
+                return Ok(data); // all of it in one piece: no copy
+            }
+            bytes.extend_from_slice(&data);
         }
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "cannot read request body: {e}"
-        ))),
     }
 }
 
@@ -99,6 +121,7 @@ pub fn parse_chat(format: Format, bytes: Bytes) -> Result<ChatRequest, ApiError>
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
     };
+    check_name("`model`", Some(&model))?;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,

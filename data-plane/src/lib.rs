@@ -3,9 +3,11 @@
 //! the request with this host's provider key, streams the answer back and
 //! reports the outcome.
 
+pub mod bare_errors;
 pub mod body;
 pub mod chat;
 pub mod config;
+pub mod control_plane;
 pub mod cooldown;
 pub mod count_tokens;
 pub mod cues;
@@ -19,6 +21,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod outcome;
 pub mod overhead;

@@ -22,13 +22,12 @@ pub fn to_api_error(status: &Status) -> Option<ApiError> {
             tracing::error!(
                 code = ?status.code(),
                 message = status.message(),
-                "the control plane rejected this sidecar's credentials; check its token"
+                "the control plane refused this sidecar's credential; check --control-plane-token and --tenant"
             );
-            ApiError::Unavailable(
-                "the gateway cannot authenticate to its control plane; this is not the \
-                 app's credential"
-                    .into(),
-            )
+            ApiError::BadGateway(format!(
+                "the control plane refused this gateway (not the app's credential): {}",
+                status.message()
+            ))
         }
         Code::Aborted => ApiError::Wait {
             message: message(),

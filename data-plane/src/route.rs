@@ -9,9 +9,9 @@ use std::{
 };
 
 use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
-use tonic::transport::Channel;
 
 use crate::{
+    control_plane::ControlPlaneChannel,
     error::ApiError,
     route_stream::{RouteRpc, RouteStream},
 };
@@ -67,9 +67,9 @@ pub struct CatalogSnapshot {
 
 /// Route client with fail-static state.
 pub struct RouteClient {
-    router: RouterClient<Channel>,
+    router: RouterClient<ControlPlaneChannel>,
     stream: RouteStream,
-    admin: AdminClient<Channel>,
+    admin: AdminClient<ControlPlaneChannel>,
     timeout: Duration,
     default_model: Option<String>,
     pins: Mutex<HashMap<PinKey, CachedPin>>,
@@ -81,19 +81,13 @@ impl RouteClient {
     /// Connects lazily: the sidecar starts and serves (degraded) even when
     /// the control plane is not up yet.
     pub fn new(
-        control_plane: &str,
+        channel: ControlPlaneChannel,
         timeout: Duration,
         default_model: Option<String>,
         rpc: RouteRpc,
-    ) -> Result<Self, http::uri::InvalidUri> {
-        let channel = Channel::from_shared(control_plane.to_owned())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+    ) -> Self {
         let router = RouterClient::new(channel.clone());
-        Ok(Self {
+        Self {
             stream: RouteStream::new(router.clone(), rpc),
             router,
             admin: AdminClient::new(channel),
@@ -102,7 +96,7 @@ impl RouteClient {
             pins: Mutex::new(HashMap::new()),
             pin_routes: Mutex::new(Vec::new()),
             catalog: RwLock::new(Arc::new(CatalogSnapshot::default())),
-        })
+        }
     }
 
     /// Reports decisions that come back after their caller stopped waiting

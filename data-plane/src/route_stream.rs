@@ -15,7 +15,9 @@ use std::{
 use keel::pb::{self, router_client::RouterClient};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::{Code, Status, metadata::MetadataMap, transport::Channel};
+use tonic::{Code, Status, metadata::MetadataMap};
+
+use crate::control_plane::ControlPlaneChannel;
 
 use crate::report::WeakReporter;
 
@@ -49,7 +51,7 @@ type Slot = Mutex<Option<Arc<Open>>>;
 
 /// The multiplexed `Route` client.
 pub struct RouteStream {
-    router: RouterClient<Channel>,
+    router: RouterClient<ControlPlaneChannel>,
     rpc: RouteRpc,
     /// The control plane answered `RouteStream` with UNIMPLEMENTED.
     unary_only: AtomicBool,
@@ -62,7 +64,7 @@ pub struct RouteStream {
 }
 
 impl RouteStream {
-    pub fn new(router: RouterClient<Channel>, rpc: RouteRpc) -> Self {
+    pub fn new(router: RouterClient<ControlPlaneChannel>, rpc: RouteRpc) -> Self {
         Self {
             router,
             rpc,

@@ -6,21 +6,28 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::SidecarConfig, handler, keys::Keys, report, route::RouteClient, state::AppState,
-    upstream,
+    bare_errors::JsonBareErrors, config::SidecarConfig, handler, keys::Keys, listener::Acceptor,
+    report, route::RouteClient, state::AppState, upstream,
 };
 
 /// Errors that stop the sidecar before it serves.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid --control-plane url: {0}")]
-    ControlPlaneUrl(#[from] http::uri::InvalidUri),
+    #[error(transparent)]
+    ControlPlane(#[from] crate::control_plane::ChannelError),
+    #[error(transparent)]
+    KeysFile(#[from] crate::keys::KeysFileError),
+    #[error("--{flag}: {error}")]
+    Name {
+        flag: &'static str,
+        error: keel::names::NameError,
+    },
     #[error("cannot build the upstream http client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -31,12 +38,20 @@ pub async fn serve(
     config: SidecarConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    for (flag, name) in [
+        ("tenant", Some(config.tenant.as_str())),
+        ("default-model", config.default_model.as_deref()),
+    ] {
+        keel::names::check(flag, name.unwrap_or_default())
+            .map_err(|error| StartError::Name { flag, error })?;
+    }
     let route = Arc::new(RouteClient::new(
-        &config.control_plane,
+        crate::control_plane::channel(&config)?,
         config.route_timeout,
         config.default_model.clone(),
         config.route_rpc,
-    )?);
+    ));
+    let keys = Keys::load(config.keys_file.as_deref())?;
     let http = upstream::Clients::new(config.connect_timeout)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (reporter, deliver) = report::reporter(
@@ -58,7 +73,7 @@ pub async fn serve(
         config,
         route,
         http,
-        keys: Keys::default(),
+        keys,
         reporter,
         cooldowns: Default::default(),
         metrics,
@@ -70,34 +85,33 @@ pub async fn serve(
     });
 
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = Arc::new(http_builder(&state.config));
+    let mut acceptor = Acceptor::new(listener, state.config.max_connections);
     tokio::pin!(shutdown);
-    tracing::info!(addr = ?listener.local_addr().ok(), "sidecar serving");
+    tracing::info!(addr = ?acceptor.local_addr().ok(), "sidecar serving");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
+            (stream, slot) = acceptor.accept() => {
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
-                let service = service_fn(move |req| handler::handle(Arc::clone(&state), req));
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
                 tokio::spawn(async move {
+                    if !crate::listener::speaks_within(&stream, state.config.header_timeout).await {
+                        return;
+                    }
+                    let service = service_fn(move |req| handler::handle(Arc::clone(&state), req));
+                    let io = TokioIo::new(JsonBareErrors::new(stream));
+                    let conn = watcher.watch(builder.serve_connection(io, service));
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with error");
                     }
+                    drop(slot);
                 });
             }
         }
     }
-    drop(listener);
+    drop(acceptor);
     tracing::info!(grace_secs = grace.as_secs(), "draining in-flight requests");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -118,6 +132,27 @@ pub async fn serve(
     }
     let _ = stop_rx.changed().await;
     Ok(())
+}
+
+/// HTTP/1 and HTTP/2 with deadlines: a request's headers must arrive within
+/// `--header-timeout` (the same deadline closes a keep-alive connection
+/// left idle, since hyper starts it when it waits for the next request) and
+/// fit in `--max-header-bytes` (431 beyond); HTTP/2 peers that stop
+/// answering pings are dropped.
+fn http_builder(config: &SidecarConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
 }
 
 async fn refresh_catalog(

@@ -237,3 +237,18 @@ pub async fn reported(cp_url: &str, id: &str, turns: usize) -> keel::pb::Convers
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `printf %s TOKEN | sha256sum`, as an operator computes it.
+pub fn sha256_hex(token: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(token.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}

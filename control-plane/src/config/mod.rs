@@ -4,6 +4,7 @@
 
 mod error;
 mod profile;
+mod security;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use profile::{Objective, Profile, ShedPriority};
+pub use security::{Pem, RawCredential, SecurityConfig, TlsConfig};
 pub use validate::{Config, PinnedUnavailable, RoutingConfig, StoreConfig};
 
 /// The file as written. Every table denies unknown keys so a typo fails
@@ -45,6 +47,10 @@ pub struct RawConfig {
     /// When a key counts as under pressure, and what is shed then.
     #[serde(default)]
     pub load: RawLoad,
+    /// Who may call (bearer tokens by their SHA-256); none: open, which only
+    /// a loopback address allows unless `[server] allow_unauthenticated`.
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
     /// OpenTelemetry export; traces are off when absent.
     #[serde(default)]
     pub telemetry: RawTelemetry,
@@ -135,6 +141,17 @@ pub struct RawServer {
     /// Tokio worker threads; absent: one per core.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// PEM certificate chain and key: TLS on the gRPC port.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA whose certificates clients must present (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Serve a non-loopback address without credentials (warned at start).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 #[derive(Debug, Deserialize)]

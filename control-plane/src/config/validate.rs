@@ -72,6 +72,8 @@ pub struct Config {
     /// `[telemetry] otlp_endpoint`: a collector's base URL; None: traces
     /// only from the `OTEL_*` variables.
     pub otlp_endpoint: Option<String>,
+    /// Credentials, TLS, and whether an open exposed port was allowed.
+    pub security: super::SecurityConfig,
 }
 
 impl RawConfig {
@@ -100,6 +102,7 @@ impl RawConfig {
             if m.name == "auto" {
                 return Err(invalid(key("name"), "`auto` is reserved"));
             }
+            keel::names::check("name", &m.name).map_err(|e| invalid(key("name"), e.to_string()))?;
             let provider = providers
                 .iter()
                 .position(|p| p.name == m.provider)
@@ -152,6 +155,13 @@ impl RawConfig {
                 vision,
                 latency: m.latency,
             });
+        }
+        for alias in self.aliases.keys() {
+            keel::names::check("alias", alias).map_err(|e| invalid("aliases", e.to_string()))?;
+        }
+        for profile in self.profiles.keys() {
+            keel::names::check("profile name", profile)
+                .map_err(|e| invalid("profiles", e.to_string()))?;
         }
         let catalog = Catalog::new(providers, deployments, self.aliases)
             .map_err(|(alias, message)| invalid(format!("aliases.{alias}"), message))?;
@@ -237,7 +247,16 @@ impl RawConfig {
                 "must be an http:// or https:// URL",
             ));
         }
+        let security = super::security::validate(super::security::RawSecurity {
+            credentials: self.credentials,
+            tls_cert: self.server.tls_cert.as_deref(),
+            tls_key: self.server.tls_key.as_deref(),
+            client_ca: self.server.client_ca.as_deref(),
+            allow_unauthenticated: self.server.allow_unauthenticated,
+            listen: [self.server.grpc_listen, self.server.http_listen],
+        })?;
         Ok(Config {
+            security,
             grpc_listen: self.server.grpc_listen,
             http_listen: self.server.http_listen,
             worker_threads: self.server.worker_threads,

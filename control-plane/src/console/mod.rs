@@ -19,7 +19,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, body::Incoming};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::router::RouterState;
+use crate::{
+    auth::{AuthError, Credentials, Need},
+    router::RouterState,
+};
 
 pub use spend::SpendLedger;
 
@@ -32,12 +35,19 @@ const MAX_FORM_BYTES: usize = 4096;
 type Reply = Response<Full<Bytes>>;
 
 /// Serves one `/ui/` request.
-pub async fn handle(req: Request<Incoming>, state: &RouterState) -> Reply {
-    if let Err(denied) = authorize(req.headers()) {
+pub async fn handle(
+    req: Request<Incoming>,
+    state: &RouterState,
+    credentials: &Credentials,
+) -> Reply {
+    let path = req.uri().path().trim_end_matches('/');
+    // The login form is reachable without a token, or nobody could log in.
+    if path != "/ui/login"
+        && let Err(denied) = authorize(req.headers(), credentials)
+    {
         return denied;
     }
     let query = query(req.uri().query());
-    let path = req.uri().path().trim_end_matches('/');
     match (req.method(), path) {
         (&Method::GET, "/ui" | "/ui/conversations") => list::page(state, &query),
         (&Method::GET, "/ui/conversation") => conversation::page(state, &query).await,
@@ -49,15 +59,29 @@ pub async fn handle(req: Request<Incoming>, state: &RouterState) -> Reply {
     }
 }
 
-/// The one gate of the console: every `/ui/` request passes here before
-/// any page runs. Today it lets everything through; with credentials it
-/// checks [`presented_token`] (header or login cookie) for the admin role
-/// and answers 401 otherwise. `/ui/login` must stay reachable to a browser
-/// without a token.
+/// The one gate of the console: every `/ui/` request but the login form
+/// passes here before any page runs. With credentials configured, the
+/// [`presented_token`] (header or login cookie) must be a `viewer`'s or an
+/// `admin`'s; without one a browser is sent to the login form, a token of
+/// another role gets 403.
 #[allow(clippy::result_large_err)]
-pub fn authorize(headers: &HeaderMap) -> Result<(), Reply> {
-    let _ = presented_token(headers);
-    Ok(())
+pub fn authorize(headers: &HeaderMap, credentials: &Credentials) -> Result<(), Reply> {
+    if credentials.is_open() {
+        return Ok(());
+    }
+    let authorization = presented_token(headers).map(|t| format!("Bearer {t}"));
+    let checked = credentials
+        .authenticate(authorization.as_deref().map(str::as_bytes))
+        .and_then(|p| p.allow(Need::Read));
+    match checked {
+        Ok(()) => Ok(()),
+        Err(AuthError::Unauthenticated) => Err(redirect("/ui/login")),
+        Err(e @ AuthError::Forbidden(_)) => Err(html_page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            html! { h1 { "Forbidden" } p { (e.to_string()) } p { a href="/ui/login" { "Log in with another token" } } },
+        )),
+    }
 }
 
 /// The token a request presents: `Authorization: Bearer …`, else the

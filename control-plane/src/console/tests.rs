@@ -23,7 +23,61 @@ fn a_token_comes_from_the_header_or_the_login_cookie() {
         HeaderValue::from_static("Bearer tok-header"),
     );
     assert_eq!(presented_token(&h), Some("tok-header"));
-    assert!(authorize(&h).is_ok());
+    assert!(
+        authorize(&h, &Credentials::default()).is_ok(),
+        "open without credentials"
+    );
+}
+
+fn credential(name: &str, role: crate::auth::Role, token: &str) -> crate::auth::Credential {
+    use sha2::Digest;
+    crate::auth::Credential {
+        name: name.into(),
+        role,
+        tenant: (role == crate::auth::Role::Sidecar).then(|| "t".into()),
+        token_sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+    }
+}
+
+#[test]
+fn with_credentials_the_console_needs_a_viewer_or_an_admin() {
+    use crate::auth::Role;
+    let creds = Credentials::new(&[
+        credential("ops", Role::Viewer, "tok-viewer"),
+        credential("boss", Role::Admin, "tok-admin"),
+        credential("host", Role::Sidecar, "tok-sidecar"),
+    ]);
+    let with = |name, value: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    };
+    let status = |h: &HeaderMap| match authorize(h, &creds) {
+        Ok(()) => StatusCode::OK,
+        Err(r) => r.status(),
+    };
+    assert_eq!(
+        status(&HeaderMap::new()),
+        StatusCode::SEE_OTHER,
+        "to the login form"
+    );
+    assert_eq!(
+        status(&with(header::COOKIE, "keel_console=wrong")),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        status(&with(header::COOKIE, "keel_console=tok-viewer")),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&with(header::AUTHORIZATION, "Bearer tok-admin")),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&with(header::AUTHORIZATION, "Bearer tok-sidecar")),
+        StatusCode::FORBIDDEN,
+        "a sidecar's token reads no other tenant's conversations"
+    );
 }
 
 #[test]

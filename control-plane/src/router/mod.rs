@@ -21,6 +21,7 @@ use keel::pb::{self, RouteRequest, router_server};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::{self, Need},
     budget::{Budgets, TenantSpend},
     capacity::Capacity,
     config::{Config, Profile},
@@ -153,20 +154,16 @@ impl RouterState {
     }
 }
 
+/// The names of a request, by the one rule of [`keel::names`].
 fn validate_ids(req: &RouteRequest) -> Result<(), Refusal> {
-    if req.conversation_id.len() > keel::MAX_CONVERSATION_ID_BYTES {
-        return Err(Refusal::Invalid(format!(
-            "conversation id is {} bytes; at most {} allowed",
-            req.conversation_id.len(),
-            keel::MAX_CONVERSATION_ID_BYTES
-        )));
-    }
-    if req.conversation_id.contains('\0') || req.tenant.contains('\0') {
-        return Err(Refusal::Invalid(
-            "conversation id and tenant must not contain NUL".into(),
-        ));
-    }
-    Ok(())
+    auth::check_names(&[
+        ("tenant", &req.tenant),
+        ("conversation id", &req.conversation_id),
+        ("profile", &req.profile),
+        ("model", &req.model),
+        ("degraded model", &req.degraded_model),
+    ])
+    .map_err(|status| Refusal::Invalid(status.message().to_owned()))
 }
 
 /// A store failure answered to a `Report` caller.
@@ -183,18 +180,21 @@ impl router_server::Router for RouterService {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
+        let principal = auth::principal(&request, Need::Route)?;
         let parent = traced::carrier(request.metadata());
-        self.0
-            .route_traced(request.into_inner(), &parent)
-            .await
-            .map(Response::new)
+        let mut req = request.into_inner();
+        auth::scope_route(&principal, &mut req)?;
+        self.0.route_traced(req, &parent).await.map(Response::new)
     }
 
     async fn report(
         &self,
         request: Request<pb::ReportBatch>,
     ) -> Result<Response<pb::ReportAck>, Status> {
-        let accepted = self.0.report(request.into_inner()).await?;
+        let principal = auth::principal(&request, Need::Route)?;
+        let mut batch = request.into_inner();
+        auth::scope_report(&principal, &mut batch)?;
+        let accepted = self.0.report(batch).await?;
         Ok(Response::new(pb::ReportAck { accepted }))
     }
 
@@ -204,8 +204,10 @@ impl router_server::Router for RouterService {
         &self,
         request: Request<tonic::Streaming<pb::RouteStreamRequest>>,
     ) -> Result<Response<Self::RouteStreamStream>, Status> {
+        let principal = auth::principal(&request, Need::Route)?;
         Ok(Response::new(stream::serve(
             Arc::clone(&self.0),
+            principal,
             request.into_inner(),
         )))
     }

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::RouterState;
+use crate::auth::{self, Principal};
 use crate::refusal::Refusal;
 
 /// Answers buffered towards one caller before deciding waits for it to read.
@@ -25,11 +26,15 @@ pub type Answers = ReceiverStream<Result<pb::RouteStreamResponse, Status>>;
 /// Serves one `RouteStream` call: reads requests until the caller ends the
 /// stream or the server begins to stop, answers every request it read, and
 /// then ends the answers.
-pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamRequest>) -> Answers {
+pub fn serve(
+    state: Arc<RouterState>,
+    principal: Principal,
+    mut requests: Streaming<pb::RouteStreamRequest>,
+) -> Answers {
     let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED);
     let mut stopping = state.stopping.subscribe();
     tokio::spawn(async move {
-        let state = &*state;
+        let (state, principal) = (&*state, &principal);
         let mut deciding = FuturesUnordered::new();
         let mut reading = true;
         while reading || !deciding.is_empty() {
@@ -40,7 +45,7 @@ pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamReq
                     }
                 }
                 next = requests.message(), if reading => match next {
-                    Ok(Some(next)) => deciding.push(decide(state, next)),
+                    Ok(Some(next)) => deciding.push(decide(state, principal, next)),
                     Ok(None) => reading = false,
                     Err(status) => {
                         tracing::debug!(%status, "route stream ended by the caller");
@@ -58,9 +63,16 @@ pub fn serve(state: Arc<RouterState>, mut requests: Streaming<pb::RouteStreamReq
 }
 
 /// Decides one request of the stream.
-async fn decide(state: &RouterState, next: pb::RouteStreamRequest) -> pb::RouteStreamResponse {
+async fn decide(
+    state: &RouterState,
+    principal: &Principal,
+    next: pb::RouteStreamRequest,
+) -> pb::RouteStreamResponse {
     let result = match next.request {
-        Some(req) => state.route_traced(req, &next.trace_context).await,
+        Some(mut req) => match auth::scope_route(principal, &mut req) {
+            Ok(()) => state.route_traced(req, &next.trace_context).await,
+            Err(status) => Err(status),
+        },
         None => Err(Refusal::Invalid("route stream request without `request`".into()).into()),
     };
     let result = Some(match result {

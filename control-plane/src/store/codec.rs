@@ -308,3 +308,7 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "codec_props.rs"]
+mod props;

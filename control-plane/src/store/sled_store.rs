@@ -86,6 +86,11 @@ impl SledStore {
         Self::with_db(db, ttl, session_cache_bytes)
     }
 
+    /// The sled database underneath (for the seal of `crate::store_guard`).
+    pub fn sled(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
     /// The store on an open sled database (stores of earlier versions
     /// included).
     pub(super) fn with_db(

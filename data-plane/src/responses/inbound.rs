@@ -45,6 +45,7 @@ pub fn parse(bytes: Bytes) -> Result<ResponsesRequest, ApiError> {
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
     };
+    crate::inbound::check_name("`model`", Some(&model))?;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,

@@ -66,7 +66,12 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     state.authorize(&parts.headers)?;
     let keel_headers = chat_inbound::keel_headers(&parts.headers)?;
-    let bytes = chat_inbound::read_body(body, state.config.max_body_bytes).await?;
+    let bytes = chat_inbound::read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.body_idle_timeout,
+    )
+    .await?;
     let mut request = inbound::parse(bytes)?;
     let features = features::compute(&request.body, request.stream);
     let prompt_tokens = features.estimated_prompt_tokens;

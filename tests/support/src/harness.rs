@@ -92,7 +92,39 @@ impl Proc {
         if !status.success() {
             bail!("kill -{sig} failed");
         }
+        if sig == "STOP" {
+            self.wait_stopped()?;
+        }
         Ok(())
+    }
+
+    /// `kill` returns once SIGSTOP is queued, while a thread running on
+    /// another core goes on until its next tick (it answered a `Route` 6 ms
+    /// later): wait until Linux shows every thread stopped (`T`).
+    fn wait_stopped(&self) -> Result<()> {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let Ok(entries) = std::fs::read_dir(&tasks) else {
+                return Ok(()); // not Linux: best effort
+            };
+            let stopped = entries.filter_map(|e| e.ok()).all(|e| {
+                std::fs::read_to_string(e.path().join("stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')
+                            .map(|(_, r)| r.trim_start().starts_with('T'))
+                    })
+                    .unwrap_or(true) // the thread has gone
+            });
+            if stopped {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("process did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn terminate(&mut self) -> Result<std::process::ExitStatus> {
@@ -150,12 +182,20 @@ impl ControlPlane {
     /// Writes `config` (TOML) to `dir/keel.toml` and starts the binary on it.
     /// Use `grpc_listen = "127.0.0.1:0"` for an ephemeral port.
     pub async fn start(dir: &Path, config: &str) -> Result<Self> {
+        Self::start_with_env(dir, config, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with extra environment (e.g. `RUST_LOG`).
+    pub async fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Result<Self> {
         let config_path = dir.join("keel.toml");
         std::fs::write(&config_path, config)?;
         let mut cmd = Command::new(bin_path("keel-control-plane"));
         cmd.arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let n = std::fs::read_dir(dir)?.count();
         let proc = Proc::spawn(
             cmd,
