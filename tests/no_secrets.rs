@@ -206,12 +206,14 @@ async fn no_secret_or_prompt_reaches_logs_metrics_errors_or_admin() {
         ))
         .await
         .unwrap();
+    // With tools, as conv-1's main line has them (a request without would
+    // be a side call, which no turn cap pauses).
     let r = post_chat(
         &client,
         &sc.url(),
         Some("conv-1"),
         Some("AGENT"),
-        &openai_body(false, false),
+        &openai_body(false, true),
     )
     .await;
     assert_eq!(r.status(), 402);
