@@ -8,7 +8,7 @@ use super::h;
 pub(crate) const MIN_WORDS: usize = 5;
 
 /// Only the opening of a message is needed to tell a repeated question.
-const MAX_CHARS: usize = 4096;
+pub(crate) const MAX_CHARS: usize = 4096;
 
 /// Simhash over word unigrams (bag of words: paraphrases reorder words more than they
 /// change them) of lowercased text; digits are folded to `0`

@@ -38,18 +38,23 @@ impl Default for DivergenceConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
-    /// Identical action with identical successful result, this many times in a row.
+    /// The same action this many times in a row with the same result that tells nothing
+    /// new (a failure, a trivial output, or the agent repeating its own words).
     pub repeated_action: u32,
-    /// Identical action failing with the same error, this many times in a row.
+    /// Stale steps in a row (each repeating an earlier action, result or error, weighted
+    /// by how closely) before they count as a loop, in repeats' worth.
+    pub stale_run: u32,
+    /// Accepted for old configs; no longer used (see `stale_run`).
     pub repeated_failure: u32,
-    /// Consecutive failures with the same error signature, whatever the arguments.
+    /// Accepted for old configs; no longer used (see `stale_run`).
     pub repeated_error: u32,
-    /// Full repetitions of a cycle before it counts (2 means A-B-C-A-B-C).
+    /// Accepted for old configs; no longer used (a cycle is two repeats in a row of
+    /// different earlier steps, within `cycle_max_period`).
     pub cycle_repeats: u32,
-    /// Minimum length of the periodic run in action steps, whatever the period, so that
-    /// short periods need more repetitions (6 means A-B-A-B-A-B).
+    /// Accepted for old configs; no longer used.
     pub cycle_min_steps: u32,
-    /// Longest cycle period looked for (2 = A-B, 4 = edit-test-revert-test).
+    /// How many of the latest action steps a repeat is looked for in: the longest cycle
+    /// period recognised (2 = A-B, 4 = edit-test-revert-test).
     pub cycle_max_period: u32,
     /// Near-duplicate assistant texts since the last new action.
     pub repeated_text: u32,
@@ -65,7 +70,8 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            repeated_action: 4,
+            repeated_action: 3,
+            stale_run: 3,
             repeated_failure: 3,
             repeated_error: 4,
             cycle_repeats: 2,
@@ -190,7 +196,12 @@ impl DivergenceConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let t = &self.thresholds;
         let ring = super::state::STEP_CAP as u32;
-        let checks: [(&'static str, bool, &'static str); 10] = [
+        let checks: [(&'static str, bool, &'static str); 11] = [
+            (
+                "thresholds.stale_run",
+                (2..=ring / 2).contains(&t.stale_run),
+                "must be 2..=16",
+            ),
             (
                 "thresholds.repeated_action",
                 (2..=ring).contains(&t.repeated_action),

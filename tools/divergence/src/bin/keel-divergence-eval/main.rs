@@ -46,6 +46,10 @@ struct Args {
     /// Print one line per conversation.
     #[arg(long)]
     verbose: bool,
+    /// Print the detector's view of every step of the conversations whose id contains
+    /// this, at every request.
+    #[arg(long)]
+    trace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +120,11 @@ fn evaluate(
     let mut rows = Vec::with_capacity(cases.len());
     for c in cases {
         let points = replay::request_points(&c.messages, trailing);
-        let r = replay::replay(cache, c.wire, &c.messages, &points, args.window, cfg);
+        let trace = args.trace.as_deref().is_some_and(|t| c.id.contains(t));
+        if trace {
+            println!("{}", c.id);
+        }
+        let r = replay::replay(cache, c.wire, &c.messages, &points, args.window, cfg, trace);
         stats.requests += r.requests;
         stats.max_record = stats.max_record.max(r.max_record);
         let alarm = r.first.as_ref().map(|(t, _)| *t);

@@ -40,6 +40,7 @@ pub fn replay(
     points: &[usize],
     window: usize,
     cfg: &DivergenceConfig,
+    trace: bool,
 ) -> Replay {
     let mut record = encode_session(&Session::default());
     let mut out = Replay {
@@ -52,9 +53,18 @@ pub fn replay(
         let sent = cache.fingerprint_proto(wire, &msgs[..t], window);
         let fps = fingerprint::from_proto(&sent);
         let mut session = decode_session(&record).expect("the codec reads what it wrote");
-        if !fps.is_empty()
-            && let Some(n) = session.divergence.observe(&fps, cfg)
-        {
+        let nudge = if fps.is_empty() {
+            None
+        } else {
+            session.divergence.observe(&fps, cfg)
+        };
+        if trace {
+            let steps = session.divergence.trace(cfg);
+            let tail = &steps[steps.len().saturating_sub(8)..];
+            let fired = nudge.as_ref().map_or("", |n| n.pattern.as_str());
+            println!("  t={t:<4} {} {fired}", tail.join(" "));
+        }
+        if let Some(n) = nudge {
             out.nudges += 1;
             out.first.get_or_insert((t, n));
         }

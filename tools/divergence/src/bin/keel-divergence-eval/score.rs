@@ -153,10 +153,7 @@ impl Targets {
 }
 
 /// Rows grouped by a key, in key order.
-pub fn groups(
-    rows: &[Scored],
-    key: impl Fn(&Scored) -> String,
-) -> BTreeMap<String, Vec<&Scored>> {
+pub fn groups(rows: &[Scored], key: impl Fn(&Scored) -> String) -> BTreeMap<String, Vec<&Scored>> {
     let mut m: BTreeMap<String, Vec<&Scored>> = BTreeMap::new();
     for r in rows {
         m.entry(key(r)).or_default().push(r);

@@ -6,7 +6,7 @@
 //! timestamps, durations, temp dirs, request ids) come from a seeded generator so that
 //! normalization is exercised, as in real traffic.
 //!
-//! Usage: `cargo run -p keel-control-plane --bin keel-divergence-corpus [-- DIR]`
+//! Usage: `cargo run -p keel-divergence-tools --bin keel-divergence-corpus [-- DIR]`
 //! (default DIR: `control-plane/corpus/divergence`).
 
 mod healthy;
@@ -17,9 +17,13 @@ use script::Conv;
 use std::io::Write;
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/divergence").into());
+    let dir = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../control-plane/corpus/divergence"
+        )
+        .into()
+    });
     std::fs::create_dir_all(&dir)?;
     write(&format!("{dir}/loops.jsonl"), loops::all())?;
     write(&format!("{dir}/healthy.jsonl"), healthy::all())?;
