@@ -57,26 +57,41 @@ fn hit(pattern: Pattern, steps: &[usize]) -> Option<Hit> {
     })
 }
 
-/// The same action `repeated_action` times in a row with the same result, when that
-/// result tells nothing new: a failure, an empty or trivial output, or the agent saying
-/// the same thing each time. Re-reading a substantial output three times is allowed.
+/// The last `repeated_action - 1` action steps each fully repeat an earlier one (the
+/// same action and result, a near-identical re-run, the same failure of the same call,
+/// the same rejection), and the repeats tell nothing new: a failure, a trivial output, or
+/// the agent saying the same thing each time. Re-reading a substantial output three times
+/// is allowed.
 fn same_in_a_row(steps: &[Step], acts: &[(usize, Stale)], t: &Thresholds) -> Option<Hit> {
     let n = t.repeated_action as usize;
     let run = acts.get(acts.len().checked_sub(n)?..)?;
-    let last = &steps[run[n - 1].0];
-    let same = run.iter().all(|&(i, _)| steps[i].act == last.act)
-        && run[1..].iter().all(|(_, c)| c.class == Class::Same);
-    if !same {
+    if !run[1..].iter().all(|(_, c)| c.weight >= 4) {
         return None;
     }
+    let last = &steps[run[n - 1].0];
     let prose_repeats = run
         .windows(2)
         .all(|w| stale::near_prose(&steps[w[0].0], &steps[w[1].0]));
     let idx: Vec<usize> = run.iter().map(|&(i, _)| i).collect();
+    let same_action = run.iter().all(|&(i, _)| steps[i].act == last.act);
     if last.err {
-        hit(Pattern::RepeatedFailure, &idx)
+        hit(
+            if same_action {
+                Pattern::RepeatedFailure
+            } else {
+                Pattern::RepeatedError
+            },
+            &idx,
+        )
     } else if last.rsize < stale::TRIVIAL || prose_repeats {
-        hit(Pattern::RepeatedAction, &idx)
+        hit(
+            if same_action {
+                Pattern::RepeatedAction
+            } else {
+                Pattern::NoProgress
+            },
+            &idx,
+        )
     } else {
         None
     }

@@ -35,7 +35,7 @@ pub(crate) struct Near {
     pub prose: u32,
 }
 
-const W_PROSE: u32 = 4;
+const W_PROSE: u32 = 3;
 const W_ARGS: u32 = 3;
 
 pub(crate) const NEAR: Near = Near {
@@ -93,7 +93,7 @@ fn error_weight(o: &Step, s: &Step, recent: bool) -> u32 {
         // until there are many.
         2
     } else if near(o.sim, s.sim, NEAR.prose) {
-        W_PROSE
+        if recent { 4 } else { W_PROSE }
     } else if near(o.asim, s.asim, NEAR.args) {
         W_ARGS
     } else {
@@ -107,7 +107,7 @@ fn error_weight(o: &Step, s: &Step, recent: bool) -> u32 {
 fn echo_weight(o: &Step, s: &Step) -> u32 {
     if same_report_sweep(o, s) {
         0
-    } else if s.rsize < MESSAGE || near(o.asim, s.asim, NEAR.args) {
+    } else if near(o.asim, s.asim, NEAR.args) {
         1
     } else {
         4
@@ -164,17 +164,21 @@ pub(crate) fn classify(steps: &[Step], k: usize, recent: usize) -> Stale {
                     2
                 },
             ),
-            // Re-run right after itself and only a counter moved in a substantial output
-            // (a file that grows by the same block). With steps between, an output that
-            // changed a little is progress: a test re-run after an edit, a status polled.
+            // Re-run right after itself and only numbers moved in a substantial output
+            // (a file that grows by the same block: the same view but its line count).
+            // With steps between, an output that changed is progress: a test re-run
+            // after an edit, a status polled.
             (
-                consecutive && same_act && near(o.rsim, s.rsim, NEAR.result),
+                consecutive && same_act && o.rshape != 0 && o.rshape == s.rshape,
                 Class::SameNear,
                 if s.rsize >= TRIVIAL { 4 } else { 2 },
             ),
             (same_error, Class::Error, error_weight(o, s, is_recent)),
+            // A silent command (an edit, a `cd`) answered with the same empty output as
+            // another is not a repeat: it may well have changed something. (Failures
+            // without a message are weighed as errors.)
             (
-                n + 1 == earlier.len() && same_shape,
+                is_recent && same_shape && s.rsize >= MESSAGE,
                 Class::Echo,
                 echo_weight(o, s),
             ),
