@@ -108,7 +108,12 @@ async fn looping_agent_is_nudged_once_then_backs_off_and_the_event_is_recorded()
     let nudge = &injected[3][0];
     assert_eq!(nudge.role, "system");
     assert_eq!(nudge.reason, "divergence:repeated_action");
-    assert!(nudge.content.contains("same action"), "{}", nudge.content);
+    assert!(
+        nudge.content.contains("same command or tool call")
+            && nudge.content.contains("messages 2, 4 and 6"),
+        "{}",
+        nudge.content
+    );
 
     let key = SessionKey::new(keel::DEFAULT_TENANT, "loop-1");
     let timeline = router.timeline(&key).await.unwrap();

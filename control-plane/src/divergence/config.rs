@@ -112,7 +112,8 @@ impl Escalation {
 }
 
 /// System message wording per pattern; `{count}` is replaced by the number of steps
-/// involved.
+/// involved and `{turns}` by their message indices ("11, 13 and 15"), so the agent can
+/// look up what it repeated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Messages {
@@ -133,27 +134,31 @@ pub struct Messages {
 impl Default for Messages {
     fn default() -> Self {
         Messages {
-            repeated_action: "You have run the same action {count} times and got the same result \
-                each time. Repeating it will not change the outcome: use the result you already \
-                have, or try a different approach."
+            repeated_action: "Your last {count} actions ran the same command or tool call and got \
+                the same output each time (messages {turns}). Running it again will not show \
+                anything new: use the output you already have, or do something different."
                 .into(),
-            repeated_failure: "The same action has failed {count} times in a row with the same \
-                error. Do not retry it unchanged: read the error, then change the command or its \
-                arguments, or take another route."
+            repeated_failure: "The same command or tool call has failed {count} times in a row \
+                with the same error (messages {turns}). Do not send it again unchanged: read the \
+                error, fix what it points at (the path, the arguments, the format of your reply), \
+                or take another route."
                 .into(),
-            repeated_error: "Your last {count} actions all failed with the same error, even with \
-                different arguments. Fix the cause of that error before trying more variations."
+            repeated_error: "Your last {count} attempts (messages {turns}) were variants that all \
+                failed with the same error, or were all rejected with the same message. Changing \
+                the arguments is not fixing it: read that error, find its cause and fix the cause \
+                first."
                 .into(),
-            cycle: "You are alternating between the same actions with the same results (a cycle \
-                over the last {count} steps). Stop, state what you have learned, and choose a \
-                step that moves the task forward."
+            cycle: "You are going round in a cycle: your last {count} actions (messages {turns}) \
+                repeat the same few steps with the same results. Stop, write down what those \
+                steps showed you, and choose a step you have not taken yet."
                 .into(),
-            repeated_text: "You have said nearly the same thing {count} times without making \
-                progress. Do not repeat yourself: act on the information you already have, or \
-                ask for something different."
+            repeated_text: "You have written nearly the same message {count} times (messages \
+                {turns}) without making progress. Do not repeat it: act on the information you \
+                already have, or ask for something different."
                 .into(),
-            no_progress: "Your last {count} steps repeated earlier actions without new results. \
-                Summarize what you know, then try something new or finish."
+            no_progress: "Your last {count} steps (messages {turns}) brought nothing new: each \
+                repeated an earlier command or got the same answer as before, whatever you changed \
+                in between. Summarize what you know, then try a different approach or finish."
                 .into(),
         }
     }

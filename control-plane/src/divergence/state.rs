@@ -118,7 +118,8 @@ impl DetectorState {
         let message = cfg
             .messages
             .for_pattern(hit.pattern)
-            .replace("{count}", &turns.len().to_string());
+            .replace("{count}", &turns.len().to_string())
+            .replace("{turns}", &list(&turns));
         Some(Nudge {
             pattern: hit.pattern,
             turns,
@@ -237,5 +238,17 @@ impl DetectorState {
             i: f.index,
             d: ingest::digest(f),
         }));
+    }
+}
+
+/// `11, 13 and 15`.
+fn list(turns: &[u32]) -> String {
+    match turns {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => {
+            let init: Vec<String> = init.iter().map(u32::to_string).collect();
+            format!("{} and {last}", init.join(", "))
+        }
     }
 }

@@ -118,7 +118,13 @@ fn repeated_action_fires_on_the_fourth_not_the_third() {
     assert_eq!(n.pattern, Pattern::RepeatedAction);
     assert_eq!(n.turns, [1, 3, 5, 7]);
     assert_eq!(n.escalate, Escalation::Off);
-    assert!(n.message.contains('4'));
+    assert!(
+        n.message
+            .starts_with("Your last 4 actions ran the same command")
+            && n.message.contains("(messages 1, 3, 5 and 7)"),
+        "{}",
+        n.message
+    );
 }
 
 #[test]
