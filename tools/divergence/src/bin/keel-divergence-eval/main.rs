@@ -128,7 +128,7 @@ fn evaluate(
         stats.requests += r.requests;
         stats.max_record = stats.max_record.max(r.max_record);
         let alarm = r.first.as_ref().map(|(t, _)| *t);
-        let row = Scored::new(c, &points, alarm);
+        let row = Scored::new(c, &points, alarm, r.nudges);
         if args.verbose {
             let label = match c.loop_start {
                 Some(s) => format!("loop@{s}"),
@@ -188,6 +188,16 @@ fn report(name: &str, rows: &[Scored], stats: &Stats, targets: &Targets) -> bool
     for (src, g) in score::groups(rows, |r| r.source.clone()) {
         println!("    {}", Figures::of(g).line(&src));
     }
+    let repeat = |looping: bool| {
+        let of: Vec<&Scored> = rows.iter().filter(|r| r.looping == looping).collect();
+        let n = of.iter().filter(|r| r.nudges >= 2).count();
+        format!("{n}/{}", of.len())
+    };
+    println!(
+        "  nudged twice or more (escalation would apply): healthy {}, looping {}",
+        repeat(false),
+        repeat(true)
+    );
     for f in &failures {
         println!("  FAILED {f}");
     }

@@ -17,10 +17,17 @@ pub struct Scored {
     pub early: bool,
     /// Hit on a recovered loop at or after its end.
     pub late: bool,
+    /// Nudges over the conversation (a second one without progress between escalates).
+    pub nudges: usize,
 }
 
 impl Scored {
-    pub fn new(c: &super::corpus::Case, points: &[usize], alarm: Option<usize>) -> Scored {
+    pub fn new(
+        c: &super::corpus::Case,
+        points: &[usize],
+        alarm: Option<usize>,
+        nudges: usize,
+    ) -> Scored {
         let (mut delay, mut early, mut late) = (None, false, false);
         if let (Some(start), Some(at)) = (c.loop_start, alarm) {
             if at > start {
@@ -39,6 +46,7 @@ impl Scored {
             delay,
             early,
             late,
+            nudges,
         }
     }
 }
