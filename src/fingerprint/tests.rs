@@ -202,6 +202,75 @@ fn errors_are_detected_at_line_starts_only() {
 }
 
 #[test]
+fn numbers_fold_in_the_result_shape_and_the_error_signature() {
+    let tool = |c: &str| json!({"role": "tool", "tool_call_id": "call_x", "content": c});
+    let fps = one(
+        Format::OpenAi,
+        &[
+            oa_call(
+                "book",
+                r#"{"user_id":"noah_9847","origin":"SFO","destination":"JFK","paid":957}"#,
+            ),
+            tool("Error: payment amount does not add up, total price is 1002, but paid 957"),
+            oa_call(
+                "book",
+                r#"{"user_id":"noah_9847","origin":"SFO","destination":"JFK","paid":1047}"#,
+            ),
+            tool("Error: payment amount does not add up, total price is 1002, but paid 1047"),
+            oa_call("ls", "{}"),
+            tool("Please always provide EXACTLY ONE action in triple backticks, found 3 actions."),
+            oa_call("ls", r#"{"a":1}"#),
+            tool("Please always provide EXACTLY ONE action in triple backticks, found 5 actions."),
+        ],
+    );
+    let (a, b, c, d) = (&fps[1], &fps[3], &fps[5], &fps[7]);
+    assert!(a.is_error && b.is_error);
+    assert_ne!(a.result_hash, b.result_hash, "the exact results differ");
+    assert_eq!(a.result_shape_hash, b.result_shape_hash);
+    assert_eq!(
+        a.error_hash, b.error_hash,
+        "one signature, whatever the amounts"
+    );
+    assert_ne!(c.result_hash, d.result_hash);
+    assert_eq!(c.result_shape_hash, d.result_shape_hash);
+    assert_ne!(a.result_shape_hash, c.result_shape_hash);
+    assert_eq!(
+        c.result_size as usize,
+        "Please always provide EXACTLY ONE action in triple backticks, found 3 actions.".len()
+    );
+    assert_ne!(c.result_simhash, 0);
+    // Re-guessed arguments of one call give near (here equal: digits fold) simhashes.
+    let near = (fps[0].action_simhash ^ fps[2].action_simhash).count_ones();
+    assert!(fps[0].action_simhash != 0 && near <= 8, "{near}");
+}
+
+#[test]
+fn shell_diagnostics_and_not_found_are_errors() {
+    for out in [
+        "/bin/bash: line 2: unexpected EOF while looking for matching `''",
+        "bash: line 44517: DISCUSSION: command not found",
+        "File gson/src/Foo.java not found",
+    ] {
+        let fps = one(
+            Format::OpenAi,
+            &[
+                json!({"role": "assistant", "content": "```\nopen x\n```"}),
+                json!({"role": "user", "content": format!("{out}\n(Open file: n/a)\nbash-$")}),
+            ],
+        );
+        assert!(fps[1].is_error && fps[1].error_hash != 0, "{out}");
+    }
+    let ok = one(
+        Format::OpenAi,
+        &[
+            json!({"role": "assistant", "content": "```\nsearch_dir foo\n```"}),
+            json!({"role": "user", "content": "No matches found for \"foo\" in /repo"}),
+        ],
+    );
+    assert!(!ok[1].is_error);
+}
+
+#[test]
 fn short_text_has_no_simhash_and_long_text_does() {
     let fps = one(
         Format::OpenAi,
