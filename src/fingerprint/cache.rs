@@ -10,7 +10,7 @@
 //! The message's position is not part of the key: it is patched in on a hit, so the same
 //! message moved by context compaction still hits.
 //!
-//! Memory is bounded: at most `capacity` entries (default [`FingerprintCache::DEFAULT_CAPACITY`], 64k ≈ 6-10
+//! Memory is bounded: at most `capacity` entries (default [`FingerprintCache::DEFAULT_CAPACITY`], 64k ≈ 8-12
 //! MB with the hash maps' slack), each a few fixed fields plus at most
 //! `MAX_CACHED_ACTIONS` (16) action hashes. Messages with more actions, or nested deeper than
 //! anything fingerprinting reads, are computed every time instead. Eviction is by

@@ -1,21 +1,27 @@
 //! Staleness of action steps: did a step bring anything new, and if not, how strongly
 //! does it repeat what came before? The loop patterns in `signals.rs` read these classes.
 //!
-//! Classes, from the strongest evidence down (weights in quarters of a repeat):
-//! * `Same` (4): the same action as one of the last few, with the same result;
-//! * `SameNear` (4): the same action, a near-identical result (only a counter or a size
-//!   changed, e.g. a file that grows by the same block each time);
-//! * `Error` (4/3/2): a failure with the same signature (digits folded) as an earlier one:
-//!   the same action (4), a re-guessed variant whose prose also repeats (3), or another
-//!   variant (2);
-//! * `Echo` (4/1): another action answered with the very same output (digits folded) as a
-//!   recent step: a harness rejection or a message (4), an empty output (1, edits and
-//!   silent commands echo that legitimately);
-//! * `NearFailure` (2): a failure close in arguments and output to an earlier one;
-//! * `Fresh` (0): anything else; it ends a run of stale steps.
+//! Classes, from the strongest evidence down (weights in quarters of a repeat; a run of
+//! stale steps worth `stale_run` repeats is a loop):
+//! * `Same`: the same action as one of the last few (`cycle_max_period`) action steps,
+//!   with the same result (4; 2 for a short successful output coming back after other
+//!   steps, which is what polling looks like);
+//! * `SameNear`: the same action right after itself, the output identical but for its
+//!   numbers (a file that grows by the same block: the same view, a new line count) (4;
+//!   2 when short);
+//! * `Error`: a failure with a signature (digits folded) or output seen before: the same
+//!   call among the last few (4), a variant described in near-identical prose (4, or 3
+//!   when older), a variant with near-identical arguments (3), a failure without a
+//!   message or another command (2);
+//! * `Echo`: another action among the last few answered with the very same message (a
+//!   harness rejection) (4; 1 for near-identical arguments);
+//! * `NearFailure`: a failure close in arguments and output to an earlier one (2);
+//! * `Fresh`: anything else; it ends a run of stale steps.
 //!
-//! Steps whose result is tiny and new (a `think` or `calculate` call) are `Neutral`:
-//! they neither add to nor break a run.
+//! Not repeats: a silent command (an edit) answered with the same empty output as another,
+//! and one more variant of a sweep that prints the same substantial report for each
+//! argument (`Echo` with weight 0). Steps whose result is tiny and new (a `think` or
+//! `calculate` call) are `Neutral`: they neither add to nor break a run.
 
 use super::state::Step;
 
@@ -122,9 +128,15 @@ fn near(a: u64, b: u64, max: u32) -> bool {
 /// of the latest earlier action steps count as "just before" (the longest cycle period).
 pub(crate) fn classify(steps: &[Step], k: usize, recent: usize) -> Stale {
     let s = &steps[k];
-    let earlier: Vec<usize> = (k.saturating_sub(LOOKBACK)..k)
-        .filter(|&j| steps[j].is_action())
-        .collect();
+    // Action steps among the LOOKBACK before k, on the stack (this runs for every step of
+    // the ring on every turn).
+    let mut buf = [0usize; LOOKBACK];
+    let mut len = 0;
+    for j in (k.saturating_sub(LOOKBACK)..k).filter(|&j| steps[j].is_action()) {
+        buf[len] = j;
+        len += 1;
+    }
+    let earlier = &buf[..len];
     let recent_from = earlier.len().saturating_sub(recent);
     let mut best = Stale {
         class: Class::Fresh,
