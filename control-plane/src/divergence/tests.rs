@@ -452,3 +452,29 @@ fn fingerprints_round_trip_through_the_proto() {
     bad[0].role = 99;
     assert_eq!(keel::fingerprint::from_proto(&bad).len(), h.0.len() - 1);
 }
+
+#[test]
+fn think_steps_between_failures_neither_reset_nor_pad() {
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = vec![];
+    for k in 0..3 {
+        h.fail(3, 9);
+        got.push(h.observe(&mut s, &c).map(|n| n.pattern));
+        // A `think` tool: a new, empty result each time.
+        h.act_sized(100 + k, 200 + k, 0);
+        assert!(h.observe(&mut s, &c).is_none());
+    }
+    assert_eq!(got, [None, None, Some(Pattern::RepeatedFailure)]);
+}
+
+#[test]
+fn edits_that_change_nothing_the_test_sees_are_no_progress() {
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = vec![];
+    for k in 0..4 {
+        // A different silent edit each time, then the same test run, the same report.
+        h.act_sized(10 + k, 1, 40).act(5, 50);
+        got.push(h.observe(&mut s, &c).map(|n| n.pattern));
+    }
+    assert_eq!(got, [None, None, Some(Pattern::NoProgress), None]);
+}
