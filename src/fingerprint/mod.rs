@@ -101,7 +101,8 @@ pub struct TurnFp {
     pub error_hash: u64,
     /// 64-bit simhash of the prose for near-duplicate checks; 0 when the text is too short.
     pub text_simhash: u64,
-    /// Results: simhash of the output's words (digits folded); 0 when too short.
+    /// Results: simhash of the opening of the output's words (digits folded); 0 when too
+    /// short.
     pub result_simhash: u64,
     /// Results: size of the normalized output in bytes (long outputs are cut to their
     /// head and tail, so at most about 4 KB).

@@ -15,10 +15,15 @@ pub(crate) const MAX_CHARS: usize = 4096;
 /// so that the same question about a different number still matches. Returns 0 when the
 /// text is too short.
 pub(crate) fn simhash(text: &str) -> u64 {
+    simhash_of_prefix(text, MAX_CHARS)
+}
+
+/// [`simhash`] of the first `max_chars` characters only.
+pub(crate) fn simhash_of_prefix(text: &str, max_chars: usize) -> u64 {
     let mut counts = [0i32; 64];
     let mut words = 0usize;
     let mut word = String::new();
-    let mut chars = text.chars().take(MAX_CHARS);
+    let mut chars = text.chars().take(max_chars);
     loop {
         let c = chars.next();
         match c {
