@@ -36,6 +36,7 @@ use crate::{
 };
 
 pub use activity::{ConversationPage, ConversationSummary};
+pub use codec::{decode_session, encode_session};
 pub use decision_log::{DecisionLog, DecisionWriter};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
