@@ -8,6 +8,7 @@ pub mod budget;
 pub mod capacity;
 pub mod catalog;
 pub mod config;
+pub mod decisions;
 pub mod difficulty;
 pub mod divergence;
 pub mod http;

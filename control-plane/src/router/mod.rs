@@ -21,10 +21,11 @@ use crate::{
     budget::{Budgets, TenantSpend},
     capacity::Capacity,
     config::{Config, Profile},
+    decisions::{DecisionLog, DecisionWriter},
     metrics::Metrics,
     policy::{Choice, Policy, PolicyError},
     signals::Signals,
-    store::{DecisionLog, DecisionWriter, SessionKey, SessionStore, StoreError},
+    store::{SessionKey, SessionStore, StoreError},
 };
 
 /// Most fallbacks carried by a decision.

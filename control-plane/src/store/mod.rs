@@ -4,9 +4,7 @@
 
 mod cache;
 mod codec;
-mod decision_log;
 mod flusher;
-mod linger;
 mod segment;
 mod sessions;
 mod sled_store;
@@ -32,7 +30,6 @@ use crate::{
     divergence::{DetectorState, DivergenceEvent},
 };
 
-pub use decision_log::{DecisionLog, DecisionWriter};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
 
