@@ -26,8 +26,14 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Opens the sled store named by the config.
+/// Opens the store named by the config: Redis when it names one, else sled.
 pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, crate::store::StoreError> {
+    if let Some(redis) = &config.store.redis {
+        return Ok(Arc::new(crate::store::RedisStore::open(
+            redis,
+            config.store.session_idle_ttl,
+        )?));
+    }
     Ok(Arc::new(SledStore::open_with_cache(
         &config.store.path,
         config.store.cache_capacity_bytes,

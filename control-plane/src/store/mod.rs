@@ -1,10 +1,14 @@
 //! The session store: one place for each conversation's state. sled is the
-//! embedded default; the trait lets a distributed store back several
-//! control-plane replicas.
+//! embedded default (sled_store.rs and the modules it names); Redis
+//! (redis_store/) is shared by several control-plane replicas. Other
+//! services build on the trait (the decision writer, `crate::decisions`).
 
 mod cache;
 mod codec;
+#[cfg(test)]
+mod contract_tests;
 mod flusher;
+mod redis_store;
 mod segment;
 mod sessions;
 mod sled_store;
@@ -30,6 +34,7 @@ use crate::{
     divergence::{DetectorState, DivergenceEvent},
 };
 
+pub use redis_store::{Backend, Durability, RedisSettings, RedisStore};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
 
@@ -142,6 +147,12 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("session store: corrupt record: truncated")]
     Truncated,
+    #[error("session store: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store cannot keep acknowledged pins: {0}")]
+    Durability(String),
 }
 
 /// Future returned by [`SessionStore::flush`].
@@ -190,6 +201,33 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Stores a tenant's spend and turns for `day.day`.
     fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError>;
+
+    /// Whether other control planes share this store: then nothing read
+    /// may be kept in memory as the truth (tenant days are added with
+    /// [`SessionStore::add_tenant_day`], read on every check).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Atomically adds to a tenant's totals of `day`; returns the new
+    /// totals. A store not [`shared`](SessionStore::shared) may leave
+    /// this to the caller's memory.
+    fn add_tenant_day(
+        &self,
+        tenant: &str,
+        day: u64,
+        usd: f64,
+        turns: u64,
+    ) -> Result<TenantDay, StoreError> {
+        let mut current = self.tenant_day(tenant, day)?.unwrap_or(TenantDay {
+            day,
+            ..TenantDay::default()
+        });
+        current.usd += usd;
+        current.turns += turns;
+        self.put_tenant_day(tenant, &current)?;
+        Ok(current)
+    }
 
     /// Run-time budget caps (`Admin.SetBudgets`).
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError>;

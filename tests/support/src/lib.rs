@@ -5,7 +5,9 @@
 
 pub mod fake_provider;
 pub mod harness;
+pub mod redis_server;
 mod replay;
 
 pub use fake_provider::{Behavior, FakeProvider, Recorded};
 pub use harness::{ControlPlane, Sidecar, bin_path};
+pub use redis_server::RedisServer;
