@@ -20,6 +20,7 @@ pub mod keys;
 pub mod metrics;
 pub mod outcome;
 pub mod relay;
+pub mod replicas;
 pub mod report;
 pub mod respond;
 pub mod rewrite;

@@ -8,13 +8,10 @@ use std::{
     time::Duration,
 };
 
-use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
-use tonic::{Code, transport::Channel};
+use keel::pb;
+use tonic::Code;
 
-use crate::{
-    error::ApiError,
-    route_stream::{RouteRpc, RouteStream},
-};
+use crate::{error::ApiError, replicas::Replicas, route_stream::RouteRpc};
 
 /// Most conversations whose last decision is kept for failing static.
 const PIN_CACHE_CAPACITY: usize = 100_000;
@@ -75,9 +72,7 @@ impl CatalogSnapshot {
 
 /// Route client with fail-static state.
 pub struct RouteClient {
-    router: RouterClient<Channel>,
-    stream: RouteStream,
-    admin: AdminClient<Channel>,
+    replicas: Replicas,
     timeout: Duration,
     default_model: Option<String>,
     pins: Mutex<HashMap<PinKey, CachedPin>>,
@@ -87,24 +82,16 @@ pub struct RouteClient {
 
 impl RouteClient {
     /// Connects lazily: the sidecar starts and serves (degraded) even when
-    /// the control plane is not up yet.
+    /// the control plane is not up yet. `control_plane`: one URL or several,
+    /// comma-separated (replicas on one shared store).
     pub fn new(
         control_plane: &str,
         timeout: Duration,
         default_model: Option<String>,
         rpc: RouteRpc,
     ) -> Result<Self, http::uri::InvalidUri> {
-        let channel = Channel::from_shared(control_plane.to_owned())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let router = RouterClient::new(channel.clone());
         Ok(Self {
-            stream: RouteStream::new(router.clone(), rpc),
-            router,
-            admin: AdminClient::new(channel),
+            replicas: Replicas::new(control_plane, rpc)?,
             timeout,
             default_model,
             pins: Mutex::new(HashMap::new()),
@@ -120,14 +107,14 @@ impl RouteClient {
 
     /// Fetches the catalog; keeps the old snapshot on failure.
     pub async fn refresh_catalog(&self) -> Result<(), tonic::Status> {
-        let mut admin = self.admin.clone();
-        let fetched = tokio::time::timeout(
-            Duration::from_secs(2),
-            admin.get_catalog(pb::GetCatalogRequest {}),
-        )
-        .await
-        .map_err(|_| tonic::Status::deadline_exceeded("catalog fetch timed out"))??
-        .into_inner();
+        let fetched = self
+            .replicas
+            .call(Duration::from_secs(2), |r| {
+                let mut admin = r.admin.clone();
+                async move { admin.get_catalog(pb::GetCatalogRequest {}).await }
+            })
+            .await?
+            .into_inner();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CatalogSnapshot {
             models: fetched.models,
         });
@@ -146,9 +133,8 @@ impl RouteClient {
                 req.degraded_model.clone_from(&pin.route.target.model);
             }
         }
-        let outcome = tokio::time::timeout(self.timeout, self.stream.route(req)).await;
-        let status = match outcome {
-            Ok(Ok(decision)) => {
+        let status = match self.replicas.route(self.timeout, req).await {
+            Ok(decision) => {
                 if let Some(id) = conversation {
                     self.remember(id, &decision);
                 }
@@ -157,8 +143,7 @@ impl RouteClient {
                     degraded: false,
                 });
             }
-            Ok(Err(status)) => status,
-            Err(_) => tonic::Status::deadline_exceeded("route deadline passed"),
+            Err(status) => status,
         };
         match status.code() {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
@@ -308,10 +293,14 @@ impl RouteClient {
 
     /// Sends a batch of outcomes.
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, tonic::Status> {
-        let mut router = self.router.clone();
-        let ack = tokio::time::timeout(Duration::from_secs(5), router.report(batch))
-            .await
-            .map_err(|_| tonic::Status::deadline_exceeded("report timed out"))??;
+        let ack = self
+            .replicas
+            .call(Duration::from_secs(5), |r| {
+                let mut router = r.router.clone();
+                let batch = batch.clone();
+                async move { router.report(batch).await }
+            })
+            .await?;
         Ok(ack.into_inner().accepted)
     }
 }
