@@ -28,7 +28,7 @@ fn replica_config(tmp: &std::path::Path, redis: &RedisServer, fake: &FakeProvide
     config(&tmp.join("unused-sled"), &catalog).replacen(
         "session_idle_ttl = \"1h\"",
         &format!(
-            "session_idle_ttl = \"1h\"\nbackend = \"redis\"\nredis_url = \"{}\"",
+            "session_idle_ttl = \"1h\"\nsweep_interval = \"200ms\"\nbackend = \"redis\"\nredis_url = \"{}\"",
             redis.url()
         ),
         1,
@@ -210,4 +210,33 @@ async fn two_replicas_on_one_redis_share_pins_through_races_kill_9_and_a_store_r
     }
     let logs = cp2.logs();
     assert!(!logs.contains("lost data"), "no data lost: {logs}");
+
+    // A store that lost everything (as after a failover to a replica that
+    // missed the writes): the replicas say so, and a pin the sidecar knows
+    // is taken up again and announced, not silently switched.
+    assert!(redis.command("FLUSHALL").unwrap().starts_with("+OK"));
+    let r = post_chat(
+        &client,
+        &sc.url(),
+        Some("race-1"),
+        Some("AGENT"),
+        &chat_body("auto", false),
+    )
+    .await;
+    assert_eq!(header(&r, "x-keel-model"), pins["race-1"]);
+    assert_eq!(header(&r, "x-keel-decision-kind"), "initialize");
+    assert_eq!(header(&r, "x-keel-turn"), "1", "the session started again");
+    assert!(
+        header(&r, "x-keel-reason").contains("the pin the caller was last told"),
+        "{}",
+        header(&r, "x-keel-reason")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cp2.logs().contains("lost data") {
+        assert!(
+            Instant::now() < deadline,
+            "the epoch change was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

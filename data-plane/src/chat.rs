@@ -52,6 +52,7 @@ pub async fn handle(
             features: Some(features),
             fingerprints: fingerprints(&state, format, &chat.body),
             degraded_model: String::new(),
+            known_pin: String::new(),
         })
         .await?;
     let decision = routed.decision;

@@ -128,9 +128,15 @@ impl RouteClient {
         if let Some(id) = &conversation {
             // Served while the control plane was away: tell it which model,
             // so it adopts that one instead of switching silently.
+            // Granted earlier: tell it too, so a pin the store lost is
+            // taken up again, announced, instead of a silent switch.
             let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pin) = pins.get(id).filter(|p| !p.pinned) {
-                req.degraded_model.clone_from(&pin.route.target.model);
+            if let Some(pin) = pins.get(id) {
+                let model = &pin.route.target.model;
+                match pin.pinned {
+                    false => req.degraded_model.clone_from(model),
+                    true => req.known_pin.clone_from(model),
+                }
             }
         }
         let status = match self.replicas.route(self.timeout, req).await {

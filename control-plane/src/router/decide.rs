@@ -73,8 +73,7 @@ impl RouterState {
         } else {
             Vec::new()
         };
-        let adopt = Some(req.degraded_model.as_str())
-            .filter(|m| !self.config.catalog.deployments_of(m).is_empty());
+        let adopt = self.adoptable(&req);
         let mut nudge: Option<Nudge> = None;
         let mut fresh: Option<Result<Choice, PolicyError>> = None;
         let mut over: Option<Exceeded> = None;
@@ -108,10 +107,12 @@ impl RouterState {
                 if s.pinned_model.is_none() && profile.session_lock {
                     let choice = fresh.get_or_insert_with(|| match adopt {
                         // Served while the control plane was away: keep it.
-                        Some(model) => policy.choose(profile, Some(model), &features).map(|mut c| {
-                            c.reason = format!("adopted {model}, served while the control plane was unreachable");
-                            c
-                        }),
+                        Some((model, why)) => {
+                            policy.choose(profile, Some(model), &features).map(|mut c| {
+                                c.reason = format!("adopted {model}, {why}");
+                                c
+                            })
+                        }
                         None => policy.choose(profile, requested, &features),
                     });
                     if let Ok(c) = choice {

@@ -2,6 +2,7 @@
 //! and spend (report.rs); divergence nudges and stops are in nudge.rs;
 //! `RouteStream` multiplexes `Route` over one stream (stream.rs).
 
+mod adopt;
 mod budget;
 mod decide;
 mod failover;

@@ -1,0 +1,26 @@
+//! Which model a conversation without a pin takes over from its caller: the
+//! one it was served while the control plane was unreachable, else the pin
+//! the caller was last told (a pin the store no longer has: idled out, or
+//! lost with a store failover). Either way the decision says so.
+
+use keel::pb::RouteRequest;
+
+use super::RouterState;
+
+impl RouterState {
+    /// The catalog model to adopt as the pin, and why (for the reason).
+    pub(super) fn adoptable<'r>(&self, req: &'r RouteRequest) -> Option<(&'r str, &'static str)> {
+        let known = |m: &str| !m.is_empty() && !self.config.catalog.deployments_of(m).is_empty();
+        if known(&req.degraded_model) {
+            return Some((
+                &req.degraded_model,
+                "served while the control plane was unreachable",
+            ));
+        }
+        known(&req.known_pin).then_some((
+            req.known_pin.as_str(),
+            "the pin the caller was last told (the store no longer had the session: idle past \
+             its TTL, or lost in a store failure)",
+        ))
+    }
+}
