@@ -64,6 +64,8 @@ pub async fn serve(
     ));
     let (state, decision_writer) = RouterState::new(config, Arc::clone(&store));
     let state = Arc::new(state);
+    // Replicas on a shared store: parked keys and caps from the others.
+    let sync = tokio::spawn(crate::router::run_sync(Arc::clone(&state), stopped()));
     let (writer_stop_tx, writer_stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Stopped after the gRPC server, so the last Route's record is written.
     let decision_writer = tokio::spawn(decision_writer.run(async move {
@@ -106,6 +108,7 @@ pub async fn serve(
         .await;
     let _ = http_task.await;
     let _ = sweeper.await;
+    let _ = sync.await;
     let _ = writer_stop_tx.send(());
     let _ = decision_writer.await;
     store.flush().await?;

@@ -8,12 +8,15 @@ mod decide;
 mod failover;
 mod nudge;
 mod report;
+mod shared;
 mod stream;
 
 use std::sync::{
     Arc,
     atomic::{AtomicU64, AtomicUsize},
 };
+
+pub use shared::run_sync;
 
 use keel::pb::{self, DecisionKind, RouteRequest, router_server};
 use tonic::{Request, Response, Status};

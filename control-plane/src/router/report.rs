@@ -141,7 +141,8 @@ impl RouterState {
         let kind = AttemptKind::of(a.status, &a.error_class);
         if let Some((p, k)) = key {
             if kind == AttemptKind::RateLimited {
-                self.capacity.park(p, k, retry_after, now);
+                let wait = self.capacity.park(p, k, retry_after, now);
+                self.share_park(p, k, wait);
             }
             self.capacity.observe(
                 p,

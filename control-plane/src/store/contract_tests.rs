@@ -338,3 +338,50 @@ fn redis_fails_fast_while_the_server_is_down() {
         started.elapsed()
     );
 }
+
+#[test]
+fn redis_replicas_share_tenant_totals_parked_keys_and_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), &[]).unwrap();
+    let open = || RedisStore::open(&settings(&server, Durability::Strict), TTL).unwrap();
+    let (a, b) = (open(), open());
+    assert!(a.shared());
+    let today = crate::budget::utc_day(now_ms());
+    // Budgets hold across replicas: both add to one total.
+    std::thread::scope(|s| {
+        for store in [&a, &b] {
+            s.spawn(move || {
+                for _ in 0..50 {
+                    store.add_tenant_day("acme", today, 0.25, 1).unwrap();
+                }
+            });
+        }
+    });
+    let total = b.tenant_day("acme", today).unwrap().unwrap();
+    assert_eq!((total.usd, total.turns), (25.0, 100));
+    // A key parked on one replica is parked for the other, until it is not.
+    let now = now_ms();
+    a.park_key("alpha/alpha-main", now + 30_000).unwrap();
+    a.park_key("alpha/alpha-backup", now + 10).unwrap();
+    assert_eq!(
+        b.parked_keys(now + 20).unwrap(),
+        [("alpha/alpha-main".to_owned(), now + 30_000)]
+    );
+    assert!(b.parked_keys(now + 30_000).unwrap().is_empty());
+    let overrides = Overrides {
+        global: crate::budget::Caps {
+            per_conversation_turns: Some(3),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    a.put_budget_overrides(&overrides).unwrap();
+    assert_eq!(b.budget_overrides().unwrap(), Some(overrides));
+    // sled shares nothing: it has one control plane.
+    let sled = sled();
+    assert!(!sled.store.shared());
+    sled.store
+        .park_key("alpha/alpha-main", now + 30_000)
+        .unwrap();
+    assert!(sled.store.parked_keys(now).unwrap().is_empty());
+}

@@ -235,6 +235,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores run-time budget caps (not durable until flushed).
     fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError>;
 
+    /// Shares that a 429 parked `key` (`provider/key_ref`) until
+    /// `until_ms`; a store that is not shared keeps nothing.
+    fn park_key(&self, _key: &str, _until_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Keys parked by any replica and still parked at `now_ms`, with when
+    /// they may be used again.
+    fn parked_keys(&self, _now_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Removes sessions idle past their TTL among the next batch of stored
     /// ones (each call goes on where the last stopped, and wraps); returns
     /// how many.

@@ -46,6 +46,8 @@ pub use settings::{Backend, Durability, RedisSettings};
 
 const EPOCH_KEY: &str = "keel:epoch";
 const BUDGETS_KEY: &str = "keel:budget_overrides";
+/// Keys parked by a 429: `provider/key_ref` -> until (Unix ms).
+const PARKED_KEY: &str = "keel:parked";
 /// Tenant-day totals are kept this long after their day.
 const TENANT_DAY_KEEP_MS: u64 = 31 * 24 * 3600 * 1000;
 /// Records searched back from the newest for one to complete.
@@ -77,6 +79,21 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return {usd, turns}
 ";
 
+/// The parked keys still parked at `ARGV[1]`; drops the others.
+const PARKED: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) <= tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    table.insert(live, all[i])
+    table.insert(live, all[i + 1])
+  end
+end
+return live
+";
+
 struct Shared {
     link: Link,
     ttl_ms: u64,
@@ -86,6 +103,7 @@ struct Shared {
     cas: Script,
     replace_item: Script,
     add_day: Script,
+    parked: Script,
 }
 
 /// Sessions in Redis.
@@ -136,6 +154,7 @@ impl RedisStore {
                 cas: Script::new(CAS),
                 replace_item: Script::new(REPLACE_ITEM),
                 add_day: Script::new(ADD_DAY),
+                parked: Script::new(PARKED),
             })
         })?;
         Ok(Self {
@@ -282,12 +301,11 @@ impl SessionStore for RedisStore {
         let task = self.handle.spawn(async move {
             let mut c = shared.link.conn();
             let timeout = shared.link.timeout();
+            // The server gives up waiting before the client gives up on it.
+            let wait_ms = (timeout.as_millis() as u64 * 3 / 4).max(1);
             let acked: u32 = within(
                 timeout,
-                redis::cmd("WAIT")
-                    .arg(n)
-                    .arg(timeout.as_millis() as u64)
-                    .query_async(&mut c),
+                redis::cmd("WAIT").arg(n).arg(wait_ms).query_async(&mut c),
             )
             .await?;
             if acked < n {
@@ -448,6 +466,23 @@ impl SessionStore for RedisStore {
         self.call(move |s| async move {
             let mut c = s.link.conn();
             within(s.link.timeout(), c.set(BUDGETS_KEY, raw)).await
+        })
+    }
+
+    fn park_key(&self, key: &str, until_ms: u64) -> Result<(), StoreError> {
+        let field = key.to_owned();
+        self.call(move |s| async move {
+            let mut c = s.link.conn();
+            within(s.link.timeout(), c.hset(PARKED_KEY, field, until_ms)).await
+        })
+    }
+
+    fn parked_keys(&self, now_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.call(move |s| async move {
+            let mut c = s.link.conn();
+            let mut inv = s.parked.key(PARKED_KEY);
+            inv.arg(now_ms);
+            within(s.link.timeout(), inv.invoke_async(&mut c)).await
         })
     }
 
