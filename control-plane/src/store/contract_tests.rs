@@ -385,3 +385,58 @@ fn redis_replicas_share_tenant_totals_parked_keys_and_caps() {
         .unwrap();
     assert!(sled.store.parked_keys(now).unwrap().is_empty());
 }
+
+#[test]
+fn redis_follows_a_sentinel_failover_and_keeps_acknowledged_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = RedisServer::start(&dir.path().join("primary"), &[]).unwrap();
+    let replica_of = format!("127.0.0.1 {}", primary.port);
+    let replica =
+        RedisServer::start(&dir.path().join("replica"), &["--replicaof", &replica_of]).unwrap();
+    primary
+        .command("CONFIG SET min-replicas-to-write 1")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !primary.command("SET probe 1").unwrap().starts_with("+OK") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sentinel =
+        RedisServer::start_sentinel(&dir.path().join("sentinel"), "keel", primary.port).unwrap();
+    let mut s = settings(&primary, Durability::Strict);
+    s.sentinels = vec![format!("127.0.0.1:{}", sentinel.port)];
+    s.master = Some("keel".into());
+    let store = RedisStore::open(&s, TTL).unwrap();
+    assert_eq!(
+        store.guarantee(),
+        super::redis_store::Guarantee::Replicas(1)
+    );
+    let key = SessionKey::new("t", "failover");
+    let now = now_ms();
+    pin_turn(&store, &key, now, "strong");
+    futures_flush(&store);
+
+    primary.kill9();
+    // Sentinel promotes the replica; the store asks it again after errors.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let session = loop {
+        if let Ok(Some(s)) = store.get(&key, now) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer after the failover; sentinel log:\n{}",
+            std::fs::read_to_string(dir.path().join("sentinel/redis.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(session.pinned_model.as_deref(), Some("strong"));
+    assert!(replica.command("ROLE").unwrap().contains("master"));
+    // And writes go to the new primary.
+    let after = pin_turn(&store, &key, now + 1, "other");
+    assert_eq!(after.after.pinned_model.as_deref(), Some("strong"));
+    assert_eq!(after.after.turns, 2);
+}

@@ -80,6 +80,41 @@ impl RedisServer {
         }
     }
 
+    /// A Sentinel watching the primary on `master_port` as `name` (quorum 1,
+    /// down after 300 ms), its config and log in `dir`.
+    pub fn start_sentinel(dir: &Path, name: &str, master_port: u16) -> Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        std::fs::create_dir_all(dir)?;
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 300\n\
+                 sentinel failover-timeout {name} 3000\n",
+                dir.display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("redis.log"))?;
+        let child = Command::new(binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {} --sentinel", binary()))?;
+        let mut server = Self {
+            child: Some(child),
+            port,
+            dir: dir.to_owned(),
+            args: Vec::new(),
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
     /// Whether the server answers `PING`.
     pub fn ping(&self) -> bool {
         self.command("PING").is_ok_and(|r| r.starts_with("+PONG"))

@@ -182,10 +182,12 @@ impl Link {
         let aof = get("appendonly").await?;
         let fsync = get("appendfsync").await?;
         let replicas: u32 = get("min-replicas-to-write").await?.parse().unwrap_or(0);
-        Ok(if aof == "yes" && fsync == "always" {
-            Guarantee::Fsync
-        } else if replicas > 0 {
+        // Replicas first: a failover (Sentinel) keeps only what a replica
+        // has, whatever the old primary's disk holds.
+        Ok(if replicas > 0 {
             Guarantee::Replicas(replicas)
+        } else if aof == "yes" && fsync == "always" {
+            Guarantee::Fsync
         } else {
             Guarantee::None
         })
