@@ -126,7 +126,7 @@ impl Link {
         let found = within(self.timeout, sentinel.async_get_client()).await;
         let client = match found {
             Ok(c) => c,
-            Err(e) => return tracing::warn!(error = %e, "Sentinel: no primary"),
+            Err(e) => return tracing::warn!(error = %e, "sentinel names no primary"),
         };
         match within(
             self.timeout,
