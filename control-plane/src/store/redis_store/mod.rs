@@ -23,8 +23,11 @@
 //! own small runtime and the caller waits, with `block_in_place` on a
 //! multi-threaded runtime so its other tasks move to another worker.
 
+mod keys;
 mod link;
 pub mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::{
     future::Future,
@@ -40,59 +43,20 @@ use super::{
     timeline::TIMELINE_MAX,
 };
 use crate::budget::{Overrides, TenantDay};
+use keys::{
+    ADD_DAY, BUDGETS_KEY, CAS, EPOCH_KEY, PARKED, PARKED_KEY, REPLACE_ITEM, session_key,
+    tenant_day_key, timeline_key,
+};
 pub use link::Guarantee;
 use link::{Link, within};
 pub use settings::{Backend, Durability, RedisSettings};
 
-const EPOCH_KEY: &str = "keel:epoch";
-const BUDGETS_KEY: &str = "keel:budget_overrides";
-/// Keys parked by a 429: `provider/key_ref` -> until (Unix ms).
-const PARKED_KEY: &str = "keel:parked";
 /// Tenant-day totals are kept this long after their day.
 const TENANT_DAY_KEEP_MS: u64 = 31 * 24 * 3600 * 1000;
 /// Records searched back from the newest for one to complete.
 const COMPLETE_SCAN: isize = 128;
 /// Tries of a compare-and-set before the update gives up.
 const CAS_TRIES: usize = 32;
-
-/// Sets the session if its version is still `ARGV[1]` ("0": absent).
-const CAS: &str = r"
-local v = redis.call('HGET', KEYS[1], 'v')
-if (v or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'b', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return 1
-";
-
-/// Replaces list item `ARGV[1]` if it is still `ARGV[2]`.
-const REPLACE_ITEM: &str = r"
-if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-";
-
-/// Adds to a tenant day's totals; returns them.
-const ADD_DAY: &str = r"
-local usd = redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[1])
-local turns = redis.call('HINCRBY', KEYS[1], 'turns', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return {usd, turns}
-";
-
-/// The parked keys still parked at `ARGV[1]`; drops the others.
-const PARKED: &str = r"
-local all = redis.call('HGETALL', KEYS[1])
-local live = {}
-for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) <= tonumber(ARGV[1]) then
-    redis.call('HDEL', KEYS[1], all[i])
-  else
-    table.insert(live, all[i])
-    table.insert(live, all[i + 1])
-  end
-end
-return live
-";
 
 struct Shared {
     link: Link,
@@ -111,22 +75,6 @@ pub struct RedisStore {
     shared: Arc<Shared>,
     handle: Handle,
     runtime: Option<Runtime>,
-}
-
-fn session_key(key: &SessionKey) -> Vec<u8> {
-    [b"keel:s:".as_slice(), key.as_bytes()].concat()
-}
-
-fn timeline_key(key: &SessionKey) -> Vec<u8> {
-    [b"keel:d:".as_slice(), key.as_bytes()].concat()
-}
-
-fn tenant_day_key(tenant: &str, day: u64) -> Vec<u8> {
-    let mut k = b"keel:t:".to_vec();
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
-    k.extend_from_slice(day.to_string().as_bytes());
-    k
 }
 
 impl RedisStore {
