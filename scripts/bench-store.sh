@@ -15,12 +15,17 @@
 # control plane's peak RSS for both.
 #
 # Env: BENCH_SESSIONS (default 1000000), BENCH_SECS (measured seconds per
-# case, default 5), BENCH_OUT (write the table there too).
+# case, default 5), BENCH_OUT (write the table there too), BENCH_FSYNC
+# (`always`, the default, or `everysec` with `durability = "best-effort"`: what
+# the fsync per write costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=${BENCH_SESSIONS:-1000000}
 secs=${BENCH_SECS:-5}
+fsync=${BENCH_FSYNC:-always}
+durability=strict
+[[ "$fsync" == always ]] || durability=best-effort
 run_dir=$(mktemp -d -t keel-bench-store.XXXXXX)
 results=$run_dir/results.jsonl
 : >"$results"
@@ -129,7 +134,7 @@ stop "$cp"
 # --- Redis ---------------------------------------------------------------------
 port=$(free_port)
 mkdir -p "$run_dir/redis"
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync "$fsync" \
     --dir "$run_dir/redis" >"$run_dir/redis.log" 2>&1 &
 redis_pid=$!
 pids+=("$redis_pid")
@@ -139,7 +144,8 @@ for _ in $(seq 1 100); do
 done
 used() { redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
 config "backend = \"redis\"
-redis_url = \"redis://127.0.0.1:$port/0\"" >"$run_dir/redis.toml"
+redis_url = \"redis://127.0.0.1:$port/0\"
+durability = \"$durability\"" >"$run_dir/redis.toml"
 before=$(used)
 log "redis: filling $n sessions"
 "$bin/keel-bench-populate" --config "$run_dir/redis.toml" --sessions "$n" --threads 8 >&2
