@@ -169,6 +169,34 @@ async fn two_replicas_on_one_redis_share_pins_through_races_kill_9_and_a_store_r
     load(2)
         .await
         .expect("the survivor serves every conversation");
+    // Any replica answers Admin for any conversation: the survivor shows the
+    // turns both served and their spend, and the records of the turns it
+    // served with their results (a killed replica's unwritten records are
+    // lost, as the README says).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let last_two_complete = |c: &pb::Conversation| {
+        let done = |t: u32| {
+            c.decisions
+                .iter()
+                .any(|d| d.turn == t && d.result.as_ref().is_some_and(|r| r.success))
+        };
+        c.turns >= 2 && done(c.turns) && done(c.turns - 1)
+    };
+    let conv = loop {
+        let conv = conversation(&cp2.url(), "race-0").await;
+        if last_two_complete(&conv) || Instant::now() > deadline {
+            break conv;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(conv.pinned_model, pins["race-0"]);
+    assert!(
+        conv.turns >= 12,
+        "4 raced + 8 via the sidecar: {}",
+        conv.turns
+    );
+    assert!(conv.spend_usd > 0.0, "reports reached the shared session");
+    assert!(last_two_complete(&conv), "records with results: {conv:?}");
 
     // The store down: Route fails fast, the sidecar fails static on the pins.
     redis.kill9();
