@@ -24,12 +24,39 @@ pub fn tenant_day_key(tenant: &str, day: u64) -> Vec<u8> {
     k
 }
 
-/// Sets the session if its version is still `ARGV[1]` ("0": absent).
+/// The tenant's conversations by last activity (a sorted set: score the
+/// last activity in Unix ms, member the conversation id), for listings
+/// newest first without a scan.
+pub fn activity_key(key: &SessionKey) -> Vec<u8> {
+    let tenant = key.as_bytes().split(|&b| b == 0).next().unwrap_or_default();
+    activity_key_of(tenant)
+}
+
+pub fn activity_key_of(tenant: &[u8]) -> Vec<u8> {
+    [b"keel:a:".as_slice(), tenant].concat()
+}
+
+/// The conversation id of a session key.
+pub fn conversation_id(key: &SessionKey) -> &[u8] {
+    let bytes = key.as_bytes();
+    bytes
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(bytes, |i| &bytes[i + 1..])
+}
+
+/// Sets the session (`KEYS[1]`) if its version is still `ARGV[1]` ("0":
+/// absent), expiring at `ARGV[3]`; records its activity `ARGV[4]` under
+/// `ARGV[5]` in the tenant's activity index (`KEYS[2]`), dropping entries
+/// idle since before `ARGV[6]`.
 pub const CAS: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'b', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
+redis.call('PEXPIREAT', KEYS[2], ARGV[3])
 return 1
 ";
 

@@ -44,8 +44,8 @@ use super::{
 };
 use crate::budget::{Overrides, TenantDay};
 use keys::{
-    ADD_DAY, BUDGETS_KEY, CAS, EPOCH_KEY, PARKED, PARKED_KEY, REPLACE_ITEM, session_key,
-    tenant_day_key, timeline_key,
+    ADD_DAY, BUDGETS_KEY, CAS, EPOCH_KEY, PARKED, PARKED_KEY, REPLACE_ITEM, activity_key,
+    activity_key_of, conversation_id, session_key, tenant_day_key, timeline_key,
 };
 pub use link::Guarantee;
 use link::{Link, within};
@@ -115,6 +115,33 @@ impl RedisStore {
     /// What makes an acknowledged pin durable on this server.
     pub fn guarantee(&self) -> Guarantee {
         self.shared.guarantee
+    }
+
+    /// A tenant's conversations active at `now_ms` (within the TTL), newest
+    /// activity first: up to `limit` (conversation id, last activity in
+    /// Unix ms), those last active before `before_ms` when given (the last
+    /// activity of the previous page; conversations active in that same
+    /// millisecond after the page's last one are skipped). An index, not a
+    /// scan: what a console's listing needs.
+    pub fn conversations_by_activity(
+        &self,
+        tenant: &str,
+        before_ms: Option<u64>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let k = activity_key_of(tenant.as_bytes());
+        let max = before_ms.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
+        let min = now_ms.saturating_sub(self.shared.ttl_ms).saturating_add(1);
+        let found: Vec<(String, u64)> = self.call(move |s| async move {
+            let mut c = s.link.conn();
+            within(
+                s.link.timeout(),
+                c.zrevrangebyscore_limit_withscores(&k, max, min, 0, limit as isize),
+            )
+            .await
+        })?;
+        Ok(found)
     }
 
     /// Runs `f` on the store's runtime and waits for it.
@@ -224,11 +251,16 @@ impl SessionStore for RedisStore {
                 .last_seen_ms
                 .max(now_ms)
                 .saturating_add(self.shared.ttl_ms);
-            let k = session_key(key);
+            let (k, index) = (session_key(key), activity_key(key));
+            let member = conversation_id(key).to_vec();
+            let active = after.last_seen_ms;
+            let live_since = now_ms.saturating_sub(self.shared.ttl_ms);
             let set: bool = self.call(move |s| async move {
                 let mut c = s.link.conn();
                 let mut inv = s.cas.key(&k);
+                inv.key(&index);
                 inv.arg(version.to_string()).arg(bytes).arg(deadline);
+                inv.arg(active).arg(member).arg(live_since);
                 within(s.link.timeout(), inv.invoke_async(&mut c)).await
             })?;
             if set {

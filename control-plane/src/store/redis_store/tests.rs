@@ -210,3 +210,33 @@ fn redis_follows_a_sentinel_failover_and_keeps_acknowledged_pins() {
     assert_eq!(after.after.pinned_model.as_deref(), Some("strong"));
     assert_eq!(after.after.turns, 2);
 }
+
+#[test]
+fn redis_lists_a_tenants_conversations_newest_activity_first_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), &[]).unwrap();
+    let store = RedisStore::open(&settings(&server, Durability::Strict), TTL).unwrap();
+    let now = now_ms();
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        pin_turn(&store, &SessionKey::new("acme", id), now + i as u64, "m");
+    }
+    pin_turn(&store, &SessionKey::new("other", "x"), now + 10, "m");
+    // `a` comes back: newest again.
+    pin_turn(&store, &SessionKey::new("acme", "a"), now + 20, "m");
+    let ids = |page: &[(String, u64)]| page.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    let first = store
+        .conversations_by_activity("acme", None, 2, now + 20)
+        .unwrap();
+    assert_eq!(ids(&first), ["a", "d"]);
+    assert_eq!(first[0].1, now + 20);
+    let next = store
+        .conversations_by_activity("acme", Some(first[1].1), 2, now + 20)
+        .unwrap();
+    assert_eq!(ids(&next), ["c", "b"], "the page after, no repeats");
+    // Idle past the TTL: gone from the listing.
+    let later = now + 2 + TTL.as_millis() as u64;
+    let live = store
+        .conversations_by_activity("acme", None, 10, later)
+        .unwrap();
+    assert_eq!(ids(&live), ["a", "d"]);
+}
