@@ -65,11 +65,13 @@ fn connection_info(s: &RedisSettings) -> Result<ConnectionInfo, StoreError> {
 impl Link {
     /// Connects (or fails within the timeout).
     pub async fn connect(s: &RedisSettings) -> Result<Self, StoreError> {
-        // rustls needs a process-wide crypto provider for rediss://; an
-        // error means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let info = connection_info(s)?;
         let tls = s.url.starts_with("rediss://");
+        if tls {
+            // rustls needs a process-wide crypto provider; an error means
+            // one is installed already (which is as good).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let (client, sentinel) = match &s.master {
             None => (Client::open(info)?, None),
             Some(master) => {
