@@ -187,7 +187,7 @@ fn futures_flush(store: &SledStore) {
 async fn the_decision_log_writes_in_order_and_completes_queued_records() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SessionStore> = Arc::new(open(dir.path(), Duration::from_secs(3600)));
-    let (log, writer) = super::DecisionLog::new(Arc::clone(&store));
+    let (log, writer) = crate::decisions::DecisionLog::new(Arc::clone(&store));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(writer.run(async move {
         let _ = stopped.await;
