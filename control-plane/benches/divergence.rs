@@ -1,13 +1,14 @@
 //! Cost per routed turn on 200-message histories: fingerprint the tail window (what the
-//! sidecar does) plus `observe` (what the control plane does, including the JSON round
-//! trip of the state through the session store). Fingerprinting is measured cold (every
+//! sidecar does) plus `observe` (what the control plane does, including the state's round
+//! trip through the session record's codec). Fingerprinting is measured cold (every
 //! message of the window computed: [`fingerprint`]) and warm (the sidecar's
 //! [`FingerprintCache`] across the turns of a growing conversation, 2 new messages per
 //! turn). Harness-free:
 //! `cargo bench -p keel-control-plane --bench divergence`.
 
 use keel::fingerprint::{FingerprintCache, Format, fingerprint};
-use keel_control_plane::divergence::{DetectorState, DivergenceConfig};
+use keel_control_plane::divergence::DivergenceConfig;
+use keel_control_plane::store::{Session, decode_session, encode_session};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::Instant;
@@ -88,7 +89,7 @@ fn bench(label: &str, format: Format, msgs: &[Value], window: usize) {
     let rounds = 20;
     let (mut t_cold, mut t_warm, mut t_obs, mut t_store) = (0u128, 0u128, 0u128, 0u128);
     for _ in 0..rounds {
-        let mut state = DetectorState::default();
+        let mut session = Session::default();
         // What the sidecar holds: a cache that has seen this conversation's earlier turns
         // (fresh per round, so each round's first turn is a cold one).
         let cache = FingerprintCache::default();
@@ -98,10 +99,10 @@ fn bench(label: &str, format: Format, msgs: &[Value], window: usize) {
             let t1 = Instant::now();
             let warm = cache.fingerprint(format, &msgs[..end], window);
             let t2 = Instant::now();
-            black_box(state.observe(&fps, &cfg));
+            black_box(session.divergence.observe(&fps, &cfg));
             let t3 = Instant::now();
-            let stored = serde_json::to_vec(&state).unwrap_or_default();
-            state = serde_json::from_slice(&stored).unwrap_or_default();
+            let stored = encode_session(&session);
+            session = decode_session(&stored).unwrap_or_default();
             let t4 = Instant::now();
             assert_eq!(warm, fps, "cached fingerprints differ");
             t_cold += (t1 - t0).as_nanos();
@@ -112,7 +113,7 @@ fn bench(label: &str, format: Format, msgs: &[Value], window: usize) {
     }
     let n = (rounds * turns.len()) as f64 * 1000.0;
     println!(
-        "{label:<32} window {window:>3}: fingerprint cold {:>6.1} µs/turn, warm {:>5.1} µs/turn; observe {:>4.2} µs/turn; state json round trip {:>4.1} µs/turn",
+        "{label:<32} window {window:>3}: fingerprint cold {:>6.1} µs/turn, warm {:>5.1} µs/turn; observe {:>4.2} µs/turn; session record encode+decode {:>4.1} µs/turn",
         t_cold as f64 / n,
         t_warm as f64 / n,
         t_obs as f64 / n,

@@ -283,15 +283,21 @@ async fn in_process(o: &Opts) {
 /// Closed loop over gRPC on one channel, `c` calls in flight: unary `Route`
 /// (case `grpc ...`) and the sidecar's own client multiplexing them on one
 /// `RouteStream` (case `grpc-stream ...`).
+/// `url` may list several control planes (comma-separated replicas on one
+/// store): the calls in flight are spread over them.
 async fn grpc(o: &Opts, url: String) {
-    let channel = tonic::transport::Channel::from_shared(url)
-        .expect("url")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("connect to the control plane");
-    let client = RouterClient::with_interceptor(channel, Default::default());
-    let stream = Arc::new(RouteStream::new(client.clone(), RouteRpc::Stream));
+    let mut clients = Vec::new();
+    for url in url.split(',') {
+        let channel = tonic::transport::Channel::from_shared(url.to_owned())
+            .expect("url")
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("connect to the control plane");
+        let client = RouterClient::with_interceptor(channel, Default::default());
+        let stream = Arc::new(RouteStream::new(client.clone(), RouteRpc::Stream));
+        clients.push((client, stream));
+    }
     for &c in &o.concurrency {
         for (rpc, case) in [
             (RouteRpc::Unary, "retain"),
@@ -303,8 +309,9 @@ async fn grpc(o: &Opts, url: String) {
             let start = Instant::now();
             let tasks: Vec<_> = (0..c)
                 .map(|t| {
+                    let (client, stream) = &clients[t % clients.len()];
                     let (mut client, prefix, ids) = (client.clone(), o.prefix.clone(), o.ids);
-                    let stream = Arc::clone(&stream);
+                    let stream = Arc::clone(stream);
                     tokio::spawn(async move {
                         let mut lat = Vec::new();
                         let mut i = t as u64 * 1_000_003;

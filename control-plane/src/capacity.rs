@@ -267,12 +267,30 @@ impl Capacity {
 
     /// A 429 parks the key for `retry_after_secs` (1 s without one, at most
     /// 5 min so a bogus header cannot park it for hours).
-    pub fn park(&self, p: usize, k: usize, retry_after_secs: Option<u64>, now: Instant) {
+    /// Returns how long.
+    pub fn park(
+        &self,
+        p: usize,
+        k: usize,
+        retry_after_secs: Option<u64>,
+        now: Instant,
+    ) -> Duration {
         let wait = retry_after_secs
             .map_or(DEFAULT_COOLDOWN, Duration::from_secs)
             .min(MAX_COOLDOWN);
         if let Some(mut s) = self.slot(p, k) {
             s.parked_until = Some(now + wait);
+        }
+        wait
+    }
+
+    /// Parks the key until `until` unless it is parked longer already (a
+    /// 429 another replica saw, shared through the store).
+    pub fn park_until(&self, p: usize, k: usize, until: Instant) {
+        if let Some(mut s) = self.slot(p, k)
+            && s.parked_until.is_none_or(|t| t < until)
+        {
+            s.parked_until = Some(until.min(Instant::now() + MAX_COOLDOWN));
         }
     }
 

@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod catalog;
 pub mod config;
 pub mod console;
+pub mod decisions;
 pub mod difficulty;
 pub mod divergence;
 pub mod http;

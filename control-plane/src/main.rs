@@ -75,7 +75,9 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
     );
     server::serve(grpc, http, config, store, shutdown_signal()).await?;
     // After the store's last flush: a copy cut back from here is refused.
-    seal.close()?;
+    if let Some(seal) = seal {
+        seal.close()?;
+    }
     Ok(())
 }
 

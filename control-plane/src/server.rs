@@ -37,12 +37,19 @@ pub enum OpenStoreError {
     Damaged(#[from] store_guard::Damaged),
 }
 
-/// An open store and its seal (close it after the store's last flush).
-pub type OpenStore = (Arc<dyn SessionStore>, store_guard::Seal);
+/// An open store and, for sled, its seal (close it after the store's last
+/// flush). Redis keeps its own durability (checked at open) and an epoch
+/// that reveals a store that lost its data.
+pub type OpenStore = (Arc<dyn SessionStore>, Option<store_guard::Seal>);
 
-/// Opens the sled store named by the config, refusing a damaged one (see
-/// [`store_guard`]); `fresh` moves a damaged one aside instead.
+/// Opens the store named by the config: Redis when it names one, else sled,
+/// refusing a damaged sled store (see [`store_guard`]); `fresh` moves a
+/// damaged one aside instead.
 pub fn open_store(config: &Config, fresh: bool) -> Result<OpenStore, OpenStoreError> {
+    if let Some(redis) = &config.store.redis {
+        let store = crate::store::RedisStore::open(redis, config.store.session_idle_ttl)?;
+        return Ok((Arc::new(store), None));
+    }
     match open_checked(config) {
         Err(OpenStoreError::Damaged(damaged)) if fresh => {
             store_guard::move_aside(&damaged)?;
@@ -66,7 +73,7 @@ fn open_checked(config: &Config) -> Result<OpenStore, OpenStoreError> {
         None => OpenStoreError::Store(e),
     })?;
     let seal = store_guard::after_open(store.sled(), path, expect)?;
-    Ok((Arc::new(store), seal))
+    Ok((Arc::new(store), Some(seal)))
 }
 
 /// Serves until `shutdown` resolves, then flushes the store.
@@ -91,6 +98,8 @@ pub async fn serve(
     ));
     let (state, decision_writer) = RouterState::new(config, Arc::clone(&store));
     let state = Arc::new(state);
+    // Replicas on a shared store: parked keys and caps from the others.
+    let sync = tokio::spawn(crate::router::run_sync(Arc::clone(&state), stopped()));
     let (writer_stop_tx, writer_stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Stopped after the gRPC server, so the last Route's record is written.
     let decision_writer = tokio::spawn(decision_writer.run(async move {
@@ -149,6 +158,7 @@ pub async fn serve(
         .await;
     let _ = http_task.await;
     let _ = sweeper.await;
+    let _ = sync.await;
     let _ = writer_stop_tx.send(());
     let _ = decision_writer.await;
     store.flush().await?;

@@ -76,6 +76,7 @@ pub async fn handle(
             degraded_model: String::new(),
             side_call,
             repeat_turn: placed.repeat,
+            known_pin: String::new(),
         })
         .await?;
     if let Some(step) = placed.step {

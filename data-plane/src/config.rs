@@ -12,7 +12,9 @@ pub struct SidecarConfig {
     /// Address to serve the app on.
     #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// gRPC URL of the control plane.
+    /// gRPC URL of the control plane, or several comma-separated (replicas
+    /// on one shared store): `Route` goes to them in turn and moves away
+    /// from one that fails; the sidecar fails static only when none answers.
     #[arg(
         long,
         env = "KEEL_CONTROL_PLANE",

@@ -77,9 +77,26 @@ impl Interceptor for Bearer {
     }
 }
 
-/// The lazily connected channel the sidecar's config describes.
-pub fn channel(config: &SidecarConfig) -> Result<ControlPlaneChannel, ChannelError> {
-    let url = config.control_plane.as_str();
+/// The lazily connected channels to the control plane(s) the sidecar's
+/// config names: `--control-plane` is one URL or several, comma-separated
+/// (replicas on one shared store), each with the same TLS and token.
+pub fn channels(config: &SidecarConfig) -> Result<Vec<(String, ControlPlaneChannel)>, ChannelError> {
+    let urls: Vec<&str> = config
+        .control_plane
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(ChannelError::Scheme);
+    }
+    urls.into_iter()
+        .map(|url| Ok((url.to_owned(), channel(config, url)?)))
+        .collect()
+}
+
+/// The lazily connected channel to one control plane at `url`.
+fn channel(config: &SidecarConfig, url: &str) -> Result<ControlPlaneChannel, ChannelError> {
     let https = if url.starts_with("https://") {
         true
     } else if url.starts_with("http://") {

@@ -28,6 +28,7 @@ pub mod overhead;
 pub mod passthrough;
 pub mod refusal;
 pub mod relay;
+pub mod replicas;
 pub mod report;
 pub mod respond;
 pub mod responses;

@@ -8,12 +8,11 @@ use std::{
     time::Duration,
 };
 
-use keel::pb::{self, admin_client::AdminClient, router_client::RouterClient};
+use keel::pb;
 
 use crate::{
-    control_plane::ControlPlaneChannel,
-    error::ApiError,
-    route_stream::{RouteRpc, RouteStream},
+    control_plane::ControlPlaneChannel, error::ApiError, replicas::Replicas,
+    route_stream::RouteRpc,
 };
 
 /// Most conversations whose last decision is kept for failing static.
@@ -67,9 +66,7 @@ pub struct CatalogSnapshot {
 
 /// Route client with fail-static state.
 pub struct RouteClient {
-    router: RouterClient<ControlPlaneChannel>,
-    stream: RouteStream,
-    admin: AdminClient<ControlPlaneChannel>,
+    replicas: Replicas,
     timeout: Duration,
     default_model: Option<String>,
     pins: Mutex<HashMap<PinKey, CachedPin>>,
@@ -79,18 +76,16 @@ pub struct RouteClient {
 
 impl RouteClient {
     /// Connects lazily: the sidecar starts and serves (degraded) even when
-    /// the control plane is not up yet.
+    /// the control plane is not up yet. `channels`: one control plane or
+    /// several (replicas on one shared store), by URL.
     pub fn new(
-        channel: ControlPlaneChannel,
+        channels: Vec<(String, ControlPlaneChannel)>,
         timeout: Duration,
         default_model: Option<String>,
         rpc: RouteRpc,
     ) -> Self {
-        let router = RouterClient::new(channel.clone());
         Self {
-            stream: RouteStream::new(router.clone(), rpc),
-            router,
-            admin: AdminClient::new(channel),
+            replicas: Replicas::new(channels, rpc),
             timeout,
             default_model,
             pins: Mutex::new(HashMap::new()),
@@ -102,7 +97,7 @@ impl RouteClient {
     /// Reports decisions that come back after their caller stopped waiting
     /// (see [`RouteStream::report_orphans_to`]).
     pub fn report_orphans_to(&self, reporter: crate::report::WeakReporter) {
-        self.stream.report_orphans_to(reporter);
+        self.replicas.report_orphans_to(reporter);
     }
 
     /// The latest catalog snapshot.
@@ -112,14 +107,14 @@ impl RouteClient {
 
     /// Fetches the catalog; keeps the old snapshot on failure.
     pub async fn refresh_catalog(&self) -> Result<(), tonic::Status> {
-        let mut admin = self.admin.clone();
-        let fetched = tokio::time::timeout(
-            Duration::from_secs(2),
-            admin.get_catalog(pb::GetCatalogRequest {}),
-        )
-        .await
-        .map_err(|_| tonic::Status::deadline_exceeded("catalog fetch timed out"))??
-        .into_inner();
+        let fetched = self
+            .replicas
+            .call(Duration::from_secs(2), |r| {
+                let mut admin = r.admin.clone();
+                async move { admin.get_catalog(pb::GetCatalogRequest {}).await }
+            })
+            .await?
+            .into_inner();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CatalogSnapshot {
             models: fetched.models,
             aliases: fetched.aliases,
@@ -136,14 +131,19 @@ impl RouteClient {
         if let Some(id) = &conversation {
             // Served while the control plane was away: tell it which model,
             // so it adopts that one instead of switching silently.
+            // Granted earlier: tell it too, so a pin the store lost is
+            // taken up again, announced, instead of a silent switch.
             let pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pin) = pins.get(id).filter(|p| !p.pinned) {
-                req.degraded_model.clone_from(&pin.route.target.model);
+            if let Some(pin) = pins.get(id) {
+                let model = &pin.route.target.model;
+                match pin.pinned {
+                    false => req.degraded_model.clone_from(model),
+                    true => req.known_pin.clone_from(model),
+                }
             }
         }
-        let outcome = tokio::time::timeout(self.timeout, self.stream.route(req)).await;
-        let status = match outcome {
-            Ok(Ok(decision)) => {
+        let status = match self.replicas.route(self.timeout, req).await {
+            Ok(decision) => {
                 if let Some(id) = conversation
                     && decision.kind != pb::DecisionKind::Side as i32
                 {
@@ -154,8 +154,7 @@ impl RouteClient {
                     degraded: false,
                 });
             }
-            Ok(Err(status)) => status,
-            Err(_) => tonic::Status::deadline_exceeded("route deadline passed"),
+            Err(status) => status,
         };
         match crate::refusal::to_api_error(&status) {
             Some(refused) => Err(refused),
@@ -310,10 +309,14 @@ impl RouteClient {
 
     /// Sends a batch of outcomes.
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, tonic::Status> {
-        let mut router = self.router.clone();
-        let ack = tokio::time::timeout(Duration::from_secs(5), router.report(batch))
-            .await
-            .map_err(|_| tonic::Status::deadline_exceeded("report timed out"))??;
+        let ack = self
+            .replicas
+            .call(Duration::from_secs(5), |r| {
+                let mut router = r.router.clone();
+                let batch = batch.clone();
+                async move { router.report(batch).await }
+            })
+            .await?;
         Ok(ack.into_inner().accepted)
     }
 }

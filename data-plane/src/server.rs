@@ -46,7 +46,7 @@ pub async fn serve(
             .map_err(|error| StartError::Name { flag, error })?;
     }
     let route = Arc::new(RouteClient::new(
-        crate::control_plane::channel(&config)?,
+        crate::control_plane::channels(&config)?,
         config.route_timeout,
         config.default_model.clone(),
         config.route_rpc,

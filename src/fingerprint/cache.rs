@@ -10,7 +10,7 @@
 //! The message's position is not part of the key: it is patched in on a hit, so the same
 //! message moved by context compaction still hits.
 //!
-//! Memory is bounded: at most `capacity` entries (default [`FingerprintCache::DEFAULT_CAPACITY`], 64k ≈ 6-10
+//! Memory is bounded: at most `capacity` entries (default [`FingerprintCache::DEFAULT_CAPACITY`], 64k ≈ 8-12
 //! MB with the hash maps' slack), each a few fixed fields plus at most
 //! `MAX_CACHED_ACTIONS` (16) action hashes. Messages with more actions, or nested deeper than
 //! anything fingerprinting reads, are computed every time instead. Eviction is by
@@ -50,6 +50,10 @@ struct Entry {
     result_hash: u64,
     error_hash: u64,
     text_simhash: u64,
+    result_simhash: u64,
+    result_size: u32,
+    action_simhash: u64,
+    result_shape_hash: u64,
     /// Action hashes followed by action name hashes (same length each).
     actions: Box<[u64]>,
 }
@@ -65,6 +69,10 @@ impl Entry {
                 result_hash: 0,
                 error_hash: 0,
                 text_simhash: 0,
+                result_simhash: 0,
+                result_size: 0,
+                action_simhash: 0,
+                result_shape_hash: 0,
                 actions: Box::default(),
             });
         };
@@ -87,6 +95,10 @@ impl Entry {
             result_hash: fp.result_hash,
             error_hash: fp.error_hash,
             text_simhash: fp.text_simhash,
+            result_simhash: fp.result_simhash,
+            result_size: fp.result_size,
+            action_simhash: fp.action_simhash,
+            result_shape_hash: fp.result_shape_hash,
             actions,
         })
     }
@@ -104,6 +116,10 @@ impl Entry {
             result_hash: self.result_hash,
             error_hash: self.error_hash,
             text_simhash: self.text_simhash,
+            result_simhash: self.result_simhash,
+            result_size: self.result_size,
+            action_simhash: self.action_simhash,
+            result_shape_hash: self.result_shape_hash,
         };
         Some((fp, self.fenced))
     }

@@ -49,6 +49,8 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
     let mut action_hashes = Vec::with_capacity(calls.len().max(1));
     let mut action_name_hashes = Vec::with_capacity(calls.len().max(1));
     let mut buf = String::new();
+    // Every action's text, for the near-duplicate hash of the turn's actions.
+    let mut all = String::new();
     let prose: Cow<'_, str>;
     let mut fenced_actions = false;
     if calls.is_empty() {
@@ -58,6 +60,7 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
             buf.push_str("sh\0");
             normalize::normalize_into(cmd, COMMAND, &mut buf);
             action_hashes.push(h(buf.as_bytes()));
+            push_action_text(&buf, &mut all);
             action_name_hashes.push(h(fenced::program(cmd).as_bytes()));
         }
         fenced_actions = !split.commands.is_empty();
@@ -72,6 +75,7 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
                 Args::Text(s) => canon::canonical_arguments(s, &mut buf),
             }
             action_hashes.push(h(buf.as_bytes()));
+            push_action_text(&buf, &mut all);
             action_name_hashes.push(h(call.name.as_bytes()));
         }
         prose = text;
@@ -91,8 +95,20 @@ fn assistant(format: Format, msg: &Value, content: &Value, index: u32) -> (TurnF
         result_hash: 0,
         error_hash: 0,
         text_simhash: simhash::simhash(&norm),
+        result_simhash: 0,
+        result_size: 0,
+        action_simhash: simhash::simhash(&all),
+        result_shape_hash: 0,
     };
     (fp, fenced_actions)
+}
+
+/// Appends one action's canonical text, within the simhash's reading limit.
+fn push_action_text(action: &str, all: &mut String) {
+    if all.len() < simhash::MAX_CHARS {
+        all.push_str(action);
+        all.push('\n');
+    }
 }
 
 /// A user message: tool results (Anthropic), the environment's reply to fenced commands,
@@ -137,14 +153,24 @@ fn user(content: &Value, index: u32, fenced_pending: bool) -> TurnFp {
         result_hash: 0,
         error_hash: 0,
         text_simhash: simhash::simhash(&norm),
+        result_simhash: 0,
+        result_size: 0,
+        action_simhash: 0,
+        result_shape_hash: 0,
     }
 }
+
+/// Characters of a result read for its simhash.
+const RESULT_SIMHASH_CHARS: usize = 512;
 
 /// One tool result, already hashed.
 struct ResultPart {
     hash: u64,
     is_error: bool,
     error_hash: u64,
+    simhash: u64,
+    size: usize,
+    shape: u64,
 }
 
 fn result_part(content: &str, flagged: bool) -> ResultPart {
@@ -152,16 +178,40 @@ fn result_part(content: &str, flagged: bool) -> ResultPart {
     let norm = normalize::normalize(content, RESULT);
     // The error flag is part of the result: "ok" and an error with the same text differ.
     let hash = h_seq([h(norm.as_bytes()), u64::from(o.is_error)]);
+    // Digits folded: the same failure with another count or amount is the same signature.
     let error_hash = o
         .error_line
         .map(|l| normalize::normalize(l, RESULT))
         .filter(|l| !l.is_empty())
-        .map_or(0, |l| h(l.as_bytes()));
+        .map_or(0, |l| shape_hash(&l));
     ResultPart {
         hash,
         is_error: o.is_error,
         error_hash,
+        // The opening is what tells two failures apart; all of a long output would cost
+        // tens of µs for nothing.
+        simhash: simhash::simhash_of_prefix(&norm, RESULT_SIMHASH_CHARS),
+        size: norm.len(),
+        shape: shape_hash(&norm),
     }
+}
+
+/// Hash of `s` with every run of ASCII digits replaced by one `0`.
+fn shape_hash(s: &str) -> u64 {
+    let mut folded = Vec::with_capacity(s.len());
+    let mut in_digits = false;
+    for &b in s.as_bytes() {
+        if b.is_ascii_digit() {
+            if !in_digits {
+                folded.push(b'0');
+            }
+            in_digits = true;
+        } else {
+            folded.push(b);
+            in_digits = false;
+        }
+    }
+    h(&folded)
 }
 
 /// Folds one or more results (Anthropic may answer parallel calls in one message) into a
@@ -183,6 +233,8 @@ fn tool_result(index: u32, parts: &[ResultPart], text_hash: u64) -> TurnFp {
         many if many.iter().all(|e| *e == 0) => 0,
         many => h_seq(many.iter().copied()),
     };
+    // Several results: the largest one stands for the near-duplicate comparison.
+    let largest = parts.iter().max_by_key(|p| p.size);
     TurnFp {
         index,
         role: Role::ToolResult,
@@ -193,6 +245,14 @@ fn tool_result(index: u32, parts: &[ResultPart], text_hash: u64) -> TurnFp {
         result_hash,
         error_hash,
         text_simhash: 0,
+        result_simhash: largest.map_or(0, |p| p.simhash),
+        result_size: u32::try_from(parts.iter().map(|p| p.size).sum::<usize>()).unwrap_or(u32::MAX),
+        action_simhash: 0,
+        result_shape_hash: if parts.len() == 1 {
+            parts[0].shape
+        } else {
+            h_seq(parts.iter().map(|p| p.shape))
+        },
     }
 }
 

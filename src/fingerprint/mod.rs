@@ -101,6 +101,16 @@ pub struct TurnFp {
     pub error_hash: u64,
     /// 64-bit simhash of the prose for near-duplicate checks; 0 when the text is too short.
     pub text_simhash: u64,
+    /// Results: simhash of the opening of the output's words (digits folded); 0 when too
+    /// short.
+    pub result_simhash: u64,
+    /// Results: size of the normalized output in bytes (long outputs are cut to their
+    /// head and tail, so at most about 4 KB).
+    pub result_size: u32,
+    /// Assistant turns: simhash of the action texts; 0 when none or too short.
+    pub action_simhash: u64,
+    /// Results: hash of the normalized output with digit runs folded; 0 for non-results.
+    pub result_shape_hash: u64,
 }
 
 /// Default tail window the sidecar fingerprints each turn. One routed turn adds one
@@ -188,6 +198,10 @@ impl TurnFp {
             result_hash: self.result_hash,
             error_hash: self.error_hash,
             text_simhash: self.text_simhash,
+            result_simhash: self.result_simhash,
+            result_size: self.result_size,
+            action_simhash: self.action_simhash,
+            result_shape_hash: self.result_shape_hash,
         }
     }
 }
@@ -216,6 +230,10 @@ pub fn from_proto(fps: &[pb::TurnFingerprint]) -> Vec<TurnFp> {
                 result_hash: f.result_hash,
                 error_hash: f.error_hash,
                 text_simhash: f.text_simhash,
+                result_simhash: f.result_simhash,
+                result_size: f.result_size,
+                action_simhash: f.action_simhash,
+                result_shape_hash: f.result_shape_hash,
             })
         })
         .collect()

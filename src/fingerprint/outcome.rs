@@ -123,10 +123,20 @@ fn looks_like_error(t: &str) -> bool {
         || t.starts_with("Exception")
         || (t.starts_with("thread '") && t.contains("panicked at"))
         || t.ends_with(": command not found")
+        || t.ends_with(" not found")
+        || is_shell_diagnostic(t)
         || t.ends_with("No such file or directory")
         || t.ends_with("Permission denied")
         || (t.starts_with("Usage:") && t.len() < 200)
         || has_error_word(t)
+}
+
+/// The shell itself complaining about the command line: `bash: line 2: unexpected EOF
+/// while looking for matching`, `/bin/sh: 1: Syntax error: ...`.
+fn is_shell_diagnostic(t: &str) -> bool {
+    ["bash: ", "/bin/bash: ", "sh: ", "/bin/sh: ", "zsh: "]
+        .iter()
+        .any(|p| t.starts_with(p))
 }
 
 /// `ValueError: ...`, `E999 IndentationError: ...`, `java.io.IOException: ...` within the

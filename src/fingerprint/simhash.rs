@@ -8,17 +8,22 @@ use super::h;
 pub(crate) const MIN_WORDS: usize = 5;
 
 /// Only the opening of a message is needed to tell a repeated question.
-const MAX_CHARS: usize = 4096;
+pub(crate) const MAX_CHARS: usize = 4096;
 
 /// Simhash over word unigrams (bag of words: paraphrases reorder words more than they
 /// change them) of lowercased text; digits are folded to `0`
 /// so that the same question about a different number still matches. Returns 0 when the
 /// text is too short.
 pub(crate) fn simhash(text: &str) -> u64 {
+    simhash_of_prefix(text, MAX_CHARS)
+}
+
+/// [`simhash`] of the first `max_chars` characters only.
+pub(crate) fn simhash_of_prefix(text: &str, max_chars: usize) -> u64 {
     let mut counts = [0i32; 64];
     let mut words = 0usize;
     let mut word = String::new();
-    let mut chars = text.chars().take(MAX_CHARS);
+    let mut chars = text.chars().take(max_chars);
     loop {
         let c = chars.next();
         match c {

@@ -56,6 +56,12 @@ pub async fn set(state: &RouterState, req: pb::SetBudgetsRequest) -> Result<pb::
         )));
     }
     let caps = from_proto(req.caps)?;
+    if state.store.shared()
+        && let Some(stored) = state.store.budget_overrides().map_err(internal)?
+    {
+        // Another replica may have changed them since this one last read.
+        state.budgets.replace(stored);
+    }
     let overrides = state.budgets.set(&req.profile, caps, req.reset);
     state
         .store

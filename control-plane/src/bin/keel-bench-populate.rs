@@ -1,8 +1,8 @@
 //! `keel-bench-populate --config keel.toml --sessions N`: benchmark support.
 //! Fills the control plane's session store (stopped) with `N` pinned
 //! conversations `<prefix>0 .. <prefix>N-1`, each with the session and the
-//! decision record a first AGENT turn leaves, through the same `SledStore`
-//! the control plane uses. Ids already present are kept, so growing a store
+//! decision record a first AGENT turn leaves, through the same store the
+//! control plane opens (sled, or Redis with `backend = "redis"`). Ids already present are kept, so growing a store
 //! from 10k to 1M only writes the difference.
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use keel::pb::DecisionKind;
 use keel_control_plane::{
-    config,
-    store::{DecisionEntry, Session, SessionKey, SessionStore, SledStore, now_ms},
+    config, server,
+    store::{DecisionEntry, Session, SessionKey, now_ms},
 };
 
 #[derive(Parser)]
@@ -43,14 +43,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let config = config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Arc::new(
-        SledStore::open(
-            &config.store.path,
-            config.store.cache_capacity_bytes,
-            config.store.session_idle_ttl,
-        )
-        .context("open store")?,
-    );
+    let (store, _seal) = server::open_store(&config, false).context("open store")?;
     let started = Instant::now();
     let now = now_ms();
     let threads = args.threads.max(1);

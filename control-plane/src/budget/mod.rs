@@ -252,6 +252,11 @@ impl Budgets {
         o.clone()
     }
 
+    /// Replaces the run-time caps (as another replica stored them).
+    pub fn replace(&self, overrides: Overrides) {
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
+    }
+
     /// The run-time caps.
     pub fn overrides(&self) -> Overrides {
         self.overrides

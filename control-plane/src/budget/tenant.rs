@@ -1,6 +1,8 @@
 //! Spend and turns per tenant per UTC day: kept in memory for `Route`'s
 //! check (no store read per request) and written through to the session
-//! store once per report batch, so a restart keeps the day's total.
+//! store once per report batch, so a restart keeps the day's total. On a
+//! store shared by replicas the store holds the totals: each report adds
+//! to them atomically and each check reads them.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -37,6 +39,13 @@ impl TenantSpend {
         tenant: &str,
         day: u64,
     ) -> Result<TenantDay, StoreError> {
+        if store.shared() {
+            // Other replicas add to it too: the store is the truth.
+            return Ok(store.tenant_day(tenant, day)?.unwrap_or(TenantDay {
+                day,
+                ..TenantDay::default()
+            }));
+        }
         {
             let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(d) = days.get(tenant) {
@@ -74,6 +83,10 @@ impl TenantSpend {
         usd: f64,
         turns: u64,
     ) -> Result<TenantDay, StoreError> {
+        if store.shared() {
+            // One atomic increment in the store, so replicas add up.
+            return store.add_tenant_day(tenant, day, usd, turns);
+        }
         let mut current = self.today(store, tenant, day)?;
         {
             let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,12 +115,18 @@ impl TenantSpend {
         turns: u64,
     ) -> Result<TenantDay, StoreError> {
         let current = self.add_unpersisted(store, tenant, day, usd, turns)?;
-        store.put_tenant_day(tenant, &current)?;
+        if !store.shared() {
+            store.put_tenant_day(tenant, &current)?;
+        }
         Ok(current)
     }
 
     /// Writes the tenant's current day to the store.
     pub fn persist(&self, store: &dyn SessionStore, tenant: &str) -> Result<(), StoreError> {
+        if store.shared() {
+            // Added in the store already.
+            return Ok(());
+        }
         let current = {
             let days = self.days.lock().unwrap_or_else(|e| e.into_inner());
             days.get(tenant).copied()

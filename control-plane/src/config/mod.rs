@@ -169,6 +169,21 @@ pub struct RawStore {
     /// Memory for sessions kept in front of sled and written behind (~0.5 KB
     /// each, up to ~3 KB with a full loop-detector window).
     pub session_cache_mb: u64,
+    /// `sled` (embedded, one control plane) or `redis` (shared by replicas).
+    pub backend: crate::store::Backend,
+    /// `redis://host:port/db` or `rediss://`; no password in it.
+    pub redis_url: Option<String>,
+    /// Environment variable holding the Redis password.
+    pub redis_password_env: Option<String>,
+    /// Sentinels (`host:port`) that name the primary `redis_master`.
+    pub redis_sentinel: Vec<String>,
+    pub redis_master: Option<String>,
+    /// `strict` (refuse a server that may lose acknowledged pins) or
+    /// `best-effort`.
+    pub durability: crate::store::Durability,
+    /// Longest one store call may take (Route fails fast past it).
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
 }
 
 impl Default for RawStore {
@@ -179,6 +194,13 @@ impl Default for RawStore {
             sweep_interval: Duration::from_secs(10),
             cache_capacity_mb: 8,
             session_cache_mb: (crate::store::DEFAULT_SESSION_CACHE_BYTES >> 20) as u64,
+            backend: crate::store::Backend::Sled,
+            redis_url: None,
+            redis_password_env: None,
+            redis_sentinel: Vec::new(),
+            redis_master: None,
+            durability: crate::store::Durability::Strict,
+            redis_timeout: Duration::from_millis(500),
         }
     }
 }

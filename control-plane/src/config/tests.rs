@@ -251,3 +251,46 @@ fn telemetry_takes_a_collector_url() {
     .unwrap();
     assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4318"));
 }
+
+#[test]
+fn the_redis_backend_takes_a_url_without_a_password_and_sentinel_with_a_name() {
+    let redis = |keys: &str| format!("{BASE}\n[store]\nbackend = \"redis\"\n{keys}");
+    let c = parse(&redis("redis_url = \"rediss://cache.internal:6380/2\"")).unwrap();
+    let settings = c.store.redis.expect("redis settings");
+    assert_eq!(settings.url, "rediss://cache.internal:6380/2");
+    assert_eq!(settings.durability, crate::store::Durability::Strict);
+    assert!(
+        parse(BASE).unwrap().store.redis.is_none(),
+        "sled by default"
+    );
+    let e = |keys: &str| parse(&redis(keys)).unwrap_err().to_string();
+    assert!(e("").contains("store.redis_url"));
+    assert!(e("redis_url = \"http://x:1\"").contains("redis://"));
+    let leaked = e("redis_url = \"redis://u:hunter2@x:1/0\"");
+    assert!(leaked.contains("redis_password_env"), "{leaked}");
+    assert!(!leaked.contains("hunter2"), "the password is never echoed");
+    assert!(
+        e("redis_url = \"redis://x\"\nredis_sentinel = [\"s1:26379\"]").contains("redis_master")
+    );
+    assert!(
+        e("redis_url = \"redis://x\"\nredis_password_env = \"KEEL_TEST_NO_SUCH_VAR\"")
+            .contains("KEEL_TEST_NO_SUCH_VAR")
+    );
+    let sentinel = parse(&redis(
+        "redis_url = \"redis://x/0\"\nredis_sentinel = [\"s1:26379\", \"s2:26379\"]\n\
+         redis_master = \"keel\"\ndurability = \"best-effort\"",
+    ))
+    .unwrap()
+    .store
+    .redis
+    .unwrap();
+    assert_eq!(sentinel.sentinels.len(), 2);
+    assert_eq!(sentinel.durability, crate::store::Durability::BestEffort);
+    let sled_with_url = parse(&format!("{BASE}\n[store]\nredis_url = \"redis://x\"\n"));
+    assert!(
+        sled_with_url
+            .unwrap_err()
+            .to_string()
+            .contains("store.backend")
+    );
+}

@@ -25,6 +25,8 @@ pub struct StoreConfig {
     pub sweep_interval: Duration,
     pub cache_capacity_bytes: u64,
     pub session_cache_bytes: usize,
+    /// Set with `backend = "redis"`: the sessions are in Redis, not sled.
+    pub redis: Option<crate::store::RedisSettings>,
 }
 
 /// Upstream limits handed to the sidecar with each decision.
@@ -232,6 +234,7 @@ impl RawConfig {
         if store.session_cache_mb == 0 {
             return Err(invalid("store.session_cache_mb", "must be > 0"));
         }
+        let redis = redis_settings(&store)?;
         self.divergence
             .validate()
             .map_err(|e| invalid(format!("divergence.{}", e.key), e.reason))?;
@@ -269,6 +272,7 @@ impl RawConfig {
                 session_cache_bytes: usize::try_from(store.session_cache_mb)
                     .unwrap_or(usize::MAX)
                     .saturating_mul(1024 * 1024),
+                redis,
             },
             routing: RoutingConfig {
                 default_profile: routing.default_profile,
@@ -401,4 +405,37 @@ fn validate_load(l: &RawLoad) -> Result<LoadConfig, ConfigError> {
         retry_after: l.retry_after,
         in_flight_timeout: l.in_flight_timeout,
     })
+}
+
+/// The Redis settings of `backend = "redis"` (None for sled).
+fn redis_settings(
+    store: &super::RawStore,
+) -> Result<Option<crate::store::RedisSettings>, ConfigError> {
+    if store.backend != crate::store::Backend::Redis {
+        if store.redis_url.is_some() || store.redis_master.is_some() {
+            return Err(invalid(
+                "store.backend",
+                "must be \"redis\" when redis_url or redis_master is set",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(url) = store.redis_url.clone() else {
+        return Err(invalid(
+            "store.redis_url",
+            "is required with backend = \"redis\"",
+        ));
+    };
+    let settings = crate::store::RedisSettings {
+        url,
+        password_env: store.redis_password_env.clone(),
+        sentinels: store.redis_sentinel.clone(),
+        master: store.redis_master.clone(),
+        durability: store.durability,
+        timeout: store.redis_timeout,
+    };
+    settings
+        .validate()
+        .map_err(|(key, reason)| invalid(key, reason))?;
+    Ok(Some(settings))
 }

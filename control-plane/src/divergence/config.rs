@@ -38,18 +38,23 @@ impl Default for DivergenceConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
-    /// Identical action with identical successful result, this many times in a row.
+    /// The same action this many times in a row with the same result that tells nothing
+    /// new (a failure, a trivial output, or the agent repeating its own words).
     pub repeated_action: u32,
-    /// Identical action failing with the same error, this many times in a row.
+    /// Stale steps in a row (each repeating an earlier action, result or error, weighted
+    /// by how closely) before they count as a loop, in repeats' worth.
+    pub stale_run: u32,
+    /// Accepted for old configs; no longer used (see `stale_run`).
     pub repeated_failure: u32,
-    /// Consecutive failures with the same error signature, whatever the arguments.
+    /// Accepted for old configs; no longer used (see `stale_run`).
     pub repeated_error: u32,
-    /// Full repetitions of a cycle before it counts (2 means A-B-C-A-B-C).
+    /// Accepted for old configs; no longer used (a cycle is two repeats in a row of
+    /// different earlier steps, within `cycle_max_period`).
     pub cycle_repeats: u32,
-    /// Minimum length of the periodic run in action steps, whatever the period, so that
-    /// short periods need more repetitions (6 means A-B-A-B-A-B).
+    /// Accepted for old configs; no longer used.
     pub cycle_min_steps: u32,
-    /// Longest cycle period looked for (2 = A-B, 4 = edit-test-revert-test).
+    /// How many of the latest action steps a repeat is looked for in: the longest cycle
+    /// period recognised (2 = A-B, 4 = edit-test-revert-test).
     pub cycle_max_period: u32,
     /// Near-duplicate assistant texts since the last new action.
     pub repeated_text: u32,
@@ -65,7 +70,8 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            repeated_action: 4,
+            repeated_action: 3,
+            stale_run: 3,
             repeated_failure: 3,
             repeated_error: 4,
             cycle_repeats: 2,
@@ -106,7 +112,8 @@ impl Escalation {
 }
 
 /// System message wording per pattern; `{count}` is replaced by the number of steps
-/// involved.
+/// involved and `{turns}` by their message indices ("11, 13 and 15"), so the agent can
+/// look up what it repeated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Messages {
@@ -127,27 +134,31 @@ pub struct Messages {
 impl Default for Messages {
     fn default() -> Self {
         Messages {
-            repeated_action: "You have run the same action {count} times and got the same result \
-                each time. Repeating it will not change the outcome: use the result you already \
-                have, or try a different approach."
+            repeated_action: "Your last {count} actions ran the same command or tool call and got \
+                the same output each time (messages {turns}). Running it again will not show \
+                anything new: use the output you already have, or do something different."
                 .into(),
-            repeated_failure: "The same action has failed {count} times in a row with the same \
-                error. Do not retry it unchanged: read the error, then change the command or its \
-                arguments, or take another route."
+            repeated_failure: "The same command or tool call has failed {count} times in a row \
+                with the same error (messages {turns}). Do not send it again unchanged: read the \
+                error, fix what it points at (the path, the arguments, the format of your reply), \
+                or take another route."
                 .into(),
-            repeated_error: "Your last {count} actions all failed with the same error, even with \
-                different arguments. Fix the cause of that error before trying more variations."
+            repeated_error: "Your last {count} attempts (messages {turns}) were variants that all \
+                failed with the same error, or were all rejected with the same message. Changing \
+                the arguments is not fixing it: read that error, find its cause and fix the cause \
+                first."
                 .into(),
-            cycle: "You are alternating between the same actions with the same results (a cycle \
-                over the last {count} steps). Stop, state what you have learned, and choose a \
-                step that moves the task forward."
+            cycle: "You are going round in a cycle: your last {count} actions (messages {turns}) \
+                repeat the same few steps with the same results. Stop, write down what those \
+                steps showed you, and choose a step you have not taken yet."
                 .into(),
-            repeated_text: "You have said nearly the same thing {count} times without making \
-                progress. Do not repeat yourself: act on the information you already have, or \
-                ask for something different."
+            repeated_text: "You have written nearly the same message {count} times (messages \
+                {turns}) without making progress. Do not repeat it: act on the information you \
+                already have, or ask for something different."
                 .into(),
-            no_progress: "Your last {count} steps repeated earlier actions without new results. \
-                Summarize what you know, then try something new or finish."
+            no_progress: "Your last {count} steps (messages {turns}) brought nothing new: each \
+                repeated an earlier command or got the same answer as before, whatever you changed \
+                in between. Summarize what you know, then try a different approach or finish."
                 .into(),
         }
     }
@@ -190,7 +201,12 @@ impl DivergenceConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let t = &self.thresholds;
         let ring = super::state::STEP_CAP as u32;
-        let checks: [(&'static str, bool, &'static str); 10] = [
+        let checks: [(&'static str, bool, &'static str); 11] = [
+            (
+                "thresholds.stale_run",
+                (2..=ring / 2).contains(&t.stale_run),
+                "must be 2..=16",
+            ),
             (
                 "thresholds.repeated_action",
                 (2..=ring).contains(&t.repeated_action),

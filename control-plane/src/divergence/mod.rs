@@ -10,6 +10,7 @@
 mod config;
 mod ingest;
 mod signals;
+mod stale;
 mod state;
 #[cfg(test)]
 mod tests;

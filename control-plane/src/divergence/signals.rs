@@ -5,6 +5,7 @@
 //! action steps only, so text-only turns and user messages between repeats (a simulated
 //! user answering, the agent chatting) neither reset nor pad the counts.
 
+use super::stale::{self, Class, Stale};
 use super::state::Step;
 use super::{Pattern, Thresholds};
 
@@ -20,12 +21,18 @@ pub(crate) struct Hit {
 /// patterns need the latest step itself to take part.
 pub(crate) fn detect(steps: &[Step], fresh_from: usize, t: &Thresholds) -> Option<Hit> {
     steps.len().checked_sub(1)?;
-    let acts: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].is_action()).collect();
-    if acts.last().is_some_and(|&a| a >= fresh_from) {
-        let found = repeated_failure(steps, &acts, t.repeated_failure)
-            .or_else(|| repeated_action(steps, &acts, t.repeated_action))
-            .or_else(|| repeated_error(steps, &acts, t.repeated_error))
-            .or_else(|| cycle(steps, &acts, t));
+    let recent = t.cycle_max_period as usize;
+    // Action steps with their staleness, neutral ones (think, calculate) left out.
+    let acts: Vec<(usize, Stale)> = (0..steps.len())
+        .filter(|&i| steps[i].is_action())
+        .map(|i| (i, stale::classify(steps, i, recent)))
+        .filter(|(_, c)| c.class != Class::Neutral)
+        .collect();
+    if acts.last().is_some_and(|&(a, _)| a >= fresh_from) {
+        let found = same_in_a_row(steps, &acts, t)
+            .or_else(|| cycle(steps, &acts))
+            .or_else(|| stale_run(steps, &acts, t))
+            .or_else(|| recurring(steps, &acts, t));
         if found.is_some() {
             return found;
         }
@@ -43,12 +50,6 @@ pub(crate) fn is_novel(steps: &[Step], i: usize) -> bool {
             .any(|o| o.act == s.act && o.res == s.res && o.err == s.err)
 }
 
-/// The last `n` action steps, if there are that many.
-fn tail(acts: &[usize], n: u32) -> Option<&[usize]> {
-    let n = n as usize;
-    (n >= 2 && acts.len() >= n).then(|| &acts[acts.len() - n..])
-}
-
 fn hit(pattern: Pattern, steps: &[usize]) -> Option<Hit> {
     Some(Hit {
         pattern,
@@ -56,68 +57,134 @@ fn hit(pattern: Pattern, steps: &[usize]) -> Option<Hit> {
     })
 }
 
-fn repeated_failure(steps: &[Step], acts: &[usize], n: u32) -> Option<Hit> {
-    let run = tail(acts, n)?;
-    let first = &steps[run[0]];
-    // Without an error line, the whole result stands in as the signature.
-    let sig = |s: &Step| if s.ekey != 0 { s.ekey } else { s.res };
-    let all = run
-        .iter()
-        .map(|&i| &steps[i])
-        .all(|s| s.err && s.act == first.act && sig(s) == sig(first));
-    if all {
-        hit(Pattern::RepeatedFailure, run)
+/// The last `repeated_action - 1` action steps each fully repeat an earlier one (the
+/// same action and result, a near-identical re-run, the same failure of the same call,
+/// the same rejection), and the repeats tell nothing new: a failure, a trivial output, or
+/// the agent saying the same thing each time. Re-reading a substantial output three times
+/// is allowed.
+fn same_in_a_row(steps: &[Step], acts: &[(usize, Stale)], t: &Thresholds) -> Option<Hit> {
+    let n = t.repeated_action as usize;
+    let run = acts.get(acts.len().checked_sub(n)?..)?;
+    if !run[1..].iter().all(|(_, c)| c.weight >= 4) {
+        return None;
+    }
+    let last = &steps[run[n - 1].0];
+    let prose_repeats = run
+        .windows(2)
+        .all(|w| stale::near_prose(&steps[w[0].0], &steps[w[1].0]));
+    let idx: Vec<usize> = run.iter().map(|&(i, _)| i).collect();
+    let same_action = run.iter().all(|&(i, _)| steps[i].act == last.act);
+    if last.err {
+        hit(
+            if same_action {
+                Pattern::RepeatedFailure
+            } else {
+                Pattern::RepeatedError
+            },
+            &idx,
+        )
+    } else if last.rsize < stale::TRIVIAL || prose_repeats {
+        hit(
+            if same_action {
+                Pattern::RepeatedAction
+            } else {
+                Pattern::NoProgress
+            },
+            &idx,
+        )
     } else {
         None
     }
 }
 
-fn repeated_action(steps: &[Step], acts: &[usize], n: u32) -> Option<Hit> {
-    let run = tail(acts, n)?;
-    let first = &steps[run[0]];
-    let all = run
-        .iter()
-        .map(|&i| &steps[i])
-        .all(|s| !s.err && s.act == first.act && s.res == first.res);
-    if all {
-        hit(Pattern::RepeatedAction, run)
-    } else {
-        None
+/// A-B-A-B: the last two action steps each repeat a step of the last few with the same
+/// result, and they are different actions (a cycle, not one action re-run).
+fn cycle(steps: &[Step], acts: &[(usize, Stale)]) -> Option<Hit> {
+    let [.., (a, ca), (b, cb)] = acts else {
+        return None;
+    };
+    // Polling (a status check between waits) cycles over short outputs until they change.
+    let substantial = steps[*a].rsize >= stale::TRIVIAL && steps[*b].rsize >= stale::TRIVIAL;
+    let cyc = ca.class == Class::Same
+        && cb.class == Class::Same
+        && steps[*a].act != steps[*b].act
+        && substantial;
+    if !cyc {
+        return None;
     }
+    let from = acts.len().saturating_sub(4);
+    let idx: Vec<usize> = acts[from..].iter().map(|&(i, _)| i).collect();
+    hit(Pattern::Cycle, &idx)
 }
 
-fn repeated_error(steps: &[Step], acts: &[usize], n: u32) -> Option<Hit> {
-    let run = tail(acts, n)?;
-    let first = &steps[run[0]];
-    let all = run
-        .iter()
-        .map(|&i| &steps[i])
-        .all(|s| s.err && s.ekey != 0 && s.ekey == first.ekey);
-    if all {
-        hit(Pattern::RepeatedError, run)
-    } else {
-        None
-    }
-}
-
-/// A-B-A-B...: every action step equals the one `p` steps before it, over at least
-/// `cycle_repeats` full periods and `cycle_min_steps` steps, with at least two distinct
-/// steps in a period (one alone is `repeated_action`).
-fn cycle(steps: &[Step], acts: &[usize], t: &Thresholds) -> Option<Hit> {
-    let sig = |i: usize| (steps[i].act, steps[i].res, steps[i].err);
-    for p in 2..=t.cycle_max_period {
-        let need = p.saturating_mul(t.cycle_repeats).max(t.cycle_min_steps);
-        let p = p as usize;
-        let Some(run) = tail(acts, need) else {
-            continue;
-        };
-        let periodic = (p..run.len()).all(|k| sig(run[k]) == sig(run[k - p]));
-        let distinct = (1..p).any(|k| sig(run[k]) != sig(run[0]));
-        if periodic && distinct {
-            return hit(Pattern::Cycle, run);
+/// Stale steps in a row, weighted by how strongly each repeats earlier ones, up to
+/// `stale_run` repeats' worth. Named after the evidence that dominates the run.
+fn stale_run(steps: &[Step], acts: &[(usize, Stale)], t: &Thresholds) -> Option<Hit> {
+    let need = t.stale_run.saturating_mul(4);
+    let (mut score, mut idx) = (0u32, Vec::new());
+    let (mut same, mut errors) = (0u32, 0u32);
+    for (pos, &(i, c)) in acts.iter().enumerate().rev() {
+        if c.class == Class::Fresh {
+            break;
+        }
+        score += c.weight;
+        idx.push(i);
+        match c.class {
+            Class::Same | Class::SameNear => same += c.weight,
+            Class::Error | Class::NearFailure => errors += c.weight,
+            _ => {}
+        }
+        if score >= need {
+            // The step the run started repeating is evidence too.
+            if let Some(&(first, _)) = pos.checked_sub(1).and_then(|p| acts.get(p)) {
+                idx.push(first);
+            }
+            idx.reverse();
+            let failing = idx.iter().filter(|&&i| steps[i].err).count() * 2 > idx.len();
+            let pattern = if same >= errors && same * 2 >= score {
+                if failing {
+                    Pattern::RepeatedFailure
+                } else {
+                    Pattern::RepeatedAction
+                }
+            } else if errors * 2 >= score || failing {
+                Pattern::RepeatedError
+            } else {
+                Pattern::NoProgress
+            };
+            return hit(pattern, &idx);
         }
     }
     None
+}
+
+/// The latest action returned the same result as at least twice before among the last
+/// few action steps, with other steps between (edits that change nothing the action
+/// observes): whatever the agent does between, the observation stays the same. A short
+/// successful output coming back (a status between waits) is polling, not this.
+fn recurring(steps: &[Step], acts: &[(usize, Stale)], t: &Thresholds) -> Option<Hit> {
+    let &(last_i, _) = acts.last()?;
+    let last = &steps[last_i];
+    if !last.err && last.rsize < stale::TRIVIAL {
+        return None;
+    }
+    let window = &acts[acts
+        .len()
+        .saturating_sub(2 * t.cycle_max_period as usize - 2)..];
+    let idx: Vec<usize> = window
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|&i| steps[i].act == last.act && steps[i].res == last.res)
+        .collect();
+    let consecutive = acts.len() >= 3
+        && acts[acts.len() - 3..]
+            .iter()
+            .all(|&(i, _)| steps[i].act == last.act);
+    if idx.len() >= 3 && !consecutive {
+        hit(Pattern::NoProgress, &idx)
+    } else {
+        None
+    }
 }
 
 /// Near-duplicate assistant text since the last step that made progress: re-asking the

@@ -61,6 +61,16 @@ pub(crate) struct Step {
     pub reply: u64,
     /// That reply repeats an earlier one word for word (environment or user stuck too).
     pub reply_rep: bool,
+    /// Order-independent hash of the actions' names (tools or programs).
+    pub names: u64,
+    /// Simhash of the action texts (near-identical arguments).
+    pub asim: u64,
+    /// Simhash of the first result's words, digits folded (near-identical outputs).
+    pub rsim: u64,
+    /// Hash of the results with digits folded (the same output but for a number).
+    pub rshape: u64,
+    /// Size of the results, normalized, in bytes.
+    pub rsize: u32,
 }
 
 impl Step {
@@ -108,7 +118,8 @@ impl DetectorState {
         let message = cfg
             .messages
             .for_pattern(hit.pattern)
-            .replace("{count}", &turns.len().to_string());
+            .replace("{count}", &turns.len().to_string())
+            .replace("{turns}", &list(&turns));
         Some(Nudge {
             pattern: hit.pattern,
             turns,
@@ -126,6 +137,28 @@ impl DetectorState {
         } else {
             Escalation::Off
         }
+    }
+
+    /// One line per step in the ring: turn, staleness class and weight, error flag and
+    /// result size. A development aid (the evaluator's `--trace`), not a stable format.
+    #[doc(hidden)]
+    pub fn trace(&self, cfg: &DivergenceConfig) -> Vec<String> {
+        let recent = cfg.thresholds.cycle_max_period as usize;
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].is_action())
+            .map(|i| {
+                let s = &self.steps[i];
+                let c = super::stale::classify(&self.steps, i, recent);
+                format!(
+                    "{}:{:?}{}{}/{}",
+                    s.turn,
+                    c.class,
+                    c.weight,
+                    if s.err { "e" } else { "" },
+                    s.rsize
+                )
+            })
+            .collect()
     }
 
     /// Nudges issued over the conversation.
@@ -152,6 +185,8 @@ impl DetectorState {
                     self.steps.push(Step {
                         turn: fp.index,
                         act: ingest::action_key(&fp.action_hashes),
+                        names: ingest::action_key(&fp.action_name_hashes),
+                        asim: fp.action_simhash,
                         text: fp.text_hash,
                         sim: fp.text_simhash,
                         ..Step::default()
@@ -162,6 +197,11 @@ impl DetectorState {
                 Role::ToolResult => {
                     if let Some(s) = self.steps.last_mut() {
                         s.res = ingest::fold(s.res, fp.result_hash.max(1));
+                        s.rshape = ingest::fold(s.rshape, fp.result_shape_hash.max(1));
+                        if s.rsim == 0 {
+                            s.rsim = fp.result_simhash;
+                        }
+                        s.rsize = s.rsize.saturating_add(fp.result_size);
                         if fp.is_error {
                             s.err = true;
                             if fp.error_hash != 0 {
@@ -198,5 +238,17 @@ impl DetectorState {
             i: f.index,
             d: ingest::digest(f),
         }));
+    }
+}
+
+/// `11, 13 and 15`.
+fn list(turns: &[u32]) -> String {
+    match turns {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => {
+            let init: Vec<String> = init.iter().map(u32::to_string).collect();
+            format!("{} and {last}", init.join(", "))
+        }
     }
 }

@@ -17,22 +17,65 @@ impl H {
             result_hash: 0,
             error_hash: 0,
             text_simhash: 0,
+            result_simhash: 0,
+            result_size: 0,
+            action_simhash: 0,
+            result_shape_hash: 0,
         };
         f(&mut fp);
         self.0.push(fp);
         self
     }
+    /// Action `a` answered by a substantial output `r` (a file view, a test report).
     fn act(&mut self, a: u64, r: u64) -> &mut Self {
-        self.push(Role::Assistant, |f| f.action_hashes = vec![a])
-            .push(Role::ToolResult, |f| f.result_hash = r)
+        self.act_sized(a, r, 500)
     }
+    /// Action `a` answered by output `r` of `size` bytes.
+    fn act_sized(&mut self, a: u64, r: u64, size: u32) -> &mut Self {
+        self.push(Role::Assistant, |f| {
+            f.action_hashes = vec![a];
+            f.action_name_hashes = vec![a];
+            f.action_simhash = spread(a);
+        })
+        .push(Role::ToolResult, |f| {
+            f.result_hash = r;
+            f.result_shape_hash = r;
+            f.result_simhash = spread(r);
+            f.result_size = size;
+        })
+    }
+    /// Action `a` failing with error signature `e` (a short error message).
     fn fail(&mut self, a: u64, e: u64) -> &mut Self {
-        self.push(Role::Assistant, |f| f.action_hashes = vec![a])
-            .push(Role::ToolResult, |f| {
-                f.result_hash = 1000 + a;
-                f.is_error = true;
-                f.error_hash = e;
-            })
+        self.push(Role::Assistant, |f| {
+            f.action_hashes = vec![a];
+            f.action_name_hashes = vec![a];
+            f.action_simhash = spread(a);
+        })
+        .push(Role::ToolResult, |f| {
+            f.result_hash = 1000 + a;
+            f.result_shape_hash = 1000 + a;
+            f.result_simhash = spread(1000 + a);
+            f.result_size = 60;
+            f.is_error = true;
+            f.error_hash = e;
+        })
+    }
+    /// A variant of tool call `tool` (re-guessed argument `v`) failing with `e`: the
+    /// arguments stay near-identical (simhash a bit apart).
+    fn fail_variant(&mut self, tool: u64, v: u64, e: u64) -> &mut Self {
+        self.push(Role::Assistant, |f| {
+            f.action_hashes = vec![tool * 1000 + v];
+            f.action_name_hashes = vec![tool];
+            f.action_simhash = spread(tool) ^ (1 << (v % 64));
+        })
+        .push(Role::ToolResult, |f| {
+            f.result_hash = 2000 + v;
+            f.result_shape_hash = 2000 + v;
+            f.result_simhash = spread(2000 + v);
+            f.result_size = 80;
+            f.is_error = true;
+            f.error_hash = e;
+        })
     }
     fn say(&mut self, text: u64, sim: u64) -> &mut Self {
         self.push(Role::Assistant, |f| {
@@ -53,6 +96,11 @@ impl H {
     }
 }
 
+/// A well-mixed nonzero 64-bit value: distinct inputs are ~32 bits apart.
+fn spread(x: u64) -> u64 {
+    super::ingest::fold(0x5eed, x)
+}
+
 fn cfg() -> DivergenceConfig {
     DivergenceConfig::default()
 }
@@ -70,7 +118,13 @@ fn repeated_action_fires_on_the_fourth_not_the_third() {
     assert_eq!(n.pattern, Pattern::RepeatedAction);
     assert_eq!(n.turns, [1, 3, 5, 7]);
     assert_eq!(n.escalate, Escalation::Off);
-    assert!(n.message.contains('4'));
+    assert!(
+        n.message
+            .starts_with("Your last 4 actions ran the same command")
+            && n.message.contains("(messages 1, 3, 5 and 7)"),
+        "{}",
+        n.message
+    );
 }
 
 #[test]
@@ -88,7 +142,8 @@ fn user_messages_and_chat_between_repeats_do_not_reset() {
 fn changing_results_are_progress() {
     let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
     for k in 0..12 {
-        h.act(1, 10).act(2, 100 + k);
+        // A wait (short, always the same output), then a status that moves.
+        h.act_sized(1, 10, 20).act(2, 100 + k);
         assert!(
             h.observe(&mut s, &c).is_none(),
             "polling with a moving status at {k}"
@@ -98,13 +153,56 @@ fn changing_results_are_progress() {
 
 #[test]
 fn same_error_with_varied_arguments() {
+    // Re-guessed arguments of one call, the same failure: three repeats' worth at 3/4
+    // each, so the fifth attempt's result fires.
     let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
     let mut got = vec![];
-    for a in 1..=4 {
-        h.fail(a, 55);
+    for v in 1..=5 {
+        h.fail_variant(9, v, 55);
         got.push(h.observe(&mut s, &c).map(|n| n.pattern));
     }
-    assert_eq!(got, [None, None, None, Some(Pattern::RepeatedError)]);
+    assert_eq!(got, [None, None, None, None, Some(Pattern::RepeatedError)]);
+    // Unrelated commands that happen to fail alike weigh less: a handful is exploring.
+    let (mut h, mut s) = (H::default(), DetectorState::default());
+    for a in 1..=6 {
+        h.fail(a, 55);
+        assert!(h.observe(&mut s, &c).is_none(), "unrelated failure {a}");
+    }
+}
+
+#[test]
+fn the_same_failure_with_another_number_is_the_same_failure() {
+    // `paid 957` then `paid 1047`: the sidecar folds digits in the error signature, so
+    // the detector sees one signature; the exact results differ.
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = None;
+    for v in [957u64, 1047, 957, 972, 1002] {
+        h.fail_variant(4, v, 77);
+        got = got.or(h.observe(&mut s, &c));
+    }
+    assert_eq!(got.map(|n| n.pattern), Some(Pattern::RepeatedError));
+}
+
+#[test]
+fn a_sweep_that_prints_the_same_report_is_work() {
+    // Edge cases of one command, each printing the same substantial report.
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    for v in 1..=8 {
+        h.push(Role::Assistant, |f| {
+            f.action_hashes = vec![100 + v];
+            f.action_name_hashes = vec![100];
+            f.action_simhash = spread(100) ^ (1 << v);
+        })
+        .push(Role::ToolResult, |f| {
+            f.result_hash = 5;
+            f.result_shape_hash = 5;
+            f.result_simhash = spread(5);
+            f.result_size = 700;
+            f.is_error = true;
+            f.error_hash = 6;
+        });
+        assert!(h.observe(&mut s, &c).is_none(), "sweep step {v}");
+    }
 }
 
 #[test]
@@ -127,7 +225,7 @@ fn one_retry_after_an_error_is_fine() {
 }
 
 #[test]
-fn ab_cycle_needs_six_steps() {
+fn ab_cycle_fires_when_both_come_back_unchanged() {
     let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
     let mut first = None;
     for k in 0..4 {
@@ -136,7 +234,13 @@ fn ab_cycle_needs_six_steps() {
         h.act(2, 20);
         first = first.or(h.observe(&mut s, &c).map(|n| (k, 'b', n.pattern)));
     }
-    assert_eq!(first, Some((2, 'b', Pattern::Cycle)));
+    assert_eq!(first, Some((1, 'b', Pattern::Cycle)));
+    // Polling: a wait and a short status that does not move yet, a few rounds.
+    let (mut h, mut s) = (H::default(), DetectorState::default());
+    for k in 0..3 {
+        h.act_sized(1, 10, 16).act_sized(2, 20, 80);
+        assert!(h.observe(&mut s, &c).is_none(), "poll round {k}");
+    }
 }
 
 #[test]
@@ -169,7 +273,7 @@ fn no_progress_over_shuffled_old_actions() {
             got.get_or_insert((k, n.pattern));
         }
     }
-    assert_eq!(got.map(|g| g.1), Some(Pattern::NoProgress));
+    assert!(got.is_some_and(|(k, _)| k <= 4), "{got:?}");
 }
 
 #[test]
@@ -347,4 +451,30 @@ fn fingerprints_round_trip_through_the_proto() {
     let mut bad = keel::fingerprint::to_proto(&h.0);
     bad[0].role = 99;
     assert_eq!(keel::fingerprint::from_proto(&bad).len(), h.0.len() - 1);
+}
+
+#[test]
+fn think_steps_between_failures_neither_reset_nor_pad() {
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = vec![];
+    for k in 0..3 {
+        h.fail(3, 9);
+        got.push(h.observe(&mut s, &c).map(|n| n.pattern));
+        // A `think` tool: a new, empty result each time.
+        h.act_sized(100 + k, 200 + k, 0);
+        assert!(h.observe(&mut s, &c).is_none());
+    }
+    assert_eq!(got, [None, None, Some(Pattern::RepeatedFailure)]);
+}
+
+#[test]
+fn edits_that_change_nothing_the_test_sees_are_no_progress() {
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = vec![];
+    for k in 0..4 {
+        // A different silent edit each time, then the same test run, the same report.
+        h.act_sized(10 + k, 1, 40).act(5, 50);
+        got.push(h.observe(&mut s, &c).map(|n| n.pattern));
+    }
+    assert_eq!(got, [None, None, Some(Pattern::NoProgress), None]);
 }

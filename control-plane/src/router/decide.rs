@@ -283,15 +283,11 @@ impl RouterState {
     /// was unreachable (adopted), else the profile's choice.
     fn choose_pin(&self, ask: &Ask<'_>) -> Result<Choice, PolicyError> {
         let policy = self.policy();
-        // Only a model that meets the floor may become the pin.
-        let adopt =
-            Some(ask.req.degraded_model.as_str()).filter(|m| self.meets_floor(ask.profile, m));
-        match adopt {
-            Some(model) => policy
+        match self.adoptable(ask.req, ask.profile) {
+            Some((model, why)) => policy
                 .choose(ask.profile, Some(model), &ask.features)
                 .map(|mut c| {
-                    c.reason =
-                        format!("adopted {model}, served while the control plane was unreachable");
+                    c.reason = format!("adopted {model}, {why}");
                     c
                 }),
             None => policy.choose(ask.profile, ask.requested, &ask.features),

@@ -2,6 +2,7 @@
 //! and spend (report.rs); divergence nudges and stops are in nudge.rs;
 //! `RouteStream` multiplexes `Route` over one stream (stream.rs).
 
+mod adopt;
 mod budget;
 mod decide;
 mod failover;
@@ -9,6 +10,7 @@ mod nudge;
 mod report;
 mod seen;
 mod side;
+mod shared;
 mod stream;
 mod traced;
 
@@ -16,6 +18,8 @@ use std::sync::{
     Arc,
     atomic::{AtomicU64, AtomicUsize},
 };
+
+pub use shared::run_sync;
 
 use keel::pb::{self, RouteRequest, router_server};
 use tonic::{Request, Response, Status};
@@ -25,11 +29,12 @@ use crate::{
     budget::{Budgets, TenantSpend},
     capacity::Capacity,
     config::{Config, Profile},
+    decisions::{DecisionLog, DecisionWriter},
     metrics::Metrics,
     policy::Policy,
     refusal::Refusal,
     signals::Signals,
-    store::{DecisionLog, DecisionWriter, SessionKey, SessionStore, StoreError},
+    store::{SessionKey, SessionStore, StoreError},
 };
 
 /// Most fallbacks carried by a decision.

@@ -207,11 +207,16 @@ impl RouterState {
             key: k,
         }) = self.key_of(t, deployment)
         {
+            // Parked keys are shared with the other replicas (shared.rs).
             match kind {
-                AttemptKind::RateLimited => self.capacity.park(p, k, retry_after, now),
+                AttemptKind::RateLimited => {
+                    let wait = self.capacity.park(p, k, retry_after, now);
+                    self.share_park(p, k, wait);
+                }
                 AttemptKind::KeyRejected => {
                     tracing::warn!(provider = %t.provider, key_ref = %t.key_ref, "provider rejected a key; parked");
-                    self.capacity.park(p, k, Some(REJECTED_KEY_PARK_SECS), now);
+                    let wait = self.capacity.park(p, k, Some(REJECTED_KEY_PARK_SECS), now);
+                    self.share_park(p, k, wait);
                 }
                 _ => {}
             }

@@ -1,7 +1,8 @@
 //! The stored form of a [`Session`]: a version byte, then fixed-width
 //! little-endian fields. Version 2 is version 1 with the session's decision
 //! log head (8 bytes, 0 for none) after the version byte, where it is read
-//! and replaced without decoding the rest. Records written as JSON (before
+//! and replaced without decoding the rest. Version 3 is version 2 with four
+//! more hashes and a size per loop-detector step (read as 0 from older ones). Records written as JSON (before
 //! this encoding) start with `{` and still load, as do version 1 records;
 //! they are rewritten as version 2 on their next update. A record may end
 //! with the conversation's own budget caps (a flags byte, then the caps
@@ -15,15 +16,16 @@ use crate::divergence::{DetectorState, Seen, Step};
 /// First byte of a record in these encodings (never `{`).
 const V1: u8 = 1;
 const V2: u8 = 2;
+const V3: u8 = 3;
 
 /// Where version 2 keeps the decision log head.
 const HEAD: std::ops::Range<usize> = 1..9;
 
-/// Encodes `s` (about 120 bytes plus 12 per seen digest and 54 per step).
+/// Encodes `s` (about 120 bytes plus 12 per seen digest and 89 per step).
 pub fn encode_session(s: &Session) -> Vec<u8> {
     let d = &s.divergence;
-    let mut out = Vec::with_capacity(128 + d.seen.len() * 12 + d.steps.len() * 54);
-    out.push(V2);
+    let mut out = Vec::with_capacity(128 + d.seen.len() * 12 + d.steps.len() * 89);
+    out.push(V3);
     out.extend_from_slice(&s.decision_head.unwrap_or(0).to_le_bytes());
     opt_str(&mut out, s.pinned_model.as_deref());
     str(&mut out, &s.profile);
@@ -59,6 +61,10 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.push(u8::from(st.err) | (u8::from(st.reply_rep) << 1));
+        for v in [st.names, st.asim, st.rsim, st.rshape] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&st.rsize.to_le_bytes());
     }
     write_budget(&mut out, &s.budget);
     out
@@ -104,7 +110,7 @@ fn read_budget(r: &mut Reader<'_>) -> Option<Caps> {
 
 /// Whether `raw` is in the current encoding.
 pub fn is_compact(raw: &[u8]) -> bool {
-    raw.first() == Some(&V2) && raw.len() >= HEAD.end
+    matches!(raw.first(), Some(&(V2 | V3))) && raw.len() >= HEAD.end
 }
 
 /// Replaces the decision log head of a record in the current encoding.
@@ -119,7 +125,7 @@ pub fn set_decision_head(raw: &mut [u8], head: Option<u64>) {
 fn body(raw: &[u8]) -> Option<(Reader<'_>, Option<u64>)> {
     match *raw.first()? {
         V1 => Some((Reader(&raw[1..]), None)),
-        V2 => {
+        V2 | V3 => {
             let mut r = Reader(&raw[1..]);
             let head = r.u64()?;
             Some((r, (head != 0).then_some(head)))
@@ -134,7 +140,7 @@ pub fn decode_session(raw: &[u8]) -> Result<Session, StoreError> {
         return Ok(serde_json::from_slice(raw)?);
     }
     let (mut r, decision_head) = body(raw).ok_or(StoreError::Truncated)?;
-    let s = read_v1(&mut r).ok_or(StoreError::Truncated)?;
+    let s = read_v1(&mut r, raw[0] == V3).ok_or(StoreError::Truncated)?;
     let budget = read_budget(&mut r).ok_or(StoreError::Truncated)?;
     Ok(Session {
         decision_head,
@@ -171,7 +177,8 @@ pub fn last_seen_ms(raw: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
-fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
+/// The fields common to every version; `wide_steps`: steps carry version 3's extras.
+fn read_v1(r: &mut Reader<'_>, wide_steps: bool) -> Option<Session> {
     let pinned_model = r.opt_str()?;
     let profile = r.str()?;
     let provider_affinity = r.opt_str()?;
@@ -205,6 +212,11 @@ fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
         let [act, res, ekey, text, sim, reply] =
             [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
         let flags = r.u8()?;
+        let [names, asim, rsim, rshape, rsize] = if wide_steps {
+            [r.u64()?, r.u64()?, r.u64()?, r.u64()?, u64::from(r.u32()?)]
+        } else {
+            [0; 5]
+        };
         steps.push(Step {
             turn,
             act,
@@ -215,6 +227,11 @@ fn read_v1(r: &mut Reader<'_>) -> Option<Session> {
             sim,
             reply,
             reply_rep: flags & 2 != 0,
+            names,
+            asim,
+            rsim,
+            rshape,
+            rsize: rsize as u32,
         });
     }
     Some(Session {

@@ -1,15 +1,17 @@
 //! The session store: one place for each conversation's state. sled is the
-//! embedded default; the trait lets a distributed store back several
-//! control-plane replicas.
+//! embedded default (sled_store.rs and the modules it names); Redis
+//! (redis_store/) is shared by several control-plane replicas. Other
+//! services build on the trait (the decision writer, `crate::decisions`).
 
 mod activity;
 #[cfg(test)]
 mod activity_tests;
 mod cache;
 mod codec;
-mod decision_log;
+#[cfg(test)]
+mod contract_tests;
 mod flusher;
-mod linger;
+mod redis_store;
 mod segment;
 mod sessions;
 mod sled_store;
@@ -36,7 +38,8 @@ use crate::{
 };
 
 pub use activity::{ConversationPage, ConversationSummary};
-pub use decision_log::{DecisionLog, DecisionWriter};
+pub use codec::{decode_session, encode_session};
+pub use redis_store::{Backend, Durability, RedisSettings, RedisStore};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
 
@@ -155,6 +158,12 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("session store: corrupt record: truncated")]
     Truncated,
+    #[error("session store: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store cannot keep acknowledged pins: {0}")]
+    Durability(String),
 }
 
 /// Future returned by [`SessionStore::flush`].
@@ -204,11 +213,50 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores a tenant's spend and turns for `day.day`.
     fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError>;
 
+    /// Whether other control planes share this store: then nothing read
+    /// may be kept in memory as the truth (tenant days are added with
+    /// [`SessionStore::add_tenant_day`], read on every check).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Atomically adds to a tenant's totals of `day`; returns the new
+    /// totals. A store not [`shared`](SessionStore::shared) may leave
+    /// this to the caller's memory.
+    fn add_tenant_day(
+        &self,
+        tenant: &str,
+        day: u64,
+        usd: f64,
+        turns: u64,
+    ) -> Result<TenantDay, StoreError> {
+        let mut current = self.tenant_day(tenant, day)?.unwrap_or(TenantDay {
+            day,
+            ..TenantDay::default()
+        });
+        current.usd += usd;
+        current.turns += turns;
+        self.put_tenant_day(tenant, &current)?;
+        Ok(current)
+    }
+
     /// Run-time budget caps (`Admin.SetBudgets`).
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError>;
 
     /// Stores run-time budget caps (not durable until flushed).
     fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError>;
+
+    /// Shares that a 429 parked `key` (`provider/key_ref`) until
+    /// `until_ms`; a store that is not shared keeps nothing.
+    fn park_key(&self, _key: &str, _until_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Keys parked by any replica and still parked at `now_ms`, with when
+    /// they may be used again.
+    fn parked_keys(&self, _now_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Removes sessions idle past their TTL among the next batch of stored
     /// ones (each call goes on where the last stopped, and wraps); returns

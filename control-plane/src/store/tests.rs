@@ -187,7 +187,7 @@ fn futures_flush(store: &SledStore) {
 async fn the_decision_log_writes_in_order_and_completes_queued_records() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SessionStore> = Arc::new(open(dir.path(), Duration::from_secs(3600)));
-    let (log, writer) = super::DecisionLog::new(Arc::clone(&store));
+    let (log, writer) = crate::decisions::DecisionLog::new(Arc::clone(&store));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(writer.run(async move {
         let _ = stopped.await;
@@ -272,6 +272,11 @@ fn sessions_round_trip_through_the_compact_encoding_and_json_still_loads() {
             sim: u64::MAX,
             reply: 6,
             reply_rep: i % 3 == 0,
+            names: u64::MAX - 7,
+            asim: u64::MAX - 8,
+            rsim: u64::MAX - 9,
+            rshape: u64::MAX - 10,
+            rsize: i * 100,
         })
         .collect();
     s.divergence.step_count = 90;
@@ -290,6 +295,42 @@ fn sessions_round_trip_through_the_compact_encoding_and_json_still_loads() {
     // Records written as JSON before the compact encoding.
     let json = serde_json::to_vec(&s).unwrap();
     assert_eq!(super::codec::decode_session(&json).unwrap(), s);
+}
+
+#[test]
+fn version_2_records_load_with_the_newer_step_fields_absent() {
+    use crate::divergence::Step;
+    let mut s = Session {
+        profile: "AGENT".into(),
+        ..Default::default()
+    };
+    let step = Step {
+        turn: 3,
+        act: 1,
+        res: 2,
+        names: 7,
+        asim: 8,
+        rsim: 9,
+        rshape: 10,
+        rsize: 11,
+        ..Default::default()
+    };
+    s.divergence.steps = vec![step];
+    let v3 = super::codec::encode_session(&s);
+    // Version 2 is the same record without a step's last four hashes and size.
+    let mut v2 = v3[..v3.len() - 36].to_vec();
+    v2[0] = 2;
+    let old = super::codec::decode_session(&v2).unwrap();
+    let expected = Step {
+        names: 0,
+        asim: 0,
+        rsim: 0,
+        rshape: 0,
+        rsize: 0,
+        ..step
+    };
+    assert_eq!(old.divergence.steps, vec![expected]);
+    assert!(super::codec::is_compact(&v2) && super::codec::is_compact(&v3));
 }
 
 #[test]

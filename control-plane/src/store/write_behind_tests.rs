@@ -302,7 +302,8 @@ async fn a_held_record_is_written_once_with_its_result() {
         records: Mutex::default(),
         completes: Mutex::default(),
     });
-    let (log, writer) = super::DecisionLog::new(Arc::clone(&store) as Arc<dyn SessionStore>);
+    let (log, writer) =
+        crate::decisions::DecisionLog::new(Arc::clone(&store) as Arc<dyn SessionStore>);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(writer.run(async move {
         let _ = stopped.await;
@@ -345,7 +346,7 @@ async fn sync_and_shutdown_write_held_records() {
     let key = SessionKey::new("t", "c");
     turn(&store, &key, 1, "m");
     let store: Arc<dyn SessionStore> = Arc::new(store);
-    let (log, writer) = super::DecisionLog::new(Arc::clone(&store));
+    let (log, writer) = crate::decisions::DecisionLog::new(Arc::clone(&store));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(writer.run(async move {
         let _ = stopped.await;

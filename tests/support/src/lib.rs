@@ -5,6 +5,7 @@
 
 pub mod fake_provider;
 pub mod harness;
+pub mod redis_server;
 mod replay;
 pub mod script;
 pub mod scripted;
@@ -12,3 +13,4 @@ pub mod scripted;
 pub use fake_provider::{Behavior, FakeProvider, Recorded};
 pub use harness::{ControlPlane, Sidecar, bin_path};
 pub use scripted::ScriptedCall;
+pub use redis_server::RedisServer;

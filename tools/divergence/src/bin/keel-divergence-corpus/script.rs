@@ -1,4 +1,8 @@
-//! A small builder that renders one neutral script into OpenAI or Anthropic messages.
+//! Renders one script (a data file entry, see `tools/divergence/scripts/README.md`) into
+//! OpenAI or Anthropic messages. Volatile values in the script's strings (`{{ts}}`,
+//! `{{uuid}}`, `{{hex:N}}`, `{{dur}}`) and the call ids come from a generator seeded by
+//! the conversation id and format, so the output is the same bytes on every run while
+//! normalization is still exercised as in real traffic.
 
 use serde_json::{Value, json};
 
@@ -10,7 +14,15 @@ pub enum Fmt {
 }
 
 impl Fmt {
-    pub const BOTH: [Fmt; 2] = [Fmt::OpenAi, Fmt::Anthropic];
+    /// The spelling in scripts and in the corpus.
+    pub fn parse(name: &str) -> Option<Fmt> {
+        match name {
+            "openai" => Some(Fmt::OpenAi),
+            "anthropic" => Some(Fmt::Anthropic),
+            _ => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Fmt::OpenAi => "openai",
@@ -23,17 +35,17 @@ impl Fmt {
 pub struct Conv {
     id: String,
     fmt: Fmt,
-    shape: &'static str,
+    shape: String,
     note: String,
     msgs: Vec<Value>,
     pending: Vec<String>,
     evident: Option<usize>,
-    pattern: Option<&'static str>,
+    pattern: Option<String>,
     rng: u64,
 }
 
 impl Conv {
-    pub fn new(id: &str, fmt: Fmt, shape: &'static str, note: &str) -> Conv {
+    pub fn new(id: &str, fmt: Fmt, shape: &str, note: &str) -> Conv {
         let mut seed = 0xcbf2_9ce4_8422_2325u64;
         for b in id.bytes().chain(fmt.name().bytes()) {
             seed = (seed ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
@@ -41,7 +53,7 @@ impl Conv {
         Conv {
             id: format!("{id}-{}", fmt.name()),
             fmt,
-            shape,
+            shape: shape.into(),
             note: note.into(),
             msgs: Vec::new(),
             pending: Vec::new(),
@@ -52,9 +64,54 @@ impl Conv {
     }
 
     /// Marks this conversation as a loop of `pattern`.
-    pub fn looping(mut self, pattern: &'static str) -> Conv {
-        self.pattern = Some(pattern);
+    pub fn looping(mut self, pattern: &str) -> Conv {
+        self.pattern = Some(pattern.into());
         self
+    }
+
+    /// `s` with its placeholders replaced by fresh volatile values, left to right.
+    /// Unknown placeholders are an error in the script.
+    pub fn expand(&mut self, s: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?;
+            let value = match &after[..close] {
+                "ts" => self.ts(),
+                "uuid" => self.uuid(),
+                "dur" => self.dur(),
+                other => match other.strip_prefix("hex:").and_then(|n| n.parse().ok()) {
+                    Some(n) => self.hex(n),
+                    None => return Err(format!("unknown placeholder {{{{{other}}}}}")),
+                },
+            };
+            out.push_str(&value);
+            rest = &after[close + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// [`Conv::expand`] applied to every string inside a JSON value (tool arguments).
+    pub fn expand_json(&mut self, v: &Value) -> Result<Value, String> {
+        Ok(match v {
+            Value::String(s) => Value::String(self.expand(s)?),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|x| self.expand_json(x))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| Ok((k.clone(), self.expand_json(x)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
     }
 
     /// The loop is evident from the history as it stands now: the next request shows it.
@@ -133,11 +190,6 @@ impl Conv {
         }
     }
 
-    /// Assistant turn with one native tool call.
-    pub fn call(&mut self, text: &str, name: &str, args: Value) {
-        self.calls(text, vec![(name, args)]);
-    }
-
     /// Assistant turn with native tool calls.
     pub fn calls(&mut self, text: &str, calls: Vec<(&str, Value)>) {
         self.pending.clear();
@@ -171,11 +223,6 @@ impl Conv {
                     .push(json!({"role": "assistant", "content": blocks}));
             }
         }
-    }
-
-    /// Result of the single pending call.
-    pub fn res(&mut self, content: &str, is_error: bool) {
-        self.results(vec![(content.to_string(), is_error)]);
     }
 
     /// Results of the pending calls, in order.
@@ -245,39 +292,4 @@ impl Conv {
             "messages": self.msgs,
         })
     }
-}
-
-pub const MINI_SYS: &str = "You are a helpful assistant that can interact with a computer.\n\nYour response must contain exactly ONE bash code block with ONE command (or commands connected with && or ||). Include a THOUGHT section before your command where you explain your reasoning process.";
-pub const SWE_SYS: &str = "SETTING: You are an autonomous programmer, and you're working directly in the command line with a special interface. The special interface consists of a file editor that shows you 100 lines of a file at a time. Commands: open, goto, scroll_down, scroll_up, create, edit, search_dir, search_file, find_file, submit.";
-pub const TOOL_SYS: &str = "You are a coding agent. Use the tools to inspect and edit the repository in /repo, run the tests, and finish when they pass.";
-pub const TAU_RETAIL_SYS: &str = "# Retail agent policy\nAs a retail agent, you can help users cancel or modify pending orders, return or exchange delivered orders, modify their default user address, or provide information about their own profile, orders, and related products. At the beginning of the conversation, you have to authenticate the user identity by locating their user id via email, or via name + zip code. Before taking consequential actions that update the database, you must list the action detail and obtain explicit user confirmation (yes) to proceed.";
-pub const TAU_AIRLINE_SYS: &str = "# Airline Agent Policy\nAs an airline agent, you can help users book, modify, or cancel flight reservations. Before taking any actions that update the booking database, you must list the action details and obtain explicit user confirmation (yes) to proceed. You should only make one tool call at a time.";
-
-/// A pytest session summary.
-pub fn pytest(c: &mut Conv, failed: &[(&str, &str)], passed: u32) -> String {
-    let mut out = String::from(
-        "============================= test session starts ==============================\nplatform linux -- Python 3.11.4, pytest-7.4.0, pluggy-1.2.0\nrootdir: /repo\ncollected ",
-    );
-    out.push_str(&format!("{} items\n\n", failed.len() as u32 + passed));
-    for (name, err) in failed {
-        out.push_str(&format!("______________________________ {name} ______________________________\n\n    def {name}():\n>       assert result == expected\nE       {err}\n\n"));
-    }
-    out.push_str(
-        "=========================== short test summary info ============================\n",
-    );
-    for (name, err) in failed {
-        out.push_str(&format!("FAILED tests/test_core.py::{name} - {err}\n"));
-    }
-    let d = c.dur();
-    if failed.is_empty() {
-        out.push_str(&format!(
-            "============================== {passed} passed in {d} ==============================="
-        ));
-    } else {
-        out.push_str(&format!(
-            "========================= {} failed, {passed} passed in {d} =========================",
-            failed.len()
-        ));
-    }
-    out
 }

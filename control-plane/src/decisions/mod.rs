@@ -1,4 +1,5 @@
-//! Decision records, written off the `Route` path: `Route` queues the record
+//! The decision writer, a service on the session store. Decision records,
+//! written off the `Route` path: `Route` queues the record
 //! on a bounded channel and one writer task applies the queue in batches.
 //! Reports' results go through the same channel, so a result never overtakes
 //! the record it completes. A record is held in memory for a moment
@@ -12,10 +13,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::{
-    DecisionEntry, SessionKey, SessionStore, TurnResult,
-    linger::{Completion, Unwritten},
-};
+mod linger;
+
+use crate::store::{DecisionEntry, SessionKey, SessionStore, TurnResult};
+use linger::{Completion, Unwritten};
 
 /// Records queued before `Route` waits for the writer.
 const QUEUE: usize = 8192;

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use tokio::time::{Duration, Instant};
 
-use super::{DecisionEntry, SessionKey, TurnResult};
+use crate::store::{DecisionEntry, SessionKey, TurnResult};
 
 /// Longest a record waits for its result in memory.
 pub const LINGER: Duration = Duration::from_millis(500);

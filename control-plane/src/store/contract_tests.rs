@@ -1,0 +1,244 @@
+//! One contract for every [`SessionStore`]: each case runs against sled and
+//! against a real `redis-server` (scripts/setup-redis.sh installs it).
+
+use std::{sync::Arc, time::Duration};
+
+use keel_testkit::RedisServer;
+
+use super::{
+    DecisionEntry, Durability, RedisSettings, RedisStore, SessionKey, SessionStore, SledStore,
+    TurnResult, now_ms,
+};
+use crate::budget::{Overrides, TenantDay};
+
+pub(super) const TTL: Duration = Duration::from_secs(3600);
+
+/// A store under test and what keeps it alive.
+pub(super) struct Subject {
+    pub store: Arc<dyn SessionStore>,
+    _dir: tempfile::TempDir,
+    _redis: Option<RedisServer>,
+}
+
+pub(super) fn sled() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 * 1024 * 1024, TTL).unwrap();
+    Subject {
+        store: Arc::new(store),
+        _dir: dir,
+        _redis: None,
+    }
+}
+
+pub(super) fn settings(redis: &RedisServer, durability: Durability) -> RedisSettings {
+    RedisSettings {
+        url: redis.url(),
+        password_env: None,
+        sentinels: Vec::new(),
+        master: None,
+        durability,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn redis() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), &[]).unwrap();
+    let store = RedisStore::open(&settings(&server, Durability::Strict), TTL).unwrap();
+    Subject {
+        store: Arc::new(store),
+        _dir: dir,
+        _redis: Some(server),
+    }
+}
+
+/// `case(store)` against each backend.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn sled() {
+                super::$case(&*super::sled().store);
+            }
+            #[test]
+            fn redis() {
+                super::$case(&*super::redis().store);
+            }
+        }
+    )*};
+}
+
+contract!(
+    racing_first_turns_converge_on_one_pin,
+    an_update_sees_the_one_before_it,
+    an_idle_session_is_gone_after_its_ttl,
+    a_timeline_is_in_turn_order_and_results_join_their_record,
+    tenant_days_add_up,
+    budget_overrides_round_trip,
+);
+
+fn entry(id: &str, turn: u32) -> DecisionEntry {
+    DecisionEntry {
+        decision_id: id.into(),
+        turn,
+        kind: 1,
+        model: "m".into(),
+        provider: "p".into(),
+        reason: "r".into(),
+        at_ms: now_ms(),
+        events: Vec::new(),
+        result: None,
+    }
+}
+
+pub(super) fn pin_turn(
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    now: u64,
+    pin: &str,
+) -> super::Updated {
+    store
+        .update(key, now, &mut |cur| {
+            let mut s = cur.cloned().unwrap_or_default();
+            s.turns += 1;
+            s.last_seen_ms = now;
+            if s.pinned_model.is_none() {
+                s.pinned_model = Some(pin.to_owned());
+            }
+            s
+        })
+        .unwrap()
+}
+
+fn racing_first_turns_converge_on_one_pin(store: &dyn SessionStore) {
+    let key = SessionKey::new("t", "race");
+    let now = now_ms();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let key = &key;
+                s.spawn(move || pin_turn(store, key, now, &format!("model-{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|u| u.before.is_none()).count(),
+        1,
+        "exactly one racer created the session"
+    );
+    let pins: std::collections::HashSet<_> = results
+        .iter()
+        .map(|u| u.after.pinned_model.clone())
+        .collect();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    let stored = store.get(&key, now).unwrap().unwrap();
+    assert_eq!(stored.turns, 8, "no turn lost");
+    assert_eq!(Some(stored.pinned_model), pins.into_iter().next());
+}
+
+fn an_update_sees_the_one_before_it(store: &dyn SessionStore) {
+    let key = SessionKey::new("t", "seq");
+    let now = now_ms();
+    let first = pin_turn(store, &key, now, "a");
+    assert!(first.before.is_none());
+    let second = pin_turn(store, &key, now + 1, "b");
+    assert_eq!(second.before.as_ref().map(|s| s.turns), Some(1));
+    assert_eq!(
+        second.after.pinned_model.as_deref(),
+        Some("a"),
+        "a pin stays"
+    );
+    assert!(
+        store
+            .get(&SessionKey::new("t", "other"), now)
+            .unwrap()
+            .is_none()
+    );
+    futures_flush(store);
+}
+
+fn an_idle_session_is_gone_after_its_ttl(store: &dyn SessionStore) {
+    let key = SessionKey::new("t", "idle");
+    let now = now_ms();
+    pin_turn(store, &key, now, "a");
+    let ttl = TTL.as_millis() as u64;
+    assert!(store.get(&key, now + ttl - 1).unwrap().is_some());
+    assert!(
+        store.get(&key, now + ttl).unwrap().is_none(),
+        "idle past TTL"
+    );
+    // An expired session is started afresh, not resumed.
+    let reborn = pin_turn(store, &key, now + ttl, "b");
+    assert!(reborn.before.is_none());
+    assert_eq!(reborn.after.pinned_model.as_deref(), Some("b"));
+}
+
+fn a_timeline_is_in_turn_order_and_results_join_their_record(store: &dyn SessionStore) {
+    let key = SessionKey::new("t", "timeline");
+    pin_turn(store, &key, now_ms(), "m");
+    store.record_decision(&key, &entry("d2", 2)).unwrap();
+    store
+        .record_decisions(&[(key.clone(), entry("d1", 1)), (key.clone(), entry("d3", 3))])
+        .unwrap();
+    let result = TurnResult {
+        success: true,
+        latency_ms: 42,
+        cost_usd: 0.5,
+        ..TurnResult::default()
+    };
+    assert!(store.complete_decision(&key, 2, "d2", &result).unwrap());
+    assert!(
+        !store.complete_decision(&key, 2, "nope", &result).unwrap(),
+        "unknown decision"
+    );
+    let timeline = store.decisions(&key).unwrap();
+    let turns: Vec<u32> = timeline.iter().map(|d| d.turn).collect();
+    assert_eq!(turns, [1, 2, 3]);
+    assert_eq!(timeline[1].result.as_ref(), Some(&result));
+    assert!(timeline[0].result.is_none());
+    assert!(
+        store
+            .decisions(&SessionKey::new("t", "time"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn tenant_days_add_up(store: &dyn SessionStore) {
+    let today = crate::budget::utc_day(now_ms());
+    assert_eq!(store.tenant_day("acme", today).unwrap(), None);
+    store.add_tenant_day("acme", today, 1.25, 1).unwrap();
+    let total = store.add_tenant_day("acme", today, 0.5, 2).unwrap();
+    assert_eq!((total.usd, total.turns), (1.75, 3));
+    assert_eq!(store.tenant_day("acme", today).unwrap(), Some(total));
+    let yesterday = today - 1;
+    assert_eq!(
+        store.tenant_day("acme", yesterday).unwrap(),
+        None,
+        "per day"
+    );
+    let set = TenantDay {
+        day: yesterday,
+        usd: 2.0,
+        turns: 4,
+    };
+    store.put_tenant_day("acme", &set).unwrap();
+    futures_flush(store);
+    assert_eq!(store.tenant_day("acme", yesterday).unwrap(), Some(set));
+}
+
+fn budget_overrides_round_trip(store: &dyn SessionStore) {
+    assert!(store.budget_overrides().unwrap().is_none());
+    let overrides = Overrides::default();
+    store.put_budget_overrides(&overrides).unwrap();
+    assert_eq!(store.budget_overrides().unwrap(), Some(overrides));
+}
+
+pub(super) fn futures_flush(store: &dyn SessionStore) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.flush()).unwrap();
+}
