@@ -80,7 +80,9 @@ impl Interceptor for Bearer {
 /// The lazily connected channels to the control plane(s) the sidecar's
 /// config names: `--control-plane` is one URL or several, comma-separated
 /// (replicas on one shared store), each with the same TLS and token.
-pub fn channels(config: &SidecarConfig) -> Result<Vec<(String, ControlPlaneChannel)>, ChannelError> {
+pub fn channels(
+    config: &SidecarConfig,
+) -> Result<Vec<(String, ControlPlaneChannel)>, ChannelError> {
     let urls: Vec<&str> = config
         .control_plane
         .split(',')

@@ -11,8 +11,7 @@ use std::{
 use keel::pb;
 
 use crate::{
-    control_plane::ControlPlaneChannel, error::ApiError, replicas::Replicas,
-    route_stream::RouteRpc,
+    control_plane::ControlPlaneChannel, error::ApiError, replicas::Replicas, route_stream::RouteRpc,
 };
 
 /// Most conversations whose last decision is kept for failing static.

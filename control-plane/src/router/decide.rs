@@ -284,12 +284,14 @@ impl RouterState {
     fn choose_pin(&self, ask: &Ask<'_>) -> Result<Choice, PolicyError> {
         let policy = self.policy();
         match self.adoptable(ask.req, ask.profile) {
-            Some((model, why)) => policy
-                .choose(ask.profile, Some(model), &ask.features)
-                .map(|mut c| {
-                    c.reason = format!("adopted {model}, {why}");
-                    c
-                }),
+            Some((model, why)) => {
+                policy
+                    .choose(ask.profile, Some(model), &ask.features)
+                    .map(|mut c| {
+                        c.reason = format!("adopted {model}, {why}");
+                        c
+                    })
+            }
             None => policy.choose(ask.profile, ask.requested, &ask.features),
         }
     }

@@ -9,8 +9,8 @@ mod failover;
 mod nudge;
 mod report;
 mod seen;
-mod side;
 mod shared;
+mod side;
 mod stream;
 mod traced;
 

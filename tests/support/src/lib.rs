@@ -12,5 +12,5 @@ pub mod scripted;
 
 pub use fake_provider::{Behavior, FakeProvider, Recorded};
 pub use harness::{ControlPlane, Sidecar, bin_path};
-pub use scripted::ScriptedCall;
 pub use redis_server::RedisServer;
+pub use scripted::ScriptedCall;
