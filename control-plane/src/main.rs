@@ -66,6 +66,7 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
     let (store, seal) = server::open_store(&config, fresh_store)?;
     let grpc = TcpListener::bind(config.grpc_listen).await?;
     let http = TcpListener::bind(config.http_listen).await?;
+    let shutdown = shutdown_signal();
     // One machine-readable line on stdout: scripts and tests that bind port 0
     // learn the addresses from it.
     println!(
@@ -73,7 +74,7 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
         grpc.local_addr()?,
         http.local_addr()?
     );
-    server::serve(grpc, http, config, store, shutdown_signal()).await?;
+    server::serve(grpc, http, config, store, shutdown).await?;
     // After the store's last flush: a copy cut back from here is refused.
     if let Some(seal) = seal {
         seal.close()?;
@@ -81,24 +82,26 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, which is before "ready" is printed: a signal right after "ready"
+/// is a clean stop, not the default action's kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let recv = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
-            };
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            _ = recv(term) => {},
+            _ = recv(int) => {},
         }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }

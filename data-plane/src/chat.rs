@@ -33,15 +33,11 @@ pub async fn handle(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    state.authorize(&parts.headers)?;
-    let keel_headers = inbound::keel_headers(&parts.headers)?;
-    let bytes = inbound::read_body(
-        body,
-        state.config.max_body_bytes,
-        state.config.body_idle_timeout,
-    )
-    .await?;
+    let inbound::Accepted {
+        parts,
+        keel: keel_headers,
+        bytes,
+    } = inbound::accept(&state, req).await?;
     let mut chat = inbound::parse_chat(format, bytes)?;
     chat.passthrough = Passthrough::from_parts(format, &parts);
     let features = features::compute(&chat.body, chat.stream);
@@ -86,26 +82,14 @@ pub async fn handle(
     state
         .main_lines
         .decided(&identity.conversation_id, tool_count, &decision);
-    if routed.degraded {
-        state.metrics.degraded();
-    }
-    let mut pending = Pending::new(
-        state.reporter.clone(),
-        pb::Outcome {
-            decision_id: decision.decision_id.clone(),
-            tenant: state.config.tenant.clone(),
-            conversation_id: identity.conversation_id,
-            profile: decision.profile.clone(),
-            degraded: routed.degraded,
-            started_at_unix_ms: unix_ms(),
-            // Names the decision record the report completes.
-            turn: decision.turn,
-            ..Default::default()
-        },
-        started,
-    )
-    .holding(Some(slot))
-    .estimating(prompt_tokens);
+    let mut pending = pending(
+        &state,
+        &decision,
+        identity.conversation_id,
+        routed.degraded,
+        (started, slot),
+        prompt_tokens,
+    );
 
     if rewrite::inject(format, &mut chat.body, &decision.inject) {
         chat.raw = None;
@@ -160,6 +144,39 @@ pub async fn handle(
         routed.degraded,
     );
     Ok(response)
+}
+
+/// The outcome a routed request will report: held with its concurrency
+/// slot, and counted from what was relayed if its usage never arrives (a
+/// stream cut short). Counts a degraded decision.
+pub(crate) fn pending(
+    state: &AppState,
+    decision: &pb::Decision,
+    conversation_id: String,
+    degraded: bool,
+    (started, slot): (Instant, tokio::sync::OwnedSemaphorePermit),
+    prompt_tokens: u32,
+) -> Pending {
+    if degraded {
+        state.metrics.degraded();
+    }
+    Pending::new(
+        state.reporter.clone(),
+        pb::Outcome {
+            decision_id: decision.decision_id.clone(),
+            tenant: state.config.tenant.clone(),
+            conversation_id,
+            profile: decision.profile.clone(),
+            degraded,
+            started_at_unix_ms: unix_ms(),
+            // Names the decision record the report completes.
+            turn: decision.turn,
+            ..Default::default()
+        },
+        started,
+    )
+    .holding(Some(slot))
+    .estimating(prompt_tokens)
 }
 
 /// The app-facing error once no target could serve the request; a provider's

@@ -33,15 +33,11 @@ pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (parts, body) = req.into_parts();
-    state.authorize(&parts.headers)?;
-    let keel_headers = inbound::keel_headers(&parts.headers)?;
-    let bytes = inbound::read_body(
-        body,
-        state.config.max_body_bytes,
-        state.config.body_idle_timeout,
-    )
-    .await?;
+    let inbound::Accepted {
+        parts,
+        keel: keel_headers,
+        bytes,
+    } = inbound::accept(&state, req).await?;
     let mut body: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
     if !body.get("messages").is_some_and(Value::is_array) {

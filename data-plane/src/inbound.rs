@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use crate::{error::ApiError, format::Format};
+use crate::{error::ApiError, format::Format, state::AppState};
 
 /// Keel's request headers.
 #[derive(Debug, Default)]
@@ -47,6 +47,29 @@ pub fn keel_headers(headers: &HeaderMap) -> Result<KeelHeaders, ApiError> {
 pub(crate) fn check_name(what: &'static str, name: Option<&str>) -> Result<(), ApiError> {
     keel::names::check(what, name.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// What every API request starts with, checked: its head, Keel's headers
+/// and its whole body.
+pub struct Accepted {
+    pub parts: http::request::Parts,
+    pub keel: KeelHeaders,
+    pub bytes: Bytes,
+}
+
+/// Checks the app's credential and Keel's headers, then reads the body
+/// within the sidecar's size and idle limits.
+pub async fn accept(state: &AppState, req: http::Request<Incoming>) -> Result<Accepted, ApiError> {
+    let (parts, body) = req.into_parts();
+    state.authorize(&parts.headers)?;
+    let keel = keel_headers(&parts.headers)?;
+    let bytes = read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.body_idle_timeout,
+    )
+    .await?;
+    Ok(Accepted { parts, keel, bytes })
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes and a

@@ -21,13 +21,13 @@ pub use chains::Chains;
 
 use crate::{
     body::Body,
-    chat::{to_api_error, unix_ms},
+    chat::{self, to_api_error},
     error::ApiError,
     format::Format,
     forward,
     headers::decorate,
     inbound as chat_inbound,
-    outcome::{Ending, Pending},
+    outcome::Ending,
     rewrite::{self, Prepared},
     state::AppState,
     translate::{self, Usage},
@@ -63,15 +63,11 @@ pub async fn handle(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    state.authorize(&parts.headers)?;
-    let keel_headers = chat_inbound::keel_headers(&parts.headers)?;
-    let bytes = chat_inbound::read_body(
-        body,
-        state.config.max_body_bytes,
-        state.config.body_idle_timeout,
-    )
-    .await?;
+    let chat_inbound::Accepted {
+        parts,
+        keel: keel_headers,
+        bytes,
+    } = chat_inbound::accept(&state, req).await?;
     let mut request = inbound::parse(bytes)?;
     let features = features::compute(&request.body, request.stream);
     let prompt_tokens = features.estimated_prompt_tokens;
@@ -99,27 +95,15 @@ pub async fn handle(
         })
         .await?;
     let decision = routed.decision;
-    if routed.degraded {
-        state.metrics.degraded();
-    }
     let conversation: Arc<str> = Arc::from(identity.conversation_id.as_str());
-    let mut pending = Pending::new(
-        state.reporter.clone(),
-        pb::Outcome {
-            decision_id: decision.decision_id.clone(),
-            tenant: state.config.tenant.clone(),
-            conversation_id: identity.conversation_id,
-            profile: decision.profile.clone(),
-            degraded: routed.degraded,
-            started_at_unix_ms: unix_ms(),
-            turn: decision.turn,
-            ..Default::default()
-        },
-        started,
-    )
-    .holding(Some(slot))
-    // A stream cut short is counted from what was relayed.
-    .estimating(prompt_tokens);
+    let mut pending = chat::pending(
+        &state,
+        &decision,
+        identity.conversation_id,
+        routed.degraded,
+        (started, slot),
+        prompt_tokens,
+    );
 
     if inbound::inject(&mut request.body, &decision.inject) {
         request.raw = None;
