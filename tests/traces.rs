@@ -1,7 +1,8 @@
 //! OpenTelemetry traces over OTLP/HTTP: a small receiver stands in for a
 //! collector; one chat request through the sidecar yields the sidecar's
 //! request span, the control plane's `Route` span and a `chat {model}` span
-//! with the GenAI attributes, all in one trace.
+//! with the GenAI attributes (the finish reasons of a streamed and of a
+//! whole answer among them), all in one trace.
 
 mod common;
 
@@ -78,6 +79,15 @@ fn text(v: Option<&AnyValue>) -> Option<String> {
     }
 }
 
+/// A string-array attribute (`gen_ai.response.finish_reasons`).
+fn strings(span: &Span, key: &str) -> Option<Vec<String>> {
+    let kv = span.attributes.iter().find(|kv| kv.key == key)?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        V::ArrayValue(a) => a.values.iter().map(|v| text(Some(v))).collect(),
+        _ => None,
+    }
+}
+
 fn attr(span: &Span, key: &str) -> Option<String> {
     span.attributes
         .iter()
@@ -88,16 +98,17 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_across_sidecar_control_plane_and_provider_call() {
     // Trace context rides in the stream request (the default)...
-    traced_request("stream").await;
+    traced_request("stream", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unary_route_carries_the_trace_in_grpc_metadata() {
-    // ...and in gRPC metadata on unary `Route`.
-    traced_request("unary").await;
+    // ...and in gRPC metadata on unary `Route` (here for a whole answer).
+    traced_request("unary", false).await;
 }
 
-async fn traced_request(route_rpc: &str) {
+/// One chat request, `streamed` or whole, with `--route-rpc route_rpc`.
+async fn traced_request(route_rpc: &str, streamed: bool) {
     let (otlp, received) = receiver().await;
     let fake = keel_testkit::FakeProvider::start().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -124,7 +135,7 @@ async fn traced_request(route_rpc: &str) {
         &sc.url(),
         Some("traced-1"),
         Some("AGENT"),
-        &chat_body("auto", true),
+        &chat_body("auto", streamed),
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -187,6 +198,12 @@ async fn traced_request(route_rpc: &str) {
         assert!(n >= 0, "{key}");
     }
     assert!(attr(call, "gen_ai.usage.input_tokens").unwrap() != "0");
+    // The provider's own reason for ending the answer, streamed or whole.
+    assert_eq!(
+        strings(call, "gen_ai.response.finish_reasons"),
+        Some(vec!["stop".to_owned()]),
+        "streamed: {streamed}"
+    );
     assert!(attr(call, "error.type").is_none());
     assert!(call.end_time_unix_nano >= call.start_time_unix_nano);
 }

@@ -11,7 +11,7 @@ use keel::{
     semconv::{attr, operation},
 };
 use opentelemetry::{
-    Context, KeyValue,
+    Array, Context, KeyValue, StringValue, Value,
     trace::{Span as _, SpanKind, Status, Tracer as _},
 };
 
@@ -37,8 +37,8 @@ impl CallTimes {
     }
 
     /// Emits a span per attempt of the settled `outcome`; the served one
-    /// ends now (its last byte).
-    pub fn emit(self, o: &pb::Outcome) {
+    /// ends now (its last byte) and carries the answer's `finish_reason`.
+    pub fn emit(self, o: &pb::Outcome, finish_reason: Option<&'static str>) {
         let tracer = opentelemetry::global::tracer("keel-sidecar");
         let last = o.attempts.len().saturating_sub(1);
         for (i, (a, start)) in o.attempts.iter().zip(self.calls).enumerate() {
@@ -77,6 +77,12 @@ impl CallTimes {
                         i64::from(u.cache_creation_tokens),
                     ),
                 ]);
+            }
+            if served && let Some(r) = finish_reason {
+                attrs.push(KeyValue::new(
+                    attr::RESPONSE_FINISH_REASONS,
+                    Value::Array(Array::String(vec![StringValue::from(r)])),
+                ));
             }
             // The served call ends now (its last byte); another at its answer.
             let end = if served {

@@ -48,6 +48,9 @@ pub struct Pending {
     streamed: bool,
     /// The calls' times, for their spans (when traces are exported).
     spans: Option<crate::genai_span::CallTimes>,
+    /// Why the served answer ended, as the provider said it
+    /// ([`crate::translate::reason_as_sent`]), for its span.
+    finish_reason: Option<&'static str>,
 }
 
 impl Pending {
@@ -63,6 +66,7 @@ impl Pending {
             last_attempt_started: None,
             streamed: false,
             spans: crate::genai_span::CallTimes::start(),
+            finish_reason: None,
         }
     }
 
@@ -123,6 +127,11 @@ impl Pending {
         }
     }
 
+    /// Records why the served answer ended (when the provider said).
+    pub fn set_finish_reason(&mut self, reason: Option<&'static str>) {
+        self.finish_reason = reason;
+    }
+
     /// Counts `tokens` more output tokens relayed to the app (an estimate).
     pub fn relayed(&mut self, tokens: u32) {
         self.relayed_tokens = self.relayed_tokens.saturating_add(tokens);
@@ -170,7 +179,7 @@ impl Pending {
             self.streamed,
         );
         if let Some(s) = self.spans.take() {
-            s.emit(&outcome);
+            s.emit(&outcome, self.finish_reason);
         }
         self.reporter.send(outcome);
     }

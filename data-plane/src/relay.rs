@@ -60,9 +60,11 @@ impl Drop for Relay {
 }
 
 impl Relay {
-    /// Reports the outcome (once) with the usage the translator saw.
+    /// Reports the outcome (once) with the usage and finish reason the
+    /// translator saw.
     fn settle(&mut self, ending: Ending) {
-        if let Some(p) = self.pending.take() {
+        if let Some(mut p) = self.pending.take() {
+            p.set_finish_reason(self.translator.finish_reason());
             p.finish(self.translator.usage(), ending);
         }
     }

@@ -114,6 +114,12 @@ pub async fn whole(
             Format::OpenAi => translate::usage_from_openai(v),
             Format::Anthropic => translate::usage_from_anthropic(v),
         });
+    pending.set_finish_reason(
+        parsed
+            .as_ref()
+            .or(usage_fields.as_ref())
+            .and_then(|v| translate::finish_reason_of(reply.upstream, v)),
+    );
     let body = match (reply.upstream, reply.caller, parsed) {
         (Format::OpenAi, Format::OpenAi, _) | (Format::Anthropic, Format::Anthropic, _) => body,
         (_, _, None) => {
@@ -143,9 +149,13 @@ pub async fn whole(
 
 /// The top-level members of a response object that the usage readers look
 /// at (`usage`, Anthropic's `message.usage`, or the counters of a bare usage
-/// object); everything else is skipped without being built.
+/// object) and the finish reason (Anthropic's `stop_reason`, each OpenAI
+/// choice's `finish_reason` only); everything else is skipped without being
+/// built.
 #[derive(serde::Deserialize)]
 struct UsageFields {
+    stop_reason: Option<Value>,
+    choices: Option<Vec<ChoiceEnd>>,
     usage: Option<Value>,
     message: Option<Value>,
     prompt_tokens: Option<Value>,
@@ -157,6 +167,12 @@ struct UsageFields {
     cache_creation_input_tokens: Option<Value>,
 }
 
+/// An OpenAI choice, read for its finish reason only.
+#[derive(serde::Deserialize)]
+struct ChoiceEnd {
+    finish_reason: Option<Value>,
+}
+
 /// A JSON object holding only the members of `body` that carry usage.
 fn usage_fields(body: &[u8]) -> Option<Value> {
     // A struct would also accept a JSON array; only objects carry usage.
@@ -164,7 +180,16 @@ fn usage_fields(body: &[u8]) -> Option<Value> {
         return None;
     }
     let f: UsageFields = serde_json::from_slice(body).ok()?;
+    let choices = f.choices.map(|c| {
+        Value::Array(
+            c.into_iter()
+                .map(|c| serde_json::json!({ "finish_reason": c.finish_reason }))
+                .collect(),
+        )
+    });
     let members = [
+        ("stop_reason", f.stop_reason),
+        ("choices", choices),
         ("usage", f.usage),
         ("message", f.message),
         ("prompt_tokens", f.prompt_tokens),

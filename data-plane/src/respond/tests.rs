@@ -194,3 +194,23 @@ fn usage_from_the_usage_members_equals_usage_from_the_whole_body() {
         }
     }
 }
+
+#[test]
+fn a_same_format_answer_keeps_its_finish_reason_without_its_content() {
+    let openai = usage_fields(fixture("openai/chat_completion_tool_call.json").as_bytes())
+        .expect("an object");
+    assert_eq!(
+        openai["choices"],
+        serde_json::json!([{"finish_reason": "tool_calls"}])
+    );
+    assert_eq!(
+        translate::finish_reason_of(Format::OpenAi, &openai),
+        Some("tool_calls")
+    );
+    let anthropic = usage_fields(fixture("anthropic/message.json").as_bytes()).expect("an object");
+    assert!(anthropic.get("content").is_none());
+    assert_eq!(
+        translate::finish_reason_of(Format::Anthropic, &anthropic),
+        Some("end_turn")
+    );
+}

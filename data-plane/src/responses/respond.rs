@@ -78,6 +78,13 @@ pub async fn whole(
         pending.finish(Usage::default(), Ending::Failed);
         return Err(ApiError::BadGateway("provider response is not JSON".into()));
     };
+    pending.set_finish_reason(match reply.upstream {
+        Upstream::Native => translate::responses_finish_reason(&parsed),
+        Upstream::Chat => translate::finish_reason_of(crate::format::Format::OpenAi, &parsed),
+        Upstream::Anthropic => {
+            translate::finish_reason_of(crate::format::Format::Anthropic, &parsed)
+        }
+    });
     let (usage, answer) = match reply.upstream {
         // The provider's own object, bytes untouched (reasoning items included).
         Upstream::Native => (tr::usage_from_responses(&parsed), None),

@@ -24,6 +24,56 @@ pub(crate) fn stop_reason(finish_reason: Option<&str>) -> &'static str {
     }
 }
 
+/// A provider's finish reason as it sent it, for traces
+/// (`gen_ai.response.finish_reasons`): the reasons OpenAI, Anthropic and the
+/// Responses API define, as `'static` strings so that nothing is allocated;
+/// a reason none of them defines is `"other"`.
+pub fn reason_as_sent(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        // OpenAI Chat Completions.
+        "stop",
+        "length",
+        "tool_calls",
+        "content_filter",
+        "function_call",
+        // Anthropic Messages.
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+        // Responses API: `status`, or `incomplete_details.reason`.
+        "completed",
+        "max_output_tokens",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == reason)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The finish reason of a whole answer in the provider's `format`: OpenAI's
+/// first choice's `finish_reason`, Anthropic's `stop_reason`.
+pub fn finish_reason_of(format: super::Format, answer: &serde_json::Value) -> Option<&'static str> {
+    let reason = match format {
+        super::Format::OpenAi => answer["choices"][0]["finish_reason"].as_str(),
+        super::Format::Anthropic => answer["stop_reason"].as_str(),
+    };
+    reason.map(reason_as_sent)
+}
+
+/// The finish reason of a Responses object: why it is incomplete, else its
+/// status (`"completed"`).
+pub fn responses_finish_reason(response: &serde_json::Value) -> Option<&'static str> {
+    response["incomplete_details"]["reason"]
+        .as_str()
+        .or(response["status"].as_str())
+        .map(reason_as_sent)
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

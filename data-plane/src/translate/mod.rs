@@ -30,6 +30,7 @@ mod usage;
 use crate::format::Format;
 
 pub use errors::{TranslateError, error_body, translate_error_body};
+pub use mapping::{finish_reason_of, reason_as_sent, responses_finish_reason};
 pub use request::{anthropic_to_openai_request, openai_to_anthropic_request};
 pub use response::{anthropic_to_openai_response, openai_to_anthropic_response};
 pub use stream::{

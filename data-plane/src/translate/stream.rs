@@ -28,6 +28,9 @@ pub trait StreamTranslator: Send {
     fn usage(&self) -> Usage;
     /// Whether the upstream's normal end was seen.
     fn completed(&self) -> bool;
+    /// The provider's finish reason as sent ([`super::reason_as_sent`]),
+    /// once seen.
+    fn finish_reason(&self) -> Option<&'static str>;
 }
 
 /// Anthropic upstream stream → OpenAI `chat.completion.chunk` stream. With

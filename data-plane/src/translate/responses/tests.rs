@@ -163,12 +163,22 @@ fn a_chat_stream_with_tool_calls_becomes_responses_events() {
     assert_eq!(done["arguments"], "{\"path\":\"src/main.rs\"}");
     assert!(t.completed());
     assert!(t.usage().input_tokens > 0, "usage from the usage chunk");
+    assert_eq!(
+        t.finish_reason(),
+        Some("tool_calls"),
+        "as the provider sent it"
+    );
 }
 
 #[test]
 fn an_anthropic_stream_becomes_responses_events() {
     let mut t = anthropic_stream_to_responses("strong-1", None);
     let frames = replay(t.as_mut(), &fixture("anthropic/stream_tool_use.sse"));
+    assert_eq!(
+        t.finish_reason(),
+        Some("tool_use"),
+        "as the provider sent it"
+    );
     let events = check_grammar(&frames);
     let last = events.last().unwrap();
     assert_eq!(last["type"], "response.completed");
@@ -213,6 +223,11 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_num
     assert_eq!(String::from_utf8(out).unwrap(), sse, "byte for byte");
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["resp_up"]);
     assert!(t.completed());
+    assert_eq!(
+        t.finish_reason(),
+        Some("completed"),
+        "the response's status"
+    );
     assert_eq!(
         (
             t.usage().input_tokens,

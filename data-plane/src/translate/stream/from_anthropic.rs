@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::super::Usage;
-use super::super::mapping::{chat_id, finish_reason, unix_now};
+use super::super::mapping::{chat_id, finish_reason, reason_as_sent, unix_now};
 use super::super::usage::AnthropicCounts;
 use super::{StreamTranslator, event_kind, write_data, write_done, write_openai_error};
 
@@ -21,6 +21,8 @@ pub(super) struct AnthropicToOpenAi {
     next_tool: u32,
     counts: AnthropicCounts,
     finish_sent: bool,
+    /// The provider's own `stop_reason`, for traces.
+    sent_reason: Option<&'static str>,
     completed: bool,
     closed: bool,
 }
@@ -37,6 +39,7 @@ impl AnthropicToOpenAi {
             next_tool: 0,
             counts: AnthropicCounts::default(),
             finish_sent: false,
+            sent_reason: None,
             completed: false,
             closed: false,
         }
@@ -167,6 +170,7 @@ impl StreamTranslator for AnthropicToOpenAi {
             "message_delta" => {
                 self.counts.merge(&v["usage"]);
                 if let Some(reason) = v["delta"]["stop_reason"].as_str() {
+                    self.sent_reason = Some(reason_as_sent(reason));
                     self.emit_finish(finish_reason(Some(reason)), out);
                 }
             }
@@ -210,5 +214,9 @@ impl StreamTranslator for AnthropicToOpenAi {
 
     fn completed(&self) -> bool {
         self.completed
+    }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.sent_reason
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::super::Usage;
-use super::super::mapping::{message_id, stop_reason, tool_use_id};
+use super::super::mapping::{message_id, reason_as_sent, stop_reason, tool_use_id};
 use super::super::usage::usage_from_openai;
 use super::{StreamTranslator, write_anthropic_error, write_event};
 
@@ -22,6 +22,8 @@ pub(super) struct OpenAiToAnthropic {
     open: Open,
     next_block: u32,
     stop_reason: Option<&'static str>,
+    /// The provider's own `finish_reason`, for traces.
+    sent_reason: Option<&'static str>,
     usage: Usage,
     usage_seen: bool,
     completed: bool,
@@ -36,6 +38,7 @@ impl OpenAiToAnthropic {
             open: Open::None,
             next_block: 0,
             stop_reason: None,
+            sent_reason: None,
             usage: Usage::default(),
             usage_seen: false,
             completed: false,
@@ -167,6 +170,7 @@ impl OpenAiToAnthropic {
             }
             if let Some(reason) = choice["finish_reason"].as_str() {
                 self.stop_reason = Some(stop_reason(Some(reason)));
+                self.sent_reason = Some(reason_as_sent(reason));
                 self.completed = true;
                 self.close_block(out);
             }
@@ -233,5 +237,9 @@ impl StreamTranslator for OpenAiToAnthropic {
 
     fn completed(&self) -> bool {
         self.completed
+    }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.sent_reason
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::super::mapping::reason_as_sent;
 use super::super::usage::{AnthropicCounts, usage_from_openai};
 use super::super::{Format, Usage};
 use super::{StreamTranslator, event_kind, write_anthropic_error, write_frame, write_openai_error};
@@ -15,6 +16,8 @@ pub(super) struct Passthrough {
     strip_usage_chunk: bool,
     openai: Usage,
     anthropic: AnthropicCounts,
+    /// The provider's finish reason, for traces.
+    finish_reason: Option<&'static str>,
     completed: bool,
     /// The caller's stream has ended (normally, or with an error event of
     /// the provider's or ours): nothing more is written.
@@ -28,6 +31,7 @@ impl Passthrough {
             strip_usage_chunk,
             openai: Usage::default(),
             anthropic: AnthropicCounts::default(),
+            finish_reason: None,
             completed: false,
             closed: false,
         }
@@ -44,7 +48,9 @@ impl Passthrough {
         // Text chunks are the bulk of a stream and need no parsing; with
         // include_usage every chunk but the last says `"usage":null`.
         let usage = data.contains("\"usage\"") && !data.contains("\"usage\":null");
-        if !usage && !data.contains("\"error\"") {
+        // Likewise only the last choice chunk has a finish reason.
+        let finish = data.contains("\"finish_reason\"") && !data.contains("\"finish_reason\":null");
+        if !usage && !finish && !data.contains("\"error\"") {
             return true;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
@@ -54,6 +60,15 @@ impl Passthrough {
             // The provider's own error event ends the stream for the app.
             self.closed = true;
             return true;
+        }
+        // The first choice's reason (with `n` > 1 each choice ends apart).
+        let first = chunk["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["index"].as_u64().unwrap_or(0) == 0);
+        if let Some(reason) = first.and_then(|c| c["finish_reason"].as_str()) {
+            self.finish_reason = Some(reason_as_sent(reason));
         }
         if !chunk.get("usage").is_some_and(Value::is_object) {
             return true;
@@ -79,7 +94,12 @@ impl Passthrough {
         };
         match event_kind(event, &v) {
             "message_start" => self.anthropic.merge(&v["message"]["usage"]),
-            "message_delta" => self.anthropic.merge(&v["usage"]),
+            "message_delta" => {
+                self.anthropic.merge(&v["usage"]);
+                if let Some(reason) = v["delta"]["stop_reason"].as_str() {
+                    self.finish_reason = Some(reason_as_sent(reason));
+                }
+            }
             "message_stop" => {
                 self.completed = true;
                 self.closed = true;
@@ -131,5 +151,9 @@ impl StreamTranslator for Passthrough {
 
     fn completed(&self) -> bool {
         self.completed
+    }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.finish_reason
     }
 }

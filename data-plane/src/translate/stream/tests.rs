@@ -536,3 +536,75 @@ fn garbage_input_never_panics() {
         frames(&out);
     }
 }
+
+#[test]
+fn every_stream_reports_the_providers_finish_reason_as_sent() {
+    let cases: [(Box<dyn StreamTranslator>, &str, &str); 6] = [
+        (
+            anthropic_stream_to_openai("m", true),
+            "anthropic/stream_text.sse",
+            "end_turn",
+        ),
+        (
+            anthropic_stream_to_openai("m", false),
+            "anthropic/stream_tool_use.sse",
+            "tool_use",
+        ),
+        (
+            openai_stream_to_anthropic("m"),
+            "openai/stream_tool_call.sse",
+            "tool_calls",
+        ),
+        (
+            passthrough(Format::Anthropic, false),
+            "anthropic/stream_tool_use.sse",
+            "tool_use",
+        ),
+        (
+            passthrough(Format::OpenAi, true),
+            "openai/stream_tool_call.sse",
+            "tool_calls",
+        ),
+        (
+            passthrough(Format::OpenAi, false),
+            "openai/stream_text.sse",
+            "stop",
+        ),
+    ];
+    for (mut t, file, want) in cases {
+        assert_eq!(t.finish_reason(), None, "{file}: none before the end");
+        replay(t.as_mut(), &fixture(file));
+        assert_eq!(t.finish_reason(), Some(want), "{file}");
+    }
+}
+
+#[test]
+fn whole_answers_and_unknown_reasons() {
+    let openai: Value =
+        serde_json::from_str(&fixture("openai/chat_completion_tool_call.json")).expect("fixture");
+    let anthropic: Value =
+        serde_json::from_str(&fixture("anthropic/message.json")).expect("fixture");
+    assert_eq!(
+        super::super::finish_reason_of(Format::OpenAi, &openai),
+        Some("tool_calls")
+    );
+    assert_eq!(
+        super::super::finish_reason_of(Format::Anthropic, &anthropic),
+        Some("end_turn")
+    );
+    assert_eq!(
+        super::super::finish_reason_of(Format::OpenAi, &json!({})),
+        None
+    );
+    assert_eq!(super::super::reason_as_sent("a-new-reason"), "other");
+    let incomplete = json!({"status": "incomplete",
+        "incomplete_details": {"reason": "max_output_tokens"}});
+    assert_eq!(
+        super::super::responses_finish_reason(&incomplete),
+        Some("max_output_tokens")
+    );
+    assert_eq!(
+        super::super::responses_finish_reason(&json!({"status": "completed"})),
+        Some("completed")
+    );
+}

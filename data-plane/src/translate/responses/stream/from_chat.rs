@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::super::super::reason_as_sent;
 use super::super::super::stream::StreamTranslator;
 use super::super::super::usage::usage_from_openai;
 use super::super::super::{Usage, anthropic_stream_to_openai};
@@ -14,6 +15,8 @@ pub(crate) struct ChatToResponses {
     end: Option<End<'static>>,
     usage: Usage,
     usage_seen: bool,
+    /// The provider's own `finish_reason`, for traces.
+    sent_reason: Option<&'static str>,
     completed: bool,
     closed: bool,
 }
@@ -25,6 +28,7 @@ impl ChatToResponses {
             end: None,
             usage: Usage::default(),
             usage_seen: false,
+            sent_reason: None,
             completed: false,
             closed: false,
         }
@@ -66,6 +70,7 @@ impl ChatToResponses {
             }
             if let Some(reason) = choice["finish_reason"].as_str() {
                 self.end = Some(End::of_finish(Some(reason)));
+                self.sent_reason = Some(reason_as_sent(reason));
             }
         }
         if v["usage"].is_object() {
@@ -132,6 +137,10 @@ impl StreamTranslator for ChatToResponses {
     fn completed(&self) -> bool {
         self.completed
     }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.sent_reason
+    }
 }
 
 /// An Anthropic stream, translated to Chat chunks and those to Responses events.
@@ -187,5 +196,9 @@ impl StreamTranslator for AnthropicToResponses {
 
     fn completed(&self) -> bool {
         self.first.completed()
+    }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.first.finish_reason()
     }
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::super::super::Usage;
+use super::super::super::responses_finish_reason;
 use super::super::super::stream::{StreamTranslator, event_kind, write_event, write_frame};
 use super::super::usage_from_responses;
 use super::writer::OnResponseId;
@@ -17,6 +18,8 @@ pub(crate) struct NativeResponses {
     /// Events relayed so far: the next sequence number of the provider's numbering.
     events: u64,
     usage: Usage,
+    /// The response's status or why it is incomplete, for traces.
+    finish_reason: Option<&'static str>,
     completed: bool,
     closed: bool,
 }
@@ -38,6 +41,7 @@ impl NativeResponses {
             model: String::new(),
             events: 0,
             usage: Usage::default(),
+            finish_reason: None,
             completed: false,
             closed: false,
         }
@@ -66,6 +70,7 @@ impl NativeResponses {
             }
             "response.completed" | "response.incomplete" => {
                 self.usage = usage_from_responses(response);
+                self.finish_reason = responses_finish_reason(response);
                 self.completed = true;
                 self.closed = true;
             }
@@ -125,5 +130,9 @@ impl StreamTranslator for NativeResponses {
 
     fn completed(&self) -> bool {
         self.completed
+    }
+
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.finish_reason
     }
 }
