@@ -87,7 +87,7 @@ pub struct ConversationSummary {
 }
 
 impl ConversationSummary {
-    fn of(s: &Session) -> Self {
+    pub(super) fn of(s: &Session) -> Self {
         Self {
             profile: s.profile.clone(),
             pinned_model: s.pinned_model.clone(),

@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use keel_testkit::RedisServer;
 
 use super::{
-    DecisionEntry, Durability, RedisSettings, RedisStore, SessionKey, SessionStore, SledStore,
-    TurnResult, now_ms,
+    ConversationSummary, DecisionEntry, Durability, RedisSettings, RedisStore, SessionKey,
+    SessionStore, SledStore, TurnResult, now_ms,
 };
 use crate::budget::{Overrides, TenantDay};
 
@@ -75,6 +75,7 @@ contract!(
     a_timeline_is_in_turn_order_and_results_join_their_record,
     tenant_days_add_up,
     budget_overrides_round_trip,
+    conversations_list_newest_first_paged_and_filtered,
 );
 
 fn entry(id: &str, turn: u32) -> DecisionEntry {
@@ -233,6 +234,81 @@ fn budget_overrides_round_trip(store: &dyn SessionStore) {
     let overrides = Overrides::default();
     store.put_budget_overrides(&overrides).unwrap();
     assert_eq!(store.budget_overrides().unwrap(), Some(overrides));
+}
+
+fn touch(store: &dyn SessionStore, tenant: &str, id: &str, at: u64, nudges: u32) {
+    store
+        .update(&SessionKey::new(tenant, id), at, &mut |cur| {
+            let mut s = cur.cloned().unwrap_or_default();
+            s.turns += 1;
+            s.last_seen_ms = at;
+            s.divergence.nudges = nudges;
+            s
+        })
+        .unwrap();
+}
+
+/// Every page of the list, `limit` at a time, as (tenant, id).
+fn list_all(
+    store: &dyn SessionStore,
+    keep: &dyn Fn(&ConversationSummary) -> bool,
+    limit: usize,
+    now: u64,
+) -> Vec<ConversationSummary> {
+    let (mut all, mut cursor) = (Vec::new(), None::<Vec<u8>>);
+    for _ in 0..20 {
+        let page = store
+            .list_conversations(keep, cursor.as_deref(), limit, now)
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        all.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            return all;
+        }
+    }
+    panic!("the list does not end");
+}
+
+fn conversations_list_newest_first_paged_and_filtered(store: &dyn SessionStore) {
+    let t0 = now_ms();
+    let idle = t0 - TTL.as_millis() as u64 - 1;
+    touch(store, "a", "idle", idle, 0);
+    touch(store, "a", "c1", t0, 0);
+    touch(store, "b", "c2", t0 + 1, 2);
+    // Two in the same millisecond: each listed once, across pages.
+    touch(store, "a", "c3", t0 + 2, 0);
+    touch(store, "b", "c4", t0 + 2, 0);
+    futures_flush(store);
+    let now = t0 + 10;
+    let ids = |items: &[ConversationSummary]| -> Vec<String> {
+        items.iter().map(|s| s.conversation_id.clone()).collect()
+    };
+    for limit in [1, 2, 10] {
+        let all = list_all(store, &|_| true, limit, now);
+        let got = ids(&all);
+        assert_eq!(got.len(), 4, "{got:?} (pages of {limit})");
+        let mut newest = got[..2].to_vec();
+        newest.sort();
+        assert_eq!(newest, ["c3", "c4"], "pages of {limit}");
+        assert_eq!(got[2..], ["c2", "c1"], "pages of {limit}");
+    }
+    let c2 = &list_all(store, &|s| s.nudges > 0, 10, now)[..];
+    assert_eq!(ids(c2), ["c2"], "filtered by nudges");
+    assert_eq!((c2[0].tenant.as_str(), c2[0].turns), ("b", 1));
+    assert_eq!(c2[0].last_seen_ms, t0 + 1);
+    let a = list_all(store, &|s| s.tenant == "a", 1, now);
+    assert_eq!(ids(&a), ["c3", "c1"], "filtered by tenant");
+
+    // Active again (and served degraded once): it moves to the top, once.
+    store.mark_degraded(&SessionKey::new("a", "c1"));
+    touch(store, "a", "c1", t0 + 3, 0);
+    futures_flush(store);
+    let all = list_all(store, &|_| true, 3, now);
+    assert_eq!(ids(&all[..1]), ["c1"]);
+    assert_eq!(all.len(), 4);
+    assert_eq!((all[0].turns, all[0].degraded), (2, true));
+    assert!(all[1..].iter().all(|s| !s.degraded));
 }
 
 pub(super) fn futures_flush(store: &dyn SessionStore) {

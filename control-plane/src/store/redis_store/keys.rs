@@ -8,8 +8,11 @@ pub const BUDGETS_KEY: &str = "keel:budget_overrides";
 /// Keys parked by a 429: `provider/key_ref` -> until (Unix ms).
 pub const PARKED_KEY: &str = "keel:parked";
 
+/// Before a session key (`tenant\0id`): where its session is.
+pub const SESSION_PREFIX: &[u8] = b"keel:s:";
+
 pub fn session_key(key: &SessionKey) -> Vec<u8> {
-    [b"keel:s:".as_slice(), key.as_bytes()].concat()
+    [SESSION_PREFIX, key.as_bytes()].concat()
 }
 
 pub fn timeline_key(key: &SessionKey) -> Vec<u8> {
@@ -36,6 +39,11 @@ pub fn activity_key_of(tenant: &[u8]) -> Vec<u8> {
     [b"keel:a:".as_slice(), tenant].concat()
 }
 
+/// Every tenant's conversations by last activity (a sorted set: score the
+/// last activity in Unix ms, member the session key `tenant\0id`), for the
+/// console's list across tenants.
+pub const ALL_ACTIVITY_KEY: &str = "keel:a";
+
 /// The conversation id of a session key.
 pub fn conversation_id(key: &SessionKey) -> &[u8] {
     let bytes = key.as_bytes();
@@ -48,7 +56,8 @@ pub fn conversation_id(key: &SessionKey) -> &[u8] {
 /// Sets the session (`KEYS[1]`) if its version is still `ARGV[1]` ("0":
 /// absent), expiring at `ARGV[3]`; records its activity `ARGV[4]` under
 /// `ARGV[5]` in the tenant's activity index (`KEYS[2]`), dropping entries
-/// idle since before `ARGV[6]`.
+/// idle since before `ARGV[6]`, and under `ARGV[7]` (the session key) in
+/// the index across tenants (`KEYS[3]`), likewise trimmed.
 pub const CAS: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return 0 end
@@ -57,6 +66,15 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
 redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+return 1
+";
+
+/// Marks the session (`KEYS[1]`) as served degraded, if it exists (the
+/// mark is a field of its hash, so it goes with the session).
+pub const MARK_DEGRADED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'dg', '1') end
 return 1
 ";
 

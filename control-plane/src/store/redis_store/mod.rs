@@ -11,6 +11,9 @@
 //! - A conversation's timeline is a list of JSON records (newest
 //!   [`TIMELINE_MAX`] kept) expiring with the TTL; a result replaces its
 //!   record only if the record is unchanged since read.
+//! - Every session write also moves the conversation in an index by last
+//!   activity across tenants (same script), which the console's list reads
+//!   page by page (listing.rs); a degraded turn marks the session's hash.
 //! - Tenant days are hashes whose totals grow by atomic increments.
 //! - `flush` makes what was written durable as the server promises
 //!   (link.rs): nothing to do with `appendfsync always`, `WAIT` for the
@@ -25,6 +28,7 @@
 
 mod keys;
 mod link;
+mod listing;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -38,14 +42,16 @@ use redis::{AsyncCommands, Script};
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use super::{
-    DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
+    ConversationPage, ConversationSummary, DecisionEntry, FlushFuture, Session, SessionKey,
+    SessionStore, StoreError, TurnResult, Updated,
     codec::{decode_session, encode_session},
     timeline::TIMELINE_MAX,
 };
 use crate::budget::{Overrides, TenantDay};
 use keys::{
-    ADD_DAY, BUDGETS_KEY, CAS, EPOCH_KEY, PARKED, PARKED_KEY, REPLACE_ITEM, activity_key,
-    activity_key_of, conversation_id, session_key, tenant_day_key, timeline_key,
+    ADD_DAY, ALL_ACTIVITY_KEY, BUDGETS_KEY, CAS, EPOCH_KEY, MARK_DEGRADED, PARKED, PARKED_KEY,
+    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, session_key, tenant_day_key,
+    timeline_key,
 };
 pub use link::Guarantee;
 use link::{Link, within};
@@ -68,6 +74,7 @@ struct Shared {
     replace_item: Script,
     add_day: Script,
     parked: Script,
+    mark_degraded: Script,
 }
 
 /// Sessions in Redis.
@@ -103,6 +110,7 @@ impl RedisStore {
                 replace_item: Script::new(REPLACE_ITEM),
                 add_day: Script::new(ADD_DAY),
                 parked: Script::new(PARKED),
+                mark_degraded: Script::new(MARK_DEGRADED),
             })
         })?;
         Ok(Self {
@@ -253,14 +261,15 @@ impl SessionStore for RedisStore {
                 .saturating_add(self.shared.ttl_ms);
             let (k, index) = (session_key(key), activity_key(key));
             let member = conversation_id(key).to_vec();
+            let entry = key.as_bytes().to_vec();
             let active = after.last_seen_ms;
             let live_since = now_ms.saturating_sub(self.shared.ttl_ms);
             let set: bool = self.call(move |s| async move {
                 let mut c = s.link.conn();
                 let mut inv = s.cas.key(&k);
-                inv.key(&index);
+                inv.key(&index).key(ALL_ACTIVITY_KEY);
                 inv.arg(version.to_string()).arg(bytes).arg(deadline);
-                inv.arg(active).arg(member).arg(live_since);
+                inv.arg(active).arg(member).arg(live_since).arg(entry);
                 within(s.link.timeout(), inv.invoke_async(&mut c)).await
             })?;
             if set {
@@ -483,6 +492,28 @@ impl SessionStore for RedisStore {
             }
             Ok(0)
         })
+    }
+
+    fn list_conversations(
+        &self,
+        keep: &dyn Fn(&ConversationSummary) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        self.list_page(keep, cursor, limit, now_ms)
+    }
+
+    fn mark_degraded(&self, key: &SessionKey) {
+        let k = session_key(key);
+        let marked = self.call(move |s| async move {
+            let mut c = s.link.conn();
+            let inv = s.mark_degraded.key(&k);
+            within(s.link.timeout(), inv.invoke_async::<()>(&mut c)).await
+        });
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "could not mark a conversation degraded");
+        }
     }
 }
 
