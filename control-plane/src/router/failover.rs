@@ -15,7 +15,7 @@ use crate::{
 
 impl RouterState {
     /// Handles a pinned conversation whose model has no healthy deployment:
-    /// returns the switch to make, or the status to answer.
+    /// returns the switch to make, or the refusal to answer.
     pub(super) async fn pinned_model_down(
         &self,
         key: &SessionKey,
