@@ -70,32 +70,39 @@ fn stream_translator(
     }
 }
 
+/// Reads the body of a non-streamed answer within the idle timeout (time
+/// spent waiting on the provider, not Keel's overhead). A body that breaks
+/// off or times out settles `pending` as broken and is a 502 or 504.
+pub(crate) async fn read_whole(
+    resp: reqwest::Response,
+    idle: std::time::Duration,
+    attempt_started: std::time::Instant,
+    mut pending: Pending,
+) -> Result<(Bytes, Pending), ApiError> {
+    let read = tokio::time::timeout(idle, resp.bytes());
+    let error = match crate::overhead::waiting(read).await {
+        Ok(Ok(body)) => {
+            pending.first_byte(attempt_started);
+            return Ok((body, pending));
+        }
+        Ok(Err(e)) => {
+            ApiError::BadGateway(format!("provider response broke off: {}", e.without_url()))
+        }
+        Err(_) => ApiError::GatewayTimeout("provider response body timed out".into()),
+    };
+    pending.finish(Usage::default(), Ending::Broken);
+    Err(error)
+}
+
 /// Reads a non-streamed response (its head is already here) and relays it,
 /// translated when the APIs differ.
 pub async fn whole(
     resp: reqwest::Response,
     reply: &Reply<'_>,
-    mut pending: Pending,
+    pending: Pending,
 ) -> Result<Response<Body>, ApiError> {
     let status = resp.status();
-    let read = tokio::time::timeout(reply.idle, resp.bytes());
-    let body: Bytes = match crate::overhead::waiting(read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            pending.finish(Usage::default(), Ending::Broken);
-            return Err(ApiError::BadGateway(format!(
-                "provider response broke off: {}",
-                e.without_url()
-            )));
-        }
-        Err(_) => {
-            pending.finish(Usage::default(), Ending::Broken);
-            return Err(ApiError::GatewayTimeout(
-                "provider response body timed out".into(),
-            ));
-        }
-    };
-    pending.first_byte(reply.attempt_started);
+    let (body, mut pending) = read_whole(resp, reply.idle, reply.attempt_started, pending).await?;
     // Same format: the body is relayed as is and only its usage is read, so
     // it is not parsed into a whole `Value`.
     let parsed = (reply.upstream != reply.caller)

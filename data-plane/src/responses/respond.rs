@@ -54,26 +54,11 @@ pub async fn whole(
     resp: reqwest::Response,
     reply: &Reply<'_>,
     on_id: Option<tr::OnResponseId>,
-    mut pending: Pending,
+    pending: Pending,
 ) -> Result<Response<Body>, ApiError> {
     let status = resp.status();
-    let body: Bytes = match tokio::time::timeout(reply.idle, resp.bytes()).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            pending.finish(Usage::default(), Ending::Broken);
-            return Err(ApiError::BadGateway(format!(
-                "provider response broke off: {}",
-                e.without_url()
-            )));
-        }
-        Err(_) => {
-            pending.finish(Usage::default(), Ending::Broken);
-            return Err(ApiError::GatewayTimeout(
-                "provider response body timed out".into(),
-            ));
-        }
-    };
-    pending.first_byte(reply.attempt_started);
+    let (body, mut pending) =
+        crate::respond::read_whole(resp, reply.idle, reply.attempt_started, pending).await?;
     let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
         pending.finish(Usage::default(), Ending::Failed);
         return Err(ApiError::BadGateway("provider response is not JSON".into()));
