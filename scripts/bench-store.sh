@@ -20,6 +20,7 @@
 # the fsync per write costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 n=${BENCH_SESSIONS:-1000000}
 secs=${BENCH_SECS:-5}
@@ -79,38 +80,8 @@ http_listen = "127.0.0.1:0"
 [store]
 $1
 
-[[providers]]
-name = "alpha"
-api = "openai"
-base_url = "http://127.0.0.1:9/v1"
-keys = [{ ref = "alpha-main", rpm = 4000 }, { ref = "alpha-backup" }]
-
-[[models]]
-name = "strong-1"
-provider = "alpha"
-upstream_model = "strong-1-2025"
-tier = 3
-input_usd_per_mtok = 3.0
-output_usd_per_mtok = 15.0
-context_tokens = 200000
-capabilities = ["tools", "vision"]
-latency = "900ms"
-
-[[models]]
-name = "small-1"
-provider = "alpha"
-upstream_model = "small-1-2025"
-tier = 1
-input_usd_per_mtok = 0.15
-output_usd_per_mtok = 0.6
-context_tokens = 128000
-capabilities = ["tools"]
-latency = "300ms"
-
-[profiles.AGENT]
-session_lock = true
-quality_floor = 3
 TOML
+cat "$repo/control-plane/benches/catalog.toml"
 }
 
 # bench SETUP URLS: the route bench against the control planes at URLS.

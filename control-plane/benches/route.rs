@@ -23,43 +23,11 @@ use keel_control_plane::{
 };
 use keel_data_plane::route_stream::{RouteRpc, RouteStream};
 
-const CONFIG: &str = r#"
-[server]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-
-[[providers]]
-name = "alpha"
-api = "openai"
-base_url = "http://127.0.0.1:9/v1"
-keys = [{ ref = "alpha-main", rpm = 4000 }, { ref = "alpha-backup" }]
-
-[[models]]
-name = "strong-1"
-provider = "alpha"
-upstream_model = "strong-1-2025"
-tier = 3
-input_usd_per_mtok = 3.0
-output_usd_per_mtok = 15.0
-context_tokens = 200000
-capabilities = ["tools", "vision"]
-latency = "900ms"
-
-[[models]]
-name = "small-1"
-provider = "alpha"
-upstream_model = "small-1-2025"
-tier = 1
-input_usd_per_mtok = 0.15
-output_usd_per_mtok = 0.6
-context_tokens = 128000
-capabilities = ["tools"]
-latency = "300ms"
-
-[profiles.AGENT]
-session_lock = true
-quality_floor = 3
-"#;
+/// Benchmarks' config: loopback listeners and the shared bench catalog.
+const CONFIG: &str = concat!(
+    "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\n",
+    include_str!("catalog.toml")
+);
 
 // The control plane's allocator, so in-process figures match the binary.
 #[global_allocator]
