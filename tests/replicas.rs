@@ -268,3 +268,50 @@ async fn two_replicas_on_one_redis_share_pins_through_races_kill_9_and_a_store_r
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_keeps_pins_in_redis_over_tls_with_a_password_from_the_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = keel_testkit::Pki::new(tmp.path());
+    let (redis, rediss_url) = RedisServer::start_tls(&dir(tmp.path(), "redis"), &pki).unwrap();
+    let password = "rediss-test-password";
+    let set = redis
+        .command(&format!("CONFIG SET requirepass {password}"))
+        .unwrap();
+    assert!(set.starts_with("+OK"), "{set}");
+    let fake = FakeProvider::start().await.unwrap();
+    let cfg = replica_config(tmp.path(), &redis, &fake).replacen(
+        &format!("redis_url = \"{}\"", redis.url()),
+        &format!(
+            "redis_url = \"{rediss_url}\"\nredis_ca_file = \"{}\"\nredis_password_env = \"KEEL_REDIS_PASSWORD\"",
+            pki.ca.display()
+        ),
+        1,
+    );
+    let env = [("KEEL_REDIS_PASSWORD", password)];
+    let cp = ControlPlane::start_with_env(&dir(tmp.path(), "cp"), &cfg, &env)
+        .await
+        .unwrap();
+    let mut router = RouterClient::connect(cp.url()).await.unwrap();
+    let first = router
+        .route(route_request("tls-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = router
+        .route(route_request("tls-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.kind, pb::DecisionKind::Initialize as i32);
+    assert_eq!(again.kind, pb::DecisionKind::Retain as i32);
+    assert_eq!(again.turn, 2);
+    let pinned = &first.target.as_ref().unwrap().model;
+    assert_eq!(conversation(&cp.url(), "tls-1").await.pinned_model, *pinned);
+    // The session is in Redis (read over the plain port with the password).
+    let keys = redis
+        .command(&format!("AUTH {password}\r\nKEYS *tls-1*"))
+        .unwrap();
+    assert!(keys.contains("tls-1"), "{keys}");
+    assert!(!cp.logs().contains(password), "the password never logged");
+}

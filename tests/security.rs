@@ -13,7 +13,7 @@ use keel::pb::{
     self, GetConversationRequest, ReportBatch, RouteRequest, SetBudgetsRequest,
     admin_client::AdminClient, router_client::RouterClient,
 };
-use keel_testkit::{ControlPlane, FakeProvider, Sidecar, bin_path};
+use keel_testkit::{ControlPlane, FakeProvider, Pki, Sidecar, bin_path};
 use serde_json::Value;
 use tonic::{
     Code, Request,
@@ -274,50 +274,6 @@ async fn tokens_roles_and_tenants_gate_every_call() {
         "{err}"
     );
     assert!(!sc.logs().contains(SIDECAR_TOKEN) && !cp.logs().contains(SIDECAR_TOKEN));
-}
-
-/// A CA, and a certificate it signed for `localhost` / 127.0.0.1 (server)
-/// or for a client, as PEM files in `dir`.
-struct Pki {
-    ca: std::path::PathBuf,
-    ca_params: rcgen::CertificateParams,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "keel test ca");
-        let ca_cert = params.self_signed(&ca_key).unwrap();
-        let ca = dir.join("ca.pem");
-        std::fs::write(&ca, ca_cert.pem()).unwrap();
-        Self {
-            ca,
-            ca_params: params,
-            ca_key,
-        }
-    }
-
-    /// Writes `NAME.pem` and `NAME.key` signed by the CA.
-    fn issue(&self, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

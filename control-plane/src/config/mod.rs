@@ -178,6 +178,9 @@ pub struct RawStore {
     /// Sentinels (`host:port`) that name the primary `redis_master`.
     pub redis_sentinel: Vec<String>,
     pub redis_master: Option<String>,
+    /// PEM file of the CA that signed the Redis server's certificate
+    /// (`rediss://` with a private CA); default: the system's trust store.
+    pub redis_ca_file: Option<PathBuf>,
     /// `strict` (refuse a server that may lose acknowledged pins) or
     /// `best-effort`.
     pub durability: crate::store::Durability,
@@ -199,6 +202,7 @@ impl Default for RawStore {
             redis_password_env: None,
             redis_sentinel: Vec::new(),
             redis_master: None,
+            redis_ca_file: None,
             durability: crate::store::Durability::Strict,
             redis_timeout: Duration::from_millis(500),
         }

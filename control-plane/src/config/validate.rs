@@ -431,6 +431,7 @@ fn redis_settings(
         password_env: store.redis_password_env.clone(),
         sentinels: store.redis_sentinel.clone(),
         master: store.redis_master.clone(),
+        ca_file: store.redis_ca_file.clone(),
         durability: store.durability,
         timeout: store.redis_timeout,
     };

@@ -36,6 +36,7 @@ pub(super) fn settings(redis: &RedisServer, durability: Durability) -> RedisSett
         password_env: None,
         sentinels: Vec::new(),
         master: None,
+        ca_file: None,
         durability,
         timeout: Duration::from_secs(2),
     }

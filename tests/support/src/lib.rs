@@ -5,6 +5,7 @@
 
 pub mod fake_provider;
 pub mod harness;
+mod pki;
 pub mod redis_server;
 mod replay;
 pub mod script;
@@ -12,5 +13,6 @@ pub mod scripted;
 
 pub use fake_provider::{Behavior, FakeProvider, Recorded};
 pub use harness::{ControlPlane, Sidecar, bin_path};
+pub use pki::Pki;
 pub use redis_server::RedisServer;
 pub use scripted::ScriptedCall;

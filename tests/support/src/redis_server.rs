@@ -80,6 +80,32 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server that also listens with TLS on another port, its
+    /// certificate signed by `pki` (files in `dir`); clients need no
+    /// certificate. Returns the server and its `rediss://` URL.
+    pub fn start_tls(dir: &Path, pki: &crate::Pki) -> Result<(Self, String)> {
+        std::fs::create_dir_all(dir)?;
+        let (cert, key) = pki.issue(dir, "redis");
+        let tls_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let port = tls_port.to_string();
+        let (cert, key, ca) = (path(&cert), path(&key), path(&pki.ca));
+        let args = [
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        let server = Self::start(&dir.join("data"), &args)?;
+        Ok((server, format!("rediss://127.0.0.1:{tls_port}/0")))
+    }
+
     /// A Sentinel watching the primary on `master_port` as `name` (quorum 1,
     /// down after 300 ms), its config and log in `dir`.
     pub fn start_sentinel(dir: &Path, name: &str, master_port: u16) -> Result<Self> {

@@ -6,7 +6,7 @@
 use std::{collections::HashMap, sync::RwLock, time::Duration};
 
 use redis::{
-    Client, ConnectionInfo, IntoConnectionInfo, RedisError, TlsMode,
+    Client, ConnectionInfo, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode,
     aio::{ConnectionManager, ConnectionManagerConfig},
     sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
 };
@@ -73,7 +73,7 @@ impl Link {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let (client, sentinel) = match &s.master {
-            None => (Client::open(info)?, None),
+            None => (direct_client(info, s)?, None),
             Some(master) => {
                 let scheme = if tls { "rediss" } else { "redis" };
                 let nodes: Vec<String> = s
@@ -194,6 +194,21 @@ impl Link {
             Guarantee::None
         })
     }
+}
+
+/// A client of the server at the URL, trusting `ca_file` when one is set.
+fn direct_client(info: ConnectionInfo, s: &RedisSettings) -> Result<Client, StoreError> {
+    let Some(path) = &s.ca_file else {
+        return Ok(Client::open(info)?);
+    };
+    let root_cert = std::fs::read(path).map_err(|e| {
+        StoreError::Unavailable(format!("store.redis_ca_file `{}`: {e}", path.display()))
+    })?;
+    let certs = TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    Ok(Client::build_with_tls(info, certs)?)
 }
 
 /// Runs a Redis call with a deadline.

@@ -1,6 +1,6 @@
 //! `[store]` keys of the Redis backend, validated.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -41,6 +41,9 @@ pub struct RedisSettings {
     pub sentinels: Vec<String>,
     /// The primary's name at the Sentinels.
     pub master: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`
+    /// to a private CA); None: the system's trust store.
+    pub ca_file: Option<PathBuf>,
     pub durability: Durability,
     /// Longest a store call may take before `Route` fails (fail fast: the
     /// sidecar fails static).
@@ -54,6 +57,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("password_env", &self.password_env)
             .field("sentinels", &self.sentinels)
             .field("master", &self.master)
+            .field("ca_file", &self.ca_file)
             .field("durability", &self.durability)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -94,6 +98,28 @@ impl RedisSettings {
                 ));
             }
             _ => {}
+        }
+        if let Some(ca) = &self.ca_file {
+            if !self.url.starts_with("rediss://") {
+                return Err((
+                    "store.redis_ca_file",
+                    "needs a rediss:// store.redis_url".into(),
+                ));
+            }
+            if !self.sentinels.is_empty() {
+                return Err((
+                    "store.redis_ca_file",
+                    "is not supported with store.redis_sentinel yet; add the CA to the \
+                     system trust store instead"
+                        .into(),
+                ));
+            }
+            if !ca.is_file() {
+                return Err((
+                    "store.redis_ca_file",
+                    format!("`{}` is not a readable file", ca.display()),
+                ));
+            }
         }
         if let Some(var) = &self.password_env
             && std::env::var_os(var).is_none()

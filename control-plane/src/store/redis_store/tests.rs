@@ -8,7 +8,7 @@ use std::time::Duration;
 use keel_testkit::RedisServer;
 
 use super::super::contract_tests::{TTL, futures_flush, pin_turn, settings, sled};
-use super::{Guarantee, RedisStore};
+use super::{Guarantee, RedisSettings, RedisStore};
 use crate::{
     budget::Overrides,
     store::{Durability, SessionKey, SessionStore, StoreError, now_ms},
@@ -239,4 +239,43 @@ fn redis_lists_a_tenants_conversations_newest_activity_first_in_pages() {
         .conversations_by_activity("acme", None, 10, later)
         .unwrap();
     assert_eq!(ids(&live), ["a", "d"]);
+}
+
+#[test]
+fn redis_over_tls_trusts_the_configured_ca_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, tls) = tls_server(dir.path());
+    let store = RedisStore::open(&tls, TTL).unwrap();
+    let conversation = SessionKey::new("t", "over-tls");
+    pin_turn(&store, &conversation, now_ms(), "strong");
+    futures_flush(&store);
+    let stored = store.get(&conversation, now_ms()).unwrap().unwrap();
+    assert_eq!(stored.pinned_model.as_deref(), Some("strong"));
+    let on_server = server.command("KEYS *").unwrap();
+    assert!(on_server.contains("over-tls"), "{on_server}");
+
+    // A certificate another CA signed is refused within the timeout.
+    let other = tempfile::tempdir().unwrap();
+    let mut wrong = tls.clone();
+    wrong.ca_file = Some(keel_testkit::Pki::new(other.path()).ca);
+    let started = std::time::Instant::now();
+    assert!(RedisStore::open(&wrong, TTL).is_err(), "untrusted server");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Plain text to the TLS port is no connection either.
+    let mut plain = tls.clone();
+    plain.url = plain.url.replace("rediss://", "redis://");
+    plain.ca_file = None;
+    assert!(RedisStore::open(&plain, TTL).is_err());
+}
+
+/// A server that also listens with TLS (its certificate signed by a test
+/// CA, written in `dir`), and settings that reach it over `rediss://`.
+fn tls_server(dir: &std::path::Path) -> (RedisServer, RedisSettings) {
+    let pki = keel_testkit::Pki::new(dir);
+    let (server, url) = RedisServer::start_tls(dir, &pki).unwrap();
+    let mut tls = settings(&server, Durability::Strict);
+    tls.url = url;
+    tls.ca_file = Some(pki.ca.clone());
+    tls.validate().unwrap();
+    (server, tls)
 }
