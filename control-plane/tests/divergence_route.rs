@@ -207,3 +207,63 @@ async fn disabled_detection_ignores_fingerprints() {
     let injected = replay(&router, &looping_history(8)).await;
     assert!(injected.iter().all(Vec::is_empty));
 }
+
+/// A tau-bench-style booking: the agent pays `amounts[k]` on its k-th attempt, each
+/// answered "Error: payment amount does not add up, total price is 1002, but paid N";
+/// a `think` call, a chat turn and the customer's confirmation come between attempts.
+fn booking_history(payments: &[(&str, u32)]) -> Vec<Value> {
+    let mut m = vec![
+        json!({"role": "system", "content": "You are an airline customer service agent."}),
+        json!({"role": "user", "content": "Book the SFO to JFK flight for three passengers, please."}),
+    ];
+    for (k, (card, amount)) in payments.iter().enumerate() {
+        let id = format!("call_book{k:04}");
+        let args = format!(
+            "{{\"user_id\":\"noah_muller_9847\",\"flights\":[{{\"flight_number\":\"HAT082\",\"date\":\"2024-05-17\"}}],\"payment_methods\":[{{\"payment_id\":\"{card}\",\"amount\":{amount}}}]}}"
+        );
+        m.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "book_reservation", "arguments": args}}]}));
+        m.push(json!({"role": "tool", "tool_call_id": id, "name": "book_reservation",
+            "content": format!("Error: payment amount does not add up, total price is 1002, but paid {amount}")}));
+        let think = format!("call_think{k:04}");
+        m.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": think, "type": "function",
+            "function": {"name": "think", "arguments": format!("{{\"thought\":\"attempt {k} failed, recompute\"}}")}}]}));
+        m.push(json!({"role": "tool", "tool_call_id": think, "name": "think", "content": ""}));
+        m.push(json!({"role": "assistant", "content": format!("I recalculated the total for attempt {k}. Shall I proceed with the booking?")}));
+        m.push(json!({"role": "user", "content": format!("Yes, go ahead with the booking, number {k}.")}));
+    }
+    m
+}
+
+#[tokio::test]
+async fn going_back_to_a_payment_that_already_failed_is_nudged_with_the_customer_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = state(dir.path(), "");
+    let history = booking_history(&[
+        ("credit_card_6040264", 957),
+        ("credit_card_6040264", 1047),
+        ("credit_card_6040264", 957),
+    ]);
+    let injected = replay(&router, &history).await;
+    let nudged: Vec<&pb::InjectedMessage> = injected.iter().flatten().collect();
+    assert_eq!(nudged.len(), 1, "{injected:?}");
+    assert_eq!(nudged[0].reason, "divergence:repeated_error");
+    assert!(
+        nudged[0].content.contains("messages 2, 8 and 14"),
+        "{}",
+        nudged[0].content
+    );
+}
+
+#[tokio::test]
+async fn another_payment_method_after_each_failure_is_not_nudged() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = state(dir.path(), "");
+    let history = booking_history(&[
+        ("gift_card_7480005", 957),
+        ("gift_card_6276644", 957),
+        ("gift_card_7091239", 957),
+    ]);
+    let injected = replay(&router, &history).await;
+    assert!(injected.iter().all(Vec::is_empty), "{injected:?}");
+}

@@ -32,7 +32,8 @@ pub(crate) fn detect(steps: &[Step], fresh_from: usize, t: &Thresholds) -> Optio
         let found = same_in_a_row(steps, &acts, t)
             .or_else(|| cycle(steps, &acts))
             .or_else(|| stale_run(steps, &acts, t))
-            .or_else(|| recurring(steps, &acts, t));
+            .or_else(|| recurring(steps, &acts, t))
+            .or_else(|| retried_failure(steps, &acts));
         if found.is_some() {
             return found;
         }
@@ -186,6 +187,47 @@ fn recurring(steps: &[Step], acts: &[(usize, Stale)], t: &Thresholds) -> Option<
         None
     }
 }
+
+/// Failing attempts of one tool or program in a row, all with the same error, and the
+/// latest re-sends a call that already failed the same way among them: the agent varied the
+/// arguments, got the same error, and went back to a guess it already knew fails (a
+/// payment total re-guessed while the customer keeps confirming in between). Neutral
+/// steps (`think`, `calculate`) and chat with the user between the attempts are not
+/// progress; any other action is. A fresh variant each time (one payment method after
+/// another) never returns to a known failure, so it stays quiet.
+fn retried_failure(steps: &[Step], acts: &[(usize, Stale)]) -> Option<Hit> {
+    let &(last_i, _) = acts.last()?;
+    let s = &steps[last_i];
+    if !s.err {
+        return None;
+    }
+    let same_failure = |o: &Step| {
+        o.err
+            && o.names == s.names
+            && ((s.ekey != 0 && o.ekey == s.ekey) || (s.rshape != 0 && o.rshape == s.rshape))
+    };
+    let mut idx = vec![last_i];
+    let mut returned = false;
+    for &(i, _) in acts[..acts.len() - 1].iter().rev() {
+        let o = &steps[i];
+        if !same_failure(o) {
+            break;
+        }
+        idx.push(i);
+        // The error's numbers may move (a bash line counter): the signature decides.
+        returned |= o.act == s.act;
+    }
+    if returned && idx.len() >= RETRIED_FAILURES {
+        idx.reverse();
+        hit(Pattern::RepeatedError, &idx)
+    } else {
+        None
+    }
+}
+
+/// Failing attempts in a row, one of them a repeat of an earlier one, before
+/// [`retried_failure`] calls it a loop: the first try, a variant, the known failure again.
+const RETRIED_FAILURES: usize = 3;
 
 /// Near-duplicate assistant text since the last step that made progress: re-asking the
 /// user, re-explaining, or a monologue. Asking a similar question about each of several

@@ -478,3 +478,33 @@ fn edits_that_change_nothing_the_test_sees_are_no_progress() {
     }
     assert_eq!(got, [None, None, Some(Pattern::NoProgress), None]);
 }
+
+#[test]
+fn going_back_to_a_guess_that_already_failed_fires_on_the_third_attempt() {
+    // tau-bench t46: `book_reservation` pays 957, then 1047, then 957 again, each failing
+    // with "total price is 1002, but paid N"; `think`, a chat turn and the customer's
+    // "yes, go ahead" come between the attempts.
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    let mut got = vec![];
+    for (k, v) in [957u64, 1047, 957].into_iter().enumerate() {
+        h.fail_variant(4, v, 77);
+        got.push(h.observe(&mut s, &c).map(|n| (n.pattern, n.turns)));
+        h.act_sized(300 + k as u64, 400 + k as u64, 0);
+        assert!(h.observe(&mut s, &c).is_none());
+        h.say(500 + k as u64, 0).user(600 + k as u64);
+    }
+    assert_eq!(got[..2], [None, None]);
+    assert_eq!(got[2], Some((Pattern::RepeatedError, vec![0, 6, 12])));
+}
+
+#[test]
+fn a_new_payment_method_after_each_failure_is_not_a_loop() {
+    // tau-bench t3 (healthy): three failures with one signature, each with another
+    // payment method the customer names; none goes back to a call that already failed.
+    let (mut h, mut s, c) = (H::default(), DetectorState::default(), cfg());
+    for v in 1..=3u64 {
+        h.fail_variant(5, v, 88);
+        assert!(h.observe(&mut s, &c).is_none(), "attempt {v}");
+        h.say(700 + v, 0).user(800 + v);
+    }
+}
