@@ -8,11 +8,11 @@
 //! (sessions.rs): one process owns the embedded store, so the cache is the
 //! truth and sled its durable copy, at most [`WRITE_BEHIND`] old.
 //!
-//! The store is its parts, each with its own tree and module: the sessions
-//! (with their cache and activity index), the decision log (timeline.rs),
-//! tenant days, run-time settings and the sweep's cursor. What spans parts
-//! (a write pass, a sweep, the upgrade of an old store) is written here as
-//! calls between them.
+//! The store is its parts, each a type with private fields in its own
+//! module: the sessions (with their cache and activity index), the decision
+//! log (timeline.rs), tenant days, run-time settings and the sweep's cursor.
+//! What spans parts (a write pass, a sweep, the upgrade of an old store) is
+//! written here as calls between them.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
