@@ -124,8 +124,14 @@ pub async fn serve(
     ));
     let grpc_stopped = stopped();
     let streams = Arc::clone(&state);
-    tokio::spawn(async move {
-        shutdown.await;
+    let (grpc_ended_tx, grpc_ended_rx) = tokio::sync::oneshot::channel::<()>();
+    // Stops everything on shutdown, or when the gRPC server ends on its own
+    // (an error): the tasks awaited below would wait for shutdown otherwise.
+    let stopper = tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = grpc_ended_rx => {}
+        }
         let _ = stop_tx.send(true);
         streams.stop_streams();
     });
@@ -156,6 +162,8 @@ pub async fn serve(
             grpc_stopped,
         )
         .await;
+    let _ = grpc_ended_tx.send(());
+    let _ = stopper.await;
     let _ = http_task.await;
     let _ = sweeper.await;
     let _ = sync.await;

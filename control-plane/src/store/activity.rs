@@ -2,18 +2,19 @@
 //! `activity`, keyed by `!last_seen_ms` (big-endian, so newer sorts first)
 //! followed by the session key, holding a small summary of the session.
 //!
-//! Kept by the write pass (a session written to sled moves its entry: the
-//! old one is found from the record it replaces, so there is no reverse
-//! map) and by removal. A page reads index entries from a cursor and never
-//! a session, so listing costs the page, not the store; a filter reads at
-//! most [`MAX_SCAN`] entries per page and hands back where it stopped.
-//! Sessions written before the index existed appear on their next write.
+//! Part of the sessions (sessions.rs), kept by every write of their tree
+//! (a session written to sled moves its entry: the old one is found from
+//! the record it replaces, so there is no reverse map) and by removal. A
+//! page reads index entries from a cursor and never a session, so listing
+//! costs the page, not the store; a filter reads at most [`MAX_SCAN`]
+//! entries per page and hands back where it stopped. A store from before
+//! the index is indexed when opened.
 
 use std::{collections::HashSet, sync::Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Session, StoreError, codec, sled_store::Inner};
+use super::{Session, StoreError, codec, sessions::Ttl};
 
 /// Most conversations marked degraded while their session waits for its
 /// next write; past this, marks are dropped.
@@ -21,17 +22,19 @@ const MAX_PENDING_MARKS: usize = 100_000;
 
 /// The index tree and the degraded marks not yet in it.
 pub(super) struct Activity {
-    pub tree: sled::Tree,
+    tree: sled::Tree,
     /// Session keys with a degraded turn whose entry has not been rewritten
     /// since (the mark joins the entry on the session's next write).
     degraded: Mutex<HashSet<Vec<u8>>>,
+    ttl: Ttl,
 }
 
 impl Activity {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub fn open(db: &sled::Db, ttl: Ttl) -> Result<Self, StoreError> {
         Ok(Self {
             tree: db.open_tree("activity")?,
             degraded: Mutex::default(),
+            ttl,
         })
     }
 
@@ -118,44 +121,39 @@ fn index_key(last_seen_ms: u64, session_key: &[u8]) -> Vec<u8> {
     k
 }
 
-impl Inner {
+impl Activity {
     /// Moves the session's entry after its record `new` replaced `old`.
-    pub(super) fn index_written(
-        &self,
-        key: &[u8],
-        old: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<(), StoreError> {
+    pub fn written(&self, key: &[u8], old: Option<&[u8]>, new: &[u8]) -> Result<(), StoreError> {
         let session = codec::decode_session(new)?;
         let mut summary = ConversationSummary::of(&session);
         let old_at = old.and_then(|raw| codec::last_seen_ms(raw).ok());
         let old_entry = match old_at {
-            Some(at) => self.activity.tree.remove(index_key(at, key))?,
+            Some(at) => self.tree.remove(index_key(at, key))?,
             None => None,
         };
         // Marks stay with the conversation as its entry moves.
-        summary.degraded = self.activity.take_mark(key)
+        summary.degraded = self.take_mark(key)
             || old_entry.is_some_and(|v| {
                 serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
             });
-        self.activity.tree.insert(
+        self.tree.insert(
             index_key(session.last_seen_ms, key),
             serde_json::to_vec(&summary)?,
         )?;
         Ok(())
     }
 
-    /// Indexes every stored session when the index is empty but sessions
-    /// are not (a store from before the index): once, at open.
-    pub(super) fn index_backfill(&self) -> Result<usize, StoreError> {
-        if !self.activity.tree.is_empty() {
+    /// Indexes every session of `sessions` when the index is empty but
+    /// sessions are not (a store from before the index): once, at open.
+    pub fn backfill(&self, sessions: &sled::Tree) -> Result<usize, StoreError> {
+        if !self.tree.is_empty() {
             return Ok(0);
         }
         let mut n = 0;
-        for entry in self.sessions.iter() {
+        for entry in sessions.iter() {
             let (key, raw) = entry?;
             // An unreadable record is left to the sweep.
-            if self.index_written(&key, None, &raw).is_ok() {
+            if self.written(&key, None, &raw).is_ok() {
                 n += 1;
             }
         }
@@ -163,16 +161,16 @@ impl Inner {
     }
 
     /// Drops the entry of a removed session (`raw`: its last record).
-    pub(super) fn index_removed(&self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+    pub fn removed(&self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
         if let Ok(at) = codec::last_seen_ms(raw) {
-            self.activity.tree.remove(index_key(at, key))?;
+            self.tree.remove(index_key(at, key))?;
         }
         Ok(())
     }
 
     /// Live conversations, most recently active first, that `keep`
     /// accepts: up to `limit` from `cursor` (a page's `next`).
-    pub fn list_conversations(
+    pub fn list(
         &self,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
@@ -182,10 +180,9 @@ impl Inner {
         let mut page = ConversationPage::default();
         let range = match cursor {
             Some(c) => self
-                .activity
                 .tree
                 .range::<&[u8], _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
-            None => self.activity.tree.iter(),
+            None => self.tree.iter(),
         };
         let mut last: Option<sled::IVec> = None;
         for (scanned, entry) in range.enumerate() {
@@ -201,7 +198,7 @@ impl Inner {
             };
             let last_seen_ms = !u64::from_be_bytes(*at);
             // Newest first: past the first idle one, all are idle.
-            if !self.is_live(last_seen_ms, now_ms) {
+            if !self.ttl.is_live(last_seen_ms, now_ms) {
                 break;
             }
             let mut summary: ConversationSummary = serde_json::from_slice(&v)?;
@@ -215,5 +212,11 @@ impl Inner {
             }
         }
         Ok(page)
+    }
+
+    /// The index tree, for tests.
+    #[cfg(test)]
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
     }
 }

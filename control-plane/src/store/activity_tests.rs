@@ -90,7 +90,7 @@ async fn idle_conversations_are_not_listed_and_leave_the_index_when_swept() {
     let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
     assert_eq!(listed, ["new"]);
     assert_eq!(store.sweep(now).unwrap(), 1);
-    assert_eq!(store.inner().activity.tree.len(), 1);
+    assert_eq!(store.activity_tree().len(), 1);
 }
 
 #[tokio::test]
@@ -101,8 +101,8 @@ async fn a_store_without_the_index_is_indexed_when_opened() {
         touch(&store, "t", "a", 1_000, "small");
         touch(&store, "t", "b", 2_000, "small");
         store.flush().await.unwrap();
-        store.inner().activity.tree.clear().unwrap();
-        store.inner().db.flush().unwrap();
+        store.activity_tree().clear().unwrap();
+        store.sled().flush().unwrap();
     }
     let store = super::tests::reopen(dir.path());
     assert_eq!(ids(&store, &|_| true), ["b", "a"]);

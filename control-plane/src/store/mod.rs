@@ -14,11 +14,13 @@ mod flusher;
 mod redis_store;
 mod segment;
 mod sessions;
+mod settings;
 mod sled_store;
 mod sweep;
 #[cfg(test)]
 mod sweep_tests;
 mod sweeper;
+mod tenant_days;
 #[cfg(test)]
 mod tests;
 mod timeline;

@@ -7,25 +7,27 @@
 //! Sessions are served from a bounded in-memory cache and written behind
 //! (sessions.rs): one process owns the embedded store, so the cache is the
 //! truth and sled its durable copy, at most [`WRITE_BEHIND`] old.
+//!
+//! The store is its parts, each a type with private fields in its own
+//! module: the sessions (with their cache and activity index), the decision
+//! log (timeline.rs), tenant days, run-time settings and the sweep's cursor.
+//! What spans parts (a write pass, a sweep, the upgrade of an old store) is
+//! written here as calls between them.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::{Arc, Mutex, atomic::AtomicU64},
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use super::{
-    DecisionEntry, FlushFuture, Session, SessionKey, SessionStore, StoreError, TurnResult, Updated,
-    cache::SessionCache,
-    codec,
+    ConversationPage, ConversationSummary, DecisionEntry, FlushFuture, Session, SessionKey,
+    SessionStore, StoreError, TurnResult, Updated,
     flusher::{Flusher, WriteBack},
+    sessions::{Sessions, Ttl},
+    settings::Settings,
+    sweep::{self, SWEEP_BATCH, TENANT_DAYS_KEPT},
+    tenant_days::TenantDays,
     timeline::Log,
+    upgrade::upgrade,
 };
 use crate::budget::{Overrides, TenantDay};
-
-/// Key of the run-time budget caps in the `meta` tree.
-const BUDGETS_KEY: &[u8] = b"budget_overrides";
 
 /// How long a changed session (or tenant day) may stay only in memory.
 /// Route's and Report's changes to one turn usually land in one write.
@@ -34,33 +36,21 @@ const WRITE_BEHIND: Duration = Duration::from_millis(250);
 /// Memory for cached sessions when the configuration names no other size.
 pub const DEFAULT_SESSION_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-/// sled-backed sessions: trees `sessions` and `decision_log` (timeline.rs); tenant
-/// spend per day in `tenant_days`, run-time settings in `meta`.
+/// sled-backed sessions: trees `sessions` and `activity` (sessions.rs),
+/// `decision_log` (timeline.rs), `tenant_days`, `meta` (settings.rs).
 pub struct SledStore {
-    inner: Arc<Inner>,
+    parts: Arc<Parts>,
     flusher: Flusher,
 }
 
-/// The trees and the cache in front of `sessions`, shared with the flusher.
-pub(super) struct Inner {
-    pub db: sled::Db,
-    pub sessions: sled::Tree,
-    pub(super) log: Log,
-    pub(super) tenant_days: sled::Tree,
-    meta: sled::Tree,
-    /// Conversations by last activity (activity.rs).
-    pub(super) activity: super::activity::Activity,
-    pub ttl_ms: u64,
-    pub cache: SessionCache,
-    /// One write pass at a time, so two passes never reorder the writes of
-    /// one session.
-    pub pass: Mutex<()>,
-    /// Where the next sweep starts.
-    pub sweep_cursor: Mutex<Vec<u8>>,
-    /// Tenant days not yet written, by store key.
-    tenant_days_pending: Mutex<HashMap<Vec<u8>, TenantDay>>,
-    /// The UTC day tenant days were last aged out on (sweep.rs).
-    pub tenant_days_aged: AtomicU64,
+/// The parts, shared with the flusher.
+struct Parts {
+    db: sled::Db,
+    sessions: Sessions,
+    log: Log,
+    tenant_days: TenantDays,
+    settings: Settings,
+    sweep: sweep::Cursor,
 }
 
 impl SledStore {
@@ -88,7 +78,7 @@ impl SledStore {
 
     /// The sled database underneath (for the seal of `crate::store_guard`).
     pub fn sled(&self) -> &sled::Db {
-        &self.inner.db
+        &self.parts.db
     }
 
     /// The store on an open sled database (stores of earlier versions
@@ -98,112 +88,62 @@ impl SledStore {
         ttl: Duration,
         session_cache_bytes: usize,
     ) -> Result<Self, StoreError> {
-        let inner = Arc::new(Inner {
-            sessions: db.open_tree("sessions")?,
-            log: Log::open(&db)?,
-            tenant_days: db.open_tree("tenant_days")?,
-            meta: db.open_tree("meta")?,
-            activity: super::activity::Activity::open(&db)?,
+        let ttl = Ttl::from_ms(ttl.as_millis() as u64);
+        let parts = Arc::new(Parts {
+            sessions: Sessions::open(&db, ttl, session_cache_bytes)?,
+            log: Log::open(&db, ttl)?,
+            tenant_days: TenantDays::open(&db)?,
+            settings: Settings::open(&db)?,
+            sweep: sweep::Cursor::default(),
             db,
-            ttl_ms: ttl.as_millis() as u64,
-            cache: SessionCache::new(session_cache_bytes),
-            pass: Mutex::new(()),
-            sweep_cursor: Mutex::new(Vec::new()),
-            tenant_days_pending: Mutex::new(HashMap::new()),
-            tenant_days_aged: AtomicU64::new(0),
         });
-        let target: std::sync::Weak<dyn WriteBack> = Arc::downgrade(&inner) as _;
+        let target: std::sync::Weak<dyn WriteBack> = Arc::downgrade(&parts) as _;
         let flusher = Flusher::start(target, WRITE_BEHIND)
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let store = Self { inner, flusher };
-        store.inner.upgrade()?;
-        let indexed = store.inner.index_backfill()?;
-        if indexed > 0 {
-            tracing::info!(sessions = indexed, "indexed stored sessions by activity");
-        }
-        Ok(store)
-    }
-
-    #[cfg(test)]
-    pub(super) fn inner(&self) -> &Inner {
-        &self.inner
-    }
-
-    /// The raw sessions tree, for tests of the stored form.
-    #[cfg(test)]
-    pub(crate) fn sessions_tree(&self) -> &sled::Tree {
-        &self.inner.sessions
-    }
-
-    /// The session cache, for tests of its bounds.
-    #[cfg(test)]
-    pub(super) fn cache(&self) -> &SessionCache {
-        &self.inner.cache
+        upgrade(&parts.db, &parts.log, &parts.sessions)?;
+        Ok(Self { parts, flusher })
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // Before `inner` goes: the flusher's last pass writes what is dirty.
+        // Before `parts` go: the flusher's last pass writes what is dirty.
         self.flusher.stop();
     }
 }
 
-impl Inner {
-    /// Whether a session last seen at `last_seen_ms` is live at `now_ms`.
-    pub fn is_live(&self, last_seen_ms: u64, now_ms: u64) -> bool {
-        last_seen_ms.saturating_add(self.ttl_ms) > now_ms
-    }
-
-    fn tenant_day_key(tenant: &str, day: u64) -> Vec<u8> {
-        let mut k = Vec::with_capacity(tenant.len() + 9);
-        k.extend_from_slice(tenant.as_bytes());
-        k.push(0);
-        k.extend_from_slice(&day.to_be_bytes());
-        k
-    }
-
-    /// Removes a session and its decisions from sled. The caller holds the
-    /// key's shard lock, and the session is not cached or clean: sled holds
-    /// its latest version.
-    pub fn remove_session(&self, key: &[u8]) -> Result<(), StoreError> {
-        let pending = self.take_pending_head(key);
-        let Some(raw) = self.sessions.remove(key)? else {
-            return Ok(());
-        };
-        self.index_removed(key, &raw)?;
-        // Unreadable: its records go with their segments' age.
-        let stored = codec::decision_head(&raw).unwrap_or(None);
-        self.remove_decisions(key, pending.or(stored))
-    }
-
-    /// Writes the pending tenant days. The lock is held while writing so a
-    /// read never falls between the map and sled.
-    fn write_tenant_days(&self) -> Result<usize, StoreError> {
-        let mut pending = self
-            .tenant_days_pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for (k, day) in pending.iter() {
-            self.tenant_days
-                .insert(k.as_slice(), serde_json::to_vec(day)?)?;
-        }
-        let n = pending.len();
-        pending.clear();
-        Ok(n)
-    }
-
+impl Parts {
     /// Writes what is only in memory to sled (not synced); whether there
     /// was anything.
-    pub(super) fn write_pending(&self) -> Result<bool, StoreError> {
+    fn write_pending(&self) -> Result<bool, StoreError> {
         // The decision log first: it hands the sessions their new heads.
-        let log = self.write_decision_log()?;
-        let written = self.write_sessions()? + self.write_tenant_days()?;
+        let log = self.log.write(&self.sessions)?;
+        let written = self.sessions.write_pass()? + self.tenant_days.write_pass()?;
         Ok(log || written > 0)
+    }
+
+    /// Removes sessions idle past their TTL among the next `most` stored
+    /// ones, with their decisions; ages out the decision log and tenant
+    /// days. Returns how many sessions went.
+    fn sweep(&self, now_ms: u64, most: usize) -> Result<usize, StoreError> {
+        // Changes still in the cache are recent, but a clean cache is what
+        // the removal relies on to decide from sled's copy.
+        self.sessions.write_pass()?;
+        let mut removed = 0;
+        for key in self.sweep.next_batch(&self.sessions, now_ms, most)? {
+            // The records go under the session's lock with it.
+            let gone = self
+                .sessions
+                .remove_if_idle(&key, now_ms, |head| self.log.remove(&key, head))?;
+            removed += usize::from(gone);
+        }
+        self.log.age_out(now_ms, most)?;
+        self.tenant_days.age_out(now_ms, TENANT_DAYS_KEPT)?;
+        Ok(removed)
     }
 }
 
-impl WriteBack for Inner {
+impl WriteBack for Parts {
     fn write_back(&self, sync: bool) -> Result<(), StoreError> {
         if self.write_pending()? || sync {
             self.db.flush()?;
@@ -214,7 +154,7 @@ impl WriteBack for Inner {
 
 impl SessionStore for SledStore {
     fn get(&self, key: &SessionKey, now_ms: u64) -> Result<Option<Session>, StoreError> {
-        self.inner.get(key.as_bytes(), now_ms)
+        self.parts.sessions.get(key.as_bytes(), now_ms)
     }
 
     fn update(
@@ -223,7 +163,7 @@ impl SessionStore for SledStore {
         now_ms: u64,
         f: &mut dyn FnMut(Option<&Session>) -> Session,
     ) -> Result<Updated, StoreError> {
-        self.inner.update(key.as_bytes(), now_ms, f)
+        self.parts.sessions.update(key.as_bytes(), now_ms, f)
     }
 
     fn flush(&self) -> FlushFuture<'_> {
@@ -233,18 +173,18 @@ impl SessionStore for SledStore {
                 return Ok(());
             }
             // The flusher failed (or is gone): write here and report why.
-            self.inner.write_pending()?;
-            self.inner.db.flush_async().await?;
+            self.parts.write_pending()?;
+            self.parts.db.flush_async().await?;
             Ok(())
         })
     }
 
     fn record_decision(&self, key: &SessionKey, entry: &DecisionEntry) -> Result<(), StoreError> {
-        self.inner.append_decisions(&[(key.clone(), entry.clone())])
+        self.record_decisions(&[(key.clone(), entry.clone())])
     }
 
     fn record_decisions(&self, entries: &[(SessionKey, DecisionEntry)]) -> Result<(), StoreError> {
-        self.inner.append_decisions(entries)
+        self.parts.log.append(entries, &self.parts.sessions)
     }
 
     fn complete_decision(
@@ -254,71 +194,80 @@ impl SessionStore for SledStore {
         decision_id: &str,
         result: &TurnResult,
     ) -> Result<bool, StoreError> {
-        self.inner
-            .complete_decision(key.as_bytes(), turn, decision_id, result)
+        let (log, sessions) = (&self.parts.log, &self.parts.sessions);
+        log.complete(key.as_bytes(), turn, decision_id, result, sessions)
     }
 
     fn tenant_day(&self, tenant: &str, day: u64) -> Result<Option<TenantDay>, StoreError> {
-        let k = Inner::tenant_day_key(tenant, day);
-        let pending = self
-            .inner
-            .tenant_days_pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = pending.get(&k) {
-            return Ok(Some(*d));
-        }
-        self.inner
-            .tenant_days
-            .get(k)?
-            .map(|v| Ok(serde_json::from_slice(&v)?))
-            .transpose()
+        self.parts.tenant_days.get(tenant, day)
     }
 
     fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError> {
-        // Written behind with the sessions: one write per tenant per pass.
-        self.inner
-            .tenant_days_pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(Inner::tenant_day_key(tenant, day.day), *day);
+        self.parts.tenant_days.put(tenant, day);
         Ok(())
     }
 
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {
-        self.inner
-            .meta
-            .get(BUDGETS_KEY)?
-            .map(|v| Ok(serde_json::from_slice(&v)?))
-            .transpose()
+        self.parts.settings.budget_overrides()
     }
 
     fn put_budget_overrides(&self, overrides: &Overrides) -> Result<(), StoreError> {
-        self.inner
-            .meta
-            .insert(BUDGETS_KEY, serde_json::to_vec(overrides)?)?;
-        Ok(())
+        self.parts.settings.put_budget_overrides(overrides)
     }
 
     fn decisions(&self, key: &SessionKey) -> Result<Vec<DecisionEntry>, StoreError> {
-        self.inner.timeline(key.as_bytes())
+        self.parts
+            .log
+            .timeline(key.as_bytes(), &self.parts.sessions)
     }
 
     fn list_conversations(
         &self,
-        keep: &dyn Fn(&super::ConversationSummary) -> bool,
+        keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
-    ) -> Result<super::ConversationPage, StoreError> {
-        self.inner.list_conversations(keep, cursor, limit, now_ms)
+    ) -> Result<ConversationPage, StoreError> {
+        let index = self.parts.sessions.index();
+        index.list(keep, cursor, limit, now_ms)
     }
 
     fn mark_degraded(&self, key: &SessionKey) {
-        self.inner.activity.mark_degraded(key.as_bytes());
+        self.parts.sessions.index().mark_degraded(key.as_bytes());
     }
 
     fn sweep(&self, now_ms: u64) -> Result<usize, StoreError> {
-        self.inner.sweep_batch(now_ms, super::sweep::SWEEP_BATCH)
+        self.parts.sweep(now_ms, SWEEP_BATCH)
+    }
+}
+
+/// The parts, for tests of what they hold.
+#[cfg(test)]
+impl SledStore {
+    /// The raw sessions tree, for tests of the stored form.
+    pub(crate) fn sessions_tree(&self) -> &sled::Tree {
+        self.parts.sessions.tree()
+    }
+
+    pub(super) fn cache(&self) -> &super::cache::SessionCache {
+        self.parts.sessions.cache()
+    }
+
+    pub(super) fn log(&self) -> &Log {
+        &self.parts.log
+    }
+
+    pub(super) fn activity_tree(&self) -> &sled::Tree {
+        self.parts.sessions.index().tree()
+    }
+
+    /// A sweep run of at most `most` sessions.
+    pub(super) fn sweep_batch(&self, now_ms: u64, most: usize) -> Result<usize, StoreError> {
+        self.parts.sweep(now_ms, most)
+    }
+
+    /// A write pass, without the flusher.
+    pub(super) fn write_pending(&self) -> Result<bool, StoreError> {
+        self.parts.write_pending()
     }
 }

@@ -28,7 +28,7 @@ fn the_sweep_goes_a_batch_at_a_time_resumes_and_wraps() {
             if i == 1 || i == 5 { 90_000 } else { 1_000 },
         );
     }
-    let inner = store.inner();
+    let inner = &store;
     // k0..k3, then k4..k7 (resumed, not from the start), then k8, k9.
     assert_eq!(inner.sweep_batch(100_000, 4).unwrap(), 3);
     assert_eq!(inner.sweep_batch(100_000, 4).unwrap(), 3);
@@ -100,7 +100,7 @@ fn a_store_of_an_earlier_version_opens_without_its_index_and_keeps_its_timelines
     }
     drop(decisions);
     let store = SledStore::with_db(db, MIN, 1 << 20).unwrap();
-    let names = store.inner().db.tree_names();
+    let names = store.sled().tree_names();
     assert!(!names.iter().any(|n| n == b"expiry"), "index dropped");
     assert!(!names.iter().any(|n| n == b"decisions"), "records moved");
     let read = store.get(&key, 1_000).unwrap().unwrap();
@@ -137,8 +137,8 @@ fn tenant_day_totals_are_kept_a_month_then_dropped() {
             store.put_tenant_day(tenant, &total).unwrap();
         }
     }
-    store.inner().write_pending().unwrap();
-    store.inner().sweep_batch(now_ms, 4).unwrap();
+    store.write_pending().unwrap();
+    store.sweep_batch(now_ms, 4).unwrap();
     for tenant in ["a", "b"] {
         let kept: Vec<u64> = days
             .iter()
@@ -157,12 +157,9 @@ fn tenant_day_totals_are_kept_a_month_then_dropped() {
         turns: 1,
     };
     store.put_tenant_day("a", &old).unwrap();
-    store.inner().write_pending().unwrap();
-    store.inner().sweep_batch(now_ms + 60_000, 4).unwrap();
+    store.write_pending().unwrap();
+    store.sweep_batch(now_ms + 60_000, 4).unwrap();
     assert!(store.tenant_day("a", days[0]).unwrap().is_some());
-    store
-        .inner()
-        .sweep_batch(now_ms + 24 * 3600 * 1000, 4)
-        .unwrap();
+    store.sweep_batch(now_ms + 24 * 3600 * 1000, 4).unwrap();
     assert!(store.tenant_day("a", days[0]).unwrap().is_none());
 }

@@ -30,7 +30,7 @@ use std::{
 use super::{
     DecisionEntry, SessionKey, StoreError, TurnResult,
     segment::{Record, Segment, decode, encode, newest_ms, seq_of},
-    sled_store::Inner,
+    sessions::{Sessions, Ttl},
 };
 
 /// Records per segment (about 1 KB). sled keeps a leaf's values together
@@ -56,17 +56,19 @@ struct Open {
     dirty: bool,
 }
 
-/// The `decision_log` tree and its open segment.
+/// The `decision_log` tree and its open segment. The heads it reads and
+/// leaves are the sessions' (`Sessions::decision_head`).
 pub(super) struct Log {
     tree: sled::Tree,
     open: Mutex<Open>,
     append: Mutex<()>,
     /// Heads of records not yet written, by session key.
     heads: Mutex<HashMap<Vec<u8>, u64>>,
+    ttl: Ttl,
 }
 
 impl Log {
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub fn open(db: &sled::Db, ttl: Ttl) -> Result<Self, StoreError> {
         let tree = db.open_tree("decision_log")?;
         // Segment numbers start at 1 (0 is "none") and are never reused.
         let seq = match tree.last()? {
@@ -82,6 +84,7 @@ impl Log {
             }),
             append: Mutex::new(()),
             heads: Mutex::new(HashMap::new()),
+            ttl,
         })
     }
 
@@ -174,52 +177,47 @@ fn before(segment: &Segment, key: &[u8], seq: u64) -> u64 {
         .unwrap_or(0)
 }
 
-impl Inner {
+impl Log {
     /// The conversation's head: None when it has no session, 0 when it has
     /// no record.
-    fn head(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
-        if let Some(&head) = self.log.heads().get(key) {
+    fn head(&self, key: &[u8], sessions: &Sessions) -> Result<Option<u64>, StoreError> {
+        if let Some(&head) = self.heads().get(key) {
             return Ok(Some(head));
         }
-        Ok(self.decision_head(key)?.map(|h| h.unwrap_or(0)))
+        Ok(sessions.decision_head(key)?.map(|h| h.unwrap_or(0)))
     }
 
     /// Writes the open segment, then hands the heads of what is written to
     /// the sessions (the write pass that follows writes them); whether
     /// anything was written.
-    pub fn write_decision_log(&self) -> Result<bool, StoreError> {
-        let _append = self.log.append_lock();
-        let written = self.log.write_open()?;
-        let heads = std::mem::take(&mut *self.log.heads());
+    pub fn write(&self, sessions: &Sessions) -> Result<bool, StoreError> {
+        let _append = self.append_lock();
+        let written = self.write_open()?;
+        let heads = std::mem::take(&mut *self.heads());
         for (key, head) in heads {
-            self.set_decision_head(&key, head)?;
+            sessions.set_decision_head(&key, head)?;
         }
         Ok(written)
     }
 
-    /// Takes the conversation's head out of the unwritten ones (the
-    /// session is being removed).
-    pub fn take_pending_head(&self, key: &[u8]) -> Option<u64> {
-        self.log.heads().remove(key)
-    }
-
     /// Appends records; those of conversations without a session are
     /// dropped.
-    pub fn append_decisions(
+    pub fn append(
         &self,
         entries: &[(SessionKey, DecisionEntry)],
+        sessions: &Sessions,
     ) -> Result<(), StoreError> {
-        let _append = self.log.append_lock();
+        let _append = self.append_lock();
         // Read before taking `open`: see the lock order above.
         let mut heads: HashMap<&[u8], Option<u64>> = HashMap::new();
         for (key, _) in entries {
             let key = key.as_bytes();
             if !heads.contains_key(key) {
-                heads.insert(key, self.head(key)?);
+                heads.insert(key, self.head(key, sessions)?);
             }
         }
         {
-            let mut open = self.log.lock();
+            let mut open = self.lock();
             for (key, entry) in entries {
                 let Some(Some(head)) = heads.get_mut(key.as_bytes()) else {
                     tracing::debug!("decision record for a conversation without a session dropped");
@@ -227,9 +225,7 @@ impl Inner {
                 };
                 if open.segment.records.len() >= SEGMENT_RECORDS {
                     let full = std::mem::take(&mut open.segment);
-                    self.log
-                        .tree
-                        .insert(open.seq.to_be_bytes(), encode(&full))?;
+                    self.tree.insert(open.seq.to_be_bytes(), encode(&full))?;
                     open.seq += 1;
                     open.dirty = false;
                 }
@@ -243,7 +239,7 @@ impl Inner {
                 *head = open.seq;
             }
         }
-        let mut pending = self.log.heads();
+        let mut pending = self.heads();
         for (key, head) in heads {
             if let Some(head) = head.filter(|&h| h != 0) {
                 pending.insert(key.to_vec(), head);
@@ -254,11 +250,15 @@ impl Inner {
 
     /// The conversation's newest [`TIMELINE_MAX`] records, oldest first
     /// (by turn, then decision id).
-    pub fn timeline(&self, key: &[u8]) -> Result<Vec<DecisionEntry>, StoreError> {
-        let mut seq = self.head(key)?.unwrap_or(0);
+    pub fn timeline(
+        &self,
+        key: &[u8],
+        sessions: &Sessions,
+    ) -> Result<Vec<DecisionEntry>, StoreError> {
+        let mut seq = self.head(key, sessions)?.unwrap_or(0);
         let mut raw = Vec::new();
         while seq != 0 && raw.len() < TIMELINE_MAX {
-            seq = self.log.visit(key, seq, &mut |records| {
+            seq = self.visit(key, seq, &mut |records| {
                 // Newest first, reversed at the end.
                 raw.extend(
                     records
@@ -282,20 +282,21 @@ impl Inner {
 
     /// Adds `result` to the conversation's record of `turn` with
     /// `decision_id`, searched among its newest segments.
-    pub fn complete_decision(
+    pub fn complete(
         &self,
         key: &[u8],
         turn: u32,
         decision_id: &str,
         result: &TurnResult,
+        sessions: &Sessions,
     ) -> Result<bool, StoreError> {
-        let mut seq = self.head(key)?.unwrap_or(0);
+        let mut seq = self.head(key, sessions)?.unwrap_or(0);
         let mut done = Ok(false);
         for _ in 0..COMPLETE_HOPS {
             if seq == 0 || !matches!(done, Ok(false)) {
                 break;
             }
-            seq = self.log.visit(key, seq, &mut |records| {
+            seq = self.visit(key, seq, &mut |records| {
                 done = complete_in(records, key, turn, decision_id, result);
                 matches!(done, Ok(true))
             })?;
@@ -303,11 +304,14 @@ impl Inner {
         done
     }
 
-    /// Removes the conversation's records, walking back from `head`.
-    pub fn remove_decisions(&self, key: &[u8], head: Option<u64>) -> Result<(), StoreError> {
-        let mut seq = head.unwrap_or(0);
+    /// Removes the conversation's records (its session is being removed,
+    /// and `stored` is the head its last record names), walking back from
+    /// its head.
+    pub fn remove(&self, key: &[u8], stored: Option<u64>) -> Result<(), StoreError> {
+        let pending = self.heads().remove(key);
+        let mut seq = pending.or(stored).unwrap_or(0);
         while seq != 0 {
-            seq = self.log.visit(key, seq, &mut |records| {
+            seq = self.visit(key, seq, &mut |records| {
                 let n = records.len();
                 records.retain(|r| r.key != key);
                 records.len() != n
@@ -318,39 +322,50 @@ impl Inner {
 
     /// Drops the closed segments whose newest record is older than the
     /// TTL, oldest first; at most `most`. Returns how many.
-    pub fn age_out_decisions(&self, now_ms: u64, most: usize) -> Result<usize, StoreError> {
-        let open = self.log.lock();
+    pub fn age_out(&self, now_ms: u64, most: usize) -> Result<usize, StoreError> {
+        let open = self.lock();
         let mut dropped = 0;
-        for entry in self.log.tree.iter().take(most) {
+        for entry in self.tree.iter().take(most) {
             let (k, raw) = entry?;
             // An unreadable segment goes too: nothing can read it.
             let newest = newest_ms(&raw).unwrap_or(0);
-            if seq_of(&k)? >= open.seq || self.is_live(newest, now_ms) {
+            if seq_of(&k)? >= open.seq || self.ttl.is_live(newest, now_ms) {
                 break;
             }
-            self.log.tree.remove(k)?;
+            self.tree.remove(k)?;
             dropped += 1;
         }
         Ok(dropped)
+    }
+
+    /// Segments stored, for tests.
+    #[cfg(test)]
+    pub fn segments(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Records held, stored and open, for tests of removal.
+    #[cfg(test)]
+    pub fn records_held(&self) -> usize {
+        let open = self.lock();
+        let stored: usize = self
+            .tree
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| seq_of(k).is_ok_and(|s| s != open.seq))
+            .map(|(_, v)| decode(&v).map_or(0, |s| s.records.len()))
+            .sum();
+        stored + open.segment.records.len()
     }
 }
 
 #[cfg(test)]
 pub(super) fn segments(store: &super::SledStore) -> usize {
-    store.inner().log.tree.len()
+    store.log().segments()
 }
 
 /// Records held, stored and open, for tests of removal.
 #[cfg(test)]
 pub(super) fn records_held(store: &super::SledStore) -> usize {
-    let log = &store.inner().log;
-    let open = log.lock();
-    let stored: usize = log
-        .tree
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, _)| seq_of(k).is_ok_and(|s| s != open.seq))
-        .map(|(_, v)| decode(&v).map_or(0, |s| s.records.len()))
-        .sum();
-    stored + open.segment.records.len()
+    store.log().records_held()
 }

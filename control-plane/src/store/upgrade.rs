@@ -11,7 +11,7 @@
 
 use sled::IVec;
 
-use super::{SessionKey, StoreError, sled_store::Inner};
+use super::{SessionKey, StoreError, sessions::Sessions, timeline::Log};
 
 const OLD_EXPIRY_TREE: &[u8] = b"expiry";
 const OLD_DECISIONS_TREE: &[u8] = b"decisions";
@@ -19,27 +19,27 @@ const OLD_DECISIONS_TREE: &[u8] = b"decisions";
 /// Entries handled (and removed) at a time.
 const BATCH: usize = 512;
 
-impl Inner {
-    pub fn upgrade(&self) -> Result<(), StoreError> {
-        let dropped = drain(&self.db, OLD_EXPIRY_TREE, |_| Ok(()))?;
-        if dropped > 0 {
-            tracing::info!(
-                entries = dropped,
-                "dropped the expiry index of an earlier version"
-            );
-        }
-        let moved = drain(&self.db, OLD_DECISIONS_TREE, |batch| {
-            let records: Vec<_> = batch.iter().filter_map(|(k, v)| old_record(k, v)).collect();
-            self.append_decisions(&records)
-        })?;
-        if moved > 0 {
-            tracing::info!(
-                records = moved,
-                "moved decision records into the decision log"
-            );
-        }
-        Ok(())
+/// Brings the store in `db` up to date; records of the old `decisions`
+/// tree go to `log`, chained through `sessions`.
+pub(super) fn upgrade(db: &sled::Db, log: &Log, sessions: &Sessions) -> Result<(), StoreError> {
+    let dropped = drain(db, OLD_EXPIRY_TREE, |_| Ok(()))?;
+    if dropped > 0 {
+        tracing::info!(
+            entries = dropped,
+            "dropped the expiry index of an earlier version"
+        );
     }
+    let moved = drain(db, OLD_DECISIONS_TREE, |batch| {
+        let records: Vec<_> = batch.iter().filter_map(|(k, v)| old_record(k, v)).collect();
+        log.append(&records, sessions)
+    })?;
+    if moved > 0 {
+        tracing::info!(
+            records = moved,
+            "moved decision records into the decision log"
+        );
+    }
+    Ok(())
 }
 
 /// A record of the `decisions` tree: key = session key, `0xFF`, turn,
