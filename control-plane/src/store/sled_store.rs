@@ -50,6 +50,8 @@ pub(super) struct Inner {
     meta: sled::Tree,
     /// Conversations by last activity (activity.rs).
     pub(super) activity: super::activity::Activity,
+    /// Spend per model per day (model_days.rs).
+    model_days: super::model_days::ModelDays,
     pub ttl_ms: u64,
     pub cache: SessionCache,
     /// One write pass at a time, so two passes never reorder the writes of
@@ -104,6 +106,7 @@ impl SledStore {
             tenant_days: db.open_tree("tenant_days")?,
             meta: db.open_tree("meta")?,
             activity: super::activity::Activity::open(&db)?,
+            model_days: super::model_days::ModelDays::open(&db)?,
             db,
             ttl_ms: ttl.as_millis() as u64,
             cache: SessionCache::new(session_cache_bytes),
@@ -198,7 +201,9 @@ impl Inner {
     pub(super) fn write_pending(&self) -> Result<bool, StoreError> {
         // The decision log first: it hands the sessions their new heads.
         let log = self.write_decision_log()?;
-        let written = self.write_sessions()? + self.write_tenant_days()?;
+        let written = self.write_sessions()?
+            + self.write_tenant_days()?
+            + self.model_days.write(super::now_ms())?;
         Ok(log || written > 0)
     }
 }
@@ -283,6 +288,15 @@ impl SessionStore for SledStore {
             .unwrap_or_else(|e| e.into_inner())
             .insert(Inner::tenant_day_key(tenant, day.day), *day);
         Ok(())
+    }
+
+    fn add_model_day(&self, add: &super::ModelDay) -> Result<(), StoreError> {
+        self.inner.model_days.add(add);
+        Ok(())
+    }
+
+    fn model_days(&self, from: u64, to: u64) -> Result<Vec<super::ModelDay>, StoreError> {
+        self.inner.model_days.range(from, to)
     }
 
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {
