@@ -33,12 +33,13 @@ cp_pid=$!
 for _ in $(seq 1 600); do grep -q ' ready ' "$run/cp.out" 2>/dev/null && break; sleep 0.1; done
 echo "ready in $(( ($(date +%s%N) - started) / 1000000 )) ms"
 http=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' "$run/cp.out")
-ms() { curl -sf -o /dev/null -w '%{time_total}' "http://$http$1" | awk '{printf "%.0f", $1 * 1000}'; }
+ms() { curl -s -o /dev/null -w '%{time_total}' "http://$http$1" | awk '{printf "%.0f", $1 * 1000}'; }
+id=bench-$((n / 8))
 cursor=$(curl -sf "http://$http/ui/" | grep -o 'cursor=[0-9a-f]*' | head -1)
 for page in "first page|/ui/" "next page (cursor)|/ui/?$cursor" \
     "filter profile=AGENT|/ui/?profile=AGENT" \
     "filter model=small-1 (none in the first 20k)|/ui/?model=small-1" \
-    "search by id|/ui/?q=bench-123456" "a conversation|/ui/conversation?id=bench-123456" \
+    "search by id|/ui/?q=$id" "a conversation|/ui/conversation?id=$id" \
     "spend|/ui/spend"; do
     runs=""
     for _ in 1 2 3 4 5; do runs="$runs $(ms "${page#*|}")"; done
