@@ -41,6 +41,42 @@ pub mod attr {
     pub const ERROR_TYPE: &str = "error.type";
 }
 
+/// Values of `gen_ai.provider.name`: the conventions' well-known values
+/// Keel derives from a provider's API; a provider may name another
+/// (`[[providers]] gen_ai_provider_name`, e.g. `azure.ai.openai`,
+/// `aws.bedrock`, `gcp.vertex_ai`), carried in `Target`.
+pub mod provider {
+    use crate::pb::{self, WireFormat};
+
+    pub const OPENAI: &str = "openai";
+    pub const ANTHROPIC: &str = "anthropic";
+
+    /// The well-known value of a wire format.
+    pub fn of_wire_format(w: WireFormat) -> &'static str {
+        match w {
+            WireFormat::Anthropic => ANTHROPIC,
+            WireFormat::Openai | WireFormat::Unspecified => OPENAI,
+        }
+    }
+
+    /// The target's `gen_ai.provider.name`: its provider's, else (from an
+    /// older control plane) its wire format's.
+    pub fn of(t: &pb::Target) -> &str {
+        if t.gen_ai_provider_name.is_empty() {
+            of_wire_format(t.wire_format())
+        } else {
+            &t.gen_ai_provider_name
+        }
+    }
+}
+
+/// Keel's own span attribute keys beside the conventions'.
+pub mod keel_attr {
+    /// The catalog's provider name (`gen_ai.provider.name` is the
+    /// provider's kind, shared by every provider of that kind).
+    pub const PROVIDER: &str = "keel.provider";
+}
+
 /// Values of `gen_ai.operation.name` Keel uses.
 pub mod operation {
     /// Chat completions and Anthropic messages alike.

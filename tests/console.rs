@@ -88,3 +88,74 @@ async fn pages_show_conversations_their_timeline_health_and_spend() {
     let r = gw.client.get(format!("{ui}/nowhere")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The per-model table of the spend page.
+fn model_table(page: &str) -> Option<&str> {
+    let start = page.find("data-by=\"model\"")?;
+    let len = page[start..].find("</table>")?;
+    Some(&page[start..start + len])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_per_model_and_day_survives_a_control_plane_restart() {
+    let fake = keel_testkit::FakeProvider::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &tmp.path().join("data"),
+        &format!("{}{}", alpha(&fake), model("strong", 3, 3.0, 15.0)),
+    );
+    let dir = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let client = reqwest::Client::new();
+    let mut cp = keel_testkit::ControlPlane::start(&dir("cp1"), &cfg)
+        .await
+        .unwrap();
+    let mut sc = keel_testkit::Sidecar::start(&dir("sc1"), &cp.url(), SIDECAR_ARGS, KEYS)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = post_chat(
+            &client,
+            &sc.url(),
+            Some("spend-1"),
+            None,
+            &chat_body("auto", false),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    // Counted once the three reports arrived.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let page = get(&client, &format!("http://{}/ui/spend", cp.http)).await;
+        let table = model_table(&page).map(str::to_owned);
+        if table
+            .as_deref()
+            .is_some_and(|t| t.contains("<td class=\"n\">3</td>"))
+            || Instant::now() > deadline
+        {
+            break table.expect("a per-model table");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(before.contains("<td>strong</td>"), "{before}");
+    assert!(
+        before.contains("<td class=\"n\">3</td>"),
+        "3 requests: {before}"
+    );
+    assert!(
+        !before.contains("$0.0000</td><td class=\"n\">3"),
+        "spent: {before}"
+    );
+
+    assert!(sc.terminate().unwrap().success());
+    assert!(cp.terminate().unwrap().success());
+    let cp = keel_testkit::ControlPlane::start(&dir("cp2"), &cfg)
+        .await
+        .unwrap();
+    let page = get(&client, &format!("http://{}/ui/spend", cp.http)).await;
+    assert_eq!(model_table(&page), Some(before.as_str()), "kept on disk");
+}

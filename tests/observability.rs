@@ -50,7 +50,7 @@ async fn metrics_measure_real_traffic_per_model_provider_and_profile() {
     overhead_ms(&r);
 
     let sc = scrape(&gw.client, &format!("{}/metrics", gw.sc.url())).await;
-    let call = "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"alpha\",gen_ai_request_model=\"strong\",keel_profile=\"AGENT\"";
+    let call = "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",keel_provider=\"alpha\",gen_ai_request_model=\"strong\",keel_profile=\"AGENT\"";
     for line in [
         "keel_sidecar_requests_total{api=\"openai\",status=\"2xx\"} 2".to_owned(),
         format!("gen_ai_client_operation_duration_seconds_count{{{call},error_type=\"\"}} 2"),

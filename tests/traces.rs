@@ -178,7 +178,8 @@ async fn traced_request(route_rpc: &str, streamed: bool) {
 
     for (key, want) in [
         ("gen_ai.operation.name", "chat"),
-        ("gen_ai.provider.name", "alpha"),
+        ("gen_ai.provider.name", "openai"),
+        ("keel.provider", "alpha"),
         ("gen_ai.request.model", "strong"),
         ("gen_ai.response.model", "strong-up"),
         ("gen_ai.conversation.id", "traced-1"),

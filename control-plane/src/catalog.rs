@@ -19,6 +19,8 @@ pub struct Provider {
     pub keys: Vec<Key>,
     /// Serves the OpenAI Responses API too (OpenAI format only).
     pub responses: bool,
+    /// OpenTelemetry `gen_ai.provider.name` (config, else by `api`).
+    pub gen_ai_name: String,
 }
 
 /// A key *reference*; the secret lives on the host that forwards requests.
@@ -192,6 +194,7 @@ impl Catalog {
             key_ref: p.keys[key].key_ref.clone(),
             tier: d.tier,
             responses_api: p.responses,
+            gen_ai_provider_name: p.gen_ai_name.clone(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use keel::{
     pb,
-    semconv::{attr, operation},
+    semconv::{attr, keel_attr, operation, provider},
 };
 use opentelemetry::{
     Array, Context, KeyValue, StringValue, Value,
@@ -46,7 +46,8 @@ impl CallTimes {
             let served = i == last && o.success;
             let mut attrs = vec![
                 KeyValue::new(attr::OPERATION_NAME, operation::CHAT),
-                KeyValue::new(attr::PROVIDER_NAME, t.provider.clone()),
+                KeyValue::new(attr::PROVIDER_NAME, provider::of(t).to_owned()),
+                KeyValue::new(keel_attr::PROVIDER, t.provider.clone()),
                 KeyValue::new(attr::REQUEST_MODEL, t.model.clone()),
                 KeyValue::new(attr::RESPONSE_MODEL, t.upstream_model.clone()),
                 KeyValue::new("keel.profile", o.profile.clone()),

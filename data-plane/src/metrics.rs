@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keel::{
     pb,
-    semconv::{metric, operation, token_type},
+    semconv::{metric, operation, provider, token_type},
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -31,7 +31,10 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     gen_ai_operation_name: &'static str,
+    /// The provider's kind (`openai`, `anthropic`, …).
     gen_ai_provider_name: String,
+    /// The catalog's provider name.
+    keel_provider: String,
     gen_ai_request_model: String,
     keel_profile: String,
     /// Empty on success, else the attempt's failure class.
@@ -42,6 +45,7 @@ struct CallLabels {
 struct TokenLabels {
     gen_ai_operation_name: &'static str,
     gen_ai_provider_name: String,
+    keel_provider: String,
     gen_ai_request_model: String,
     keel_profile: String,
     gen_ai_token_type: &'static str,
@@ -206,7 +210,8 @@ impl Metrics {
             let Some(t) = &a.target else { continue };
             let call = CallLabels {
                 gen_ai_operation_name: operation::CHAT,
-                gen_ai_provider_name: t.provider.clone(),
+                gen_ai_provider_name: provider::of(t).to_owned(),
+                keel_provider: t.provider.clone(),
                 gen_ai_request_model: t.model.clone(),
                 keel_profile: o.profile.clone(),
                 error_type: a.error_class.clone(),
@@ -238,7 +243,8 @@ impl Metrics {
             self.token_usage
                 .get_or_create(&TokenLabels {
                     gen_ai_operation_name: operation::CHAT,
-                    gen_ai_provider_name: t.provider.clone(),
+                    gen_ai_provider_name: provider::of(t).to_owned(),
+                    keel_provider: t.provider.clone(),
                     gen_ai_request_model: t.model.clone(),
                     keel_profile: o.profile.clone(),
                     gen_ai_token_type: kind,

@@ -267,6 +267,9 @@ pub struct RawProvider {
     /// `api = "openai"` only: the provider also serves `POST /responses`.
     #[serde(default)]
     pub responses: bool,
+    /// OpenTelemetry `gen_ai.provider.name` (default: by `api`).
+    #[serde(default)]
+    pub gen_ai_provider_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

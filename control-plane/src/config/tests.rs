@@ -294,3 +294,35 @@ fn the_redis_backend_takes_a_url_without_a_password_and_sentinel_with_a_name() {
             .contains("store.backend")
     );
 }
+
+#[test]
+fn gen_ai_provider_name_is_by_api_unless_a_provider_names_it() {
+    let by_api = parse(BASE).unwrap();
+    assert_eq!(by_api.catalog.target(0, 0).gen_ai_provider_name, "openai");
+    let anthropic = parse(&BASE.replacen("api = \"openai\"", "api = \"anthropic\"", 1)).unwrap();
+    assert_eq!(
+        anthropic.catalog.target(0, 0).gen_ai_provider_name,
+        "anthropic"
+    );
+    let named = BASE.replacen(
+        "api = \"openai\"",
+        "api = \"openai\"\ngen_ai_provider_name = \"azure.ai.openai\"",
+        1,
+    );
+    let t = parse(&named).unwrap().catalog.target(0, 0);
+    assert_eq!(
+        (t.gen_ai_provider_name.as_str(), t.provider.as_str()),
+        ("azure.ai.openai", "alpha")
+    );
+    let bad = BASE.replacen(
+        "api = \"openai\"",
+        "api = \"openai\"\ngen_ai_provider_name = \"Azure OpenAI\"",
+        1,
+    );
+    assert!(
+        parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("providers[0].gen_ai_provider_name")
+    );
+}

@@ -349,13 +349,32 @@ fn validate_provider(i: usize, p: super::RawProvider) -> Result<Provider, Config
             max_in_flight: k.max_in_flight,
         });
     }
+    let gen_ai_name = match p.gen_ai_provider_name {
+        None => keel::semconv::provider::of_wire_format(api).to_owned(),
+        Some(n) if valid_gen_ai_name(&n) => n,
+        Some(_) => {
+            return Err(invalid(
+                key("gen_ai_provider_name"),
+                "must be a non-empty name of lowercase letters, digits, `.` or `_` (e.g. \"azure.ai.openai\")",
+            ));
+        }
+    };
     Ok(Provider {
         name: p.name,
         api,
         base_url: p.base_url.trim_end_matches('/').to_owned(),
         keys,
         responses: p.responses,
+        gen_ai_name,
     })
+}
+
+/// An OpenTelemetry `gen_ai.provider.name` as the conventions spell them.
+fn valid_gen_ai_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_'))
 }
 
 pub(super) fn validate_budgets(table: &str, b: &RawBudgets) -> Result<Caps, ConfigError> {

@@ -24,8 +24,6 @@ use crate::{
     router::RouterState,
 };
 
-pub use spend::SpendLedger;
-
 /// Cookie that carries the console token of a logged-in browser.
 pub const COOKIE: &str = "keel_console";
 

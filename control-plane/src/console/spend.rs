@@ -1,8 +1,10 @@
-//! Spend per tenant and per model per UTC day, as charts: kept in memory
-//! from reports since the control plane started (at most [`DAYS`] days and
-//! [`MAX_NAMES`] tenants or models a day; more are summed as "other").
+//! Spend per tenant and per model per UTC day, as charts, from the session
+//! store's totals per model and tenant per day (`SessionStore::model_days`:
+//! kept across restarts and shared by replicas on Redis). The last
+//! [`DAYS`] days; past [`MAX_NAMES`] tenants or models the smallest are
+//! summed as "other".
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::collections::BTreeMap;
 
 use http::StatusCode;
 use maud::html;
@@ -10,98 +12,134 @@ use maud::html;
 use super::{
     Reply,
     chart::{self, PALETTE, Series},
-    date, html_page, usd,
+    date, html_page, internal, usd,
 };
-use crate::{budget::utc_day, router::RouterState, store::now_ms};
+use crate::{
+    budget::utc_day,
+    router::RouterState,
+    store::{ModelDay, now_ms},
+};
 
-/// Days kept.
+/// Days shown, today included.
 pub const DAYS: u64 = 31;
-/// Names kept per day and kind before the rest is "other".
-pub const MAX_NAMES: usize = 200;
+/// Names shown per chart before the rest is "other".
+pub const MAX_NAMES: usize = 20;
 
-#[derive(Default)]
-struct Days {
-    /// `day → name → USD`.
-    tenants: BTreeMap<u64, BTreeMap<String, f64>>,
-    models: BTreeMap<u64, BTreeMap<String, f64>>,
+/// One row of a table: a tenant's or a model's totals.
+#[derive(Debug, Default, PartialEq)]
+struct Row {
+    name: String,
+    /// USD per day, one per label.
+    usd: Vec<f64>,
+    turns: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
 }
 
-/// Spend per day by tenant and by model.
-#[derive(Default)]
-pub struct SpendLedger(Mutex<Days>);
-
-fn add(days: &mut BTreeMap<u64, BTreeMap<String, f64>>, day: u64, name: &str, usd: f64) {
-    let names = days.entry(day).or_default();
-    let name = if names.len() >= MAX_NAMES && !names.contains_key(name) {
-        "other"
-    } else {
-        name
-    };
-    *names.entry(name.to_owned()).or_default() += usd;
-    while days.len() as u64 > DAYS {
-        days.pop_first();
+impl Row {
+    fn total(&self) -> f64 {
+        self.usd.iter().sum()
     }
 }
 
-impl SpendLedger {
-    /// Adds one reported request's cost.
-    pub fn add(&self, day: u64, tenant: &str, model: &str, usd: f64) {
-        if usd <= 0.0 {
-            return;
-        }
-        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        add(&mut d.tenants, day, tenant, usd);
-        add(&mut d.models, day, model, usd);
+/// The days `first..=first + n - 1` summed per tenant (or per model), the
+/// largest first, the rest past [`MAX_NAMES`] as "other".
+fn rows(found: &[ModelDay], first: u64, n: usize, by_model: bool) -> Vec<Row> {
+    let mut by: BTreeMap<&str, Row> = BTreeMap::new();
+    for d in found {
+        let Some(i) = d
+            .day
+            .checked_sub(first)
+            .map(|i| i as usize)
+            .filter(|i| *i < n)
+        else {
+            continue;
+        };
+        let name = if by_model { &d.model } else { &d.tenant };
+        let row = by.entry(name).or_insert_with(|| Row {
+            name: name.clone(),
+            usd: vec![0.0; n],
+            ..Row::default()
+        });
+        row.usd[i] += d.usd;
+        row.turns += d.turns;
+        row.input_tokens += d.input_tokens;
+        row.output_tokens += d.output_tokens;
+        row.cached_input_tokens += d.cached_input_tokens;
     }
-
-    /// The last `DAYS` days up to `today` (labels) and one series per name.
-    fn series(&self, today: u64, by_model: bool) -> (Vec<u64>, Vec<(String, Vec<f64>)>) {
-        let d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let days = if by_model { &d.models } else { &d.tenants };
-        let first = days
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(today)
-            .max(today.saturating_sub(DAYS - 1));
-        let labels: Vec<u64> = (first..=today).collect();
-        let mut names: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        for (i, day) in labels.iter().enumerate() {
-            for (name, usd) in days.get(day).into_iter().flatten() {
-                names.entry(name).or_insert_with(|| vec![0.0; labels.len()])[i] += usd;
+    let mut rows: Vec<Row> = by.into_values().collect();
+    rows.sort_by(|a, b| b.total().total_cmp(&a.total()));
+    if rows.len() > MAX_NAMES {
+        let rest = rows.split_off(MAX_NAMES - 1);
+        let mut other = Row {
+            name: "other".into(),
+            usd: vec![0.0; n],
+            ..Row::default()
+        };
+        for r in rest {
+            for (o, v) in other.usd.iter_mut().zip(&r.usd) {
+                *o += v;
             }
+            other.turns += r.turns;
+            other.input_tokens += r.input_tokens;
+            other.output_tokens += r.output_tokens;
+            other.cached_input_tokens += r.cached_input_tokens;
         }
-        let series = names.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
-        (labels, series)
+        rows.push(other);
     }
+    rows
 }
 
 pub fn page(state: &RouterState) -> Reply {
     let today = utc_day(now_ms());
+    let first = today + 1 - DAYS;
+    let found = match state.store.model_days(first, today) {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
+    // From the first day with spend (a fresh store shows today alone).
+    let first = found
+        .iter()
+        .map(|d| d.day)
+        .min()
+        .unwrap_or(today)
+        .max(first);
+    let days: Vec<u64> = (first..=today).collect();
+    let labels: Vec<String> = days.iter().map(|d| date(*d)[5..].to_owned()).collect();
     let section = |by_model: bool| {
-        let (days, series) = state.spend.series(today, by_model);
-        let labels: Vec<String> = days.iter().map(|d| date(*d)[5..].to_owned()).collect();
-        let drawn: Vec<Series<'_>> = series
+        let rows = rows(&found, first, days.len(), by_model);
+        let drawn: Vec<Series<'_>> = rows
             .iter()
             .enumerate()
-            .map(|(i, (name, values))| Series {
-                name,
+            .map(|(i, r)| Series {
+                name: &r.name,
                 color: PALETTE[i % PALETTE.len()],
-                values: values.clone(),
+                values: r.usd.clone(),
             })
             .collect();
         let what = if by_model { "model" } else { "tenant" };
         html! {
             (chart::stacked_bars(&format!("Spend per {what} per day"), &labels, &drawn, |v| format!("${v:.2}")))
             table.spend data-by=(what) {
-                thead { tr { th { (what) } @for d in &days { th.n { (date(*d)) } } th.n { "Total" } } }
+                thead { tr {
+                    th { (what) } @for d in &days { th.n { (date(*d)) } }
+                    th.n { "Total" } th.n { "Requests" } th.n { "Input tokens" } th.n { "Cached" } th.n { "Output tokens" }
+                } }
                 tbody {
-                    @for (name, values) in &series {
+                    @for r in &rows {
                         tr {
-                            td { (name) }
-                            @for v in values { td.n { (usd(*v)) } }
-                            td.n { (usd(values.iter().sum())) }
+                            td { (r.name) }
+                            @for v in &r.usd { td.n { (usd(*v)) } }
+                            td.n { (usd(r.total())) }
+                            td.n { (r.turns) }
+                            td.n { (r.input_tokens) }
+                            td.n { (r.cached_input_tokens) }
+                            td.n { (r.output_tokens) }
                         }
+                    }
+                    @if rows.is_empty() {
+                        tr { td colspan=(days.len() + 6) .muted { "Nothing reported in these days." } }
                     }
                 }
             }
@@ -109,7 +147,7 @@ pub fn page(state: &RouterState) -> Reply {
     };
     let body = html! {
         h1 { "Spend" }
-        p.muted { "Reported spend at catalog prices, per UTC day, since this control plane started (at most " (DAYS) " days)." }
+        p.muted { "Reported spend at catalog prices per UTC day, the last " (DAYS) " days, from the session store (kept across restarts). Requests: served or cut short with a cost." }
         h2 { "Per tenant" }
         (section(false))
         h2 { "Per model" }
@@ -122,25 +160,44 @@ pub fn page(state: &RouterState) -> Reply {
 mod tests {
     use super::*;
 
+    fn d(day: u64, model: &str, tenant: &str, usd: f64) -> ModelDay {
+        ModelDay {
+            day,
+            model: model.into(),
+            tenant: tenant.into(),
+            usd,
+            turns: 1,
+            ..ModelDay::default()
+        }
+    }
+
     #[test]
-    fn spend_is_summed_per_day_and_name_and_old_days_go() {
-        let l = SpendLedger::default();
-        l.add(100, "acme", "small", 1.0);
-        l.add(100, "acme", "strong", 2.0);
-        l.add(101, "beta", "small", 0.5);
-        let (days, tenants) = l.series(101, false);
-        assert_eq!(days, [100, 101]);
+    fn spend_is_summed_per_day_and_name_and_the_rest_is_other() {
+        let found = [
+            d(100, "small", "acme", 1.0),
+            d(100, "strong", "acme", 2.0),
+            d(101, "small", "beta", 0.5),
+            d(99, "small", "acme", 7.0),
+        ];
+        let tenants = rows(&found, 100, 2, false);
+        let pairs: Vec<(&str, &[f64], u64)> = tenants
+            .iter()
+            .map(|r| (r.name.as_str(), r.usd.as_slice(), r.turns))
+            .collect();
         assert_eq!(
-            tenants,
-            [
-                ("acme".into(), vec![3.0, 0.0]),
-                ("beta".into(), vec![0.0, 0.5])
-            ]
+            pairs,
+            [("acme", &[3.0, 0.0][..], 2), ("beta", &[0.0, 0.5][..], 1)]
         );
-        let (_, models) = l.series(101, true);
-        assert_eq!(models[0], ("small".into(), vec![1.0, 0.5]));
-        l.add(100 + DAYS, "acme", "small", 1.0);
-        let (days, _) = l.series(100 + DAYS, false);
-        assert_eq!(days.first(), Some(&101));
+        let models = rows(&found, 100, 2, true);
+        assert_eq!(models[0].name, "strong");
+        assert_eq!(models[1].usd, [1.0, 0.5]);
+        let many: Vec<ModelDay> = (0..MAX_NAMES + 5)
+            .map(|i| d(100, "m", &format!("t{i:02}"), 1.0 + i as f64))
+            .collect();
+        let tenants = rows(&many, 100, 1, false);
+        assert_eq!(tenants.len(), MAX_NAMES);
+        let other = tenants.last().unwrap();
+        assert_eq!((other.name.as_str(), other.turns), ("other", 6));
+        assert_eq!(other.total(), (1..=6).map(f64::from).sum::<f64>());
     }
 }

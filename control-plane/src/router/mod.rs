@@ -51,8 +51,6 @@ pub struct RouterState {
     /// Budget caps (config and run time) and tenant spend per day.
     pub budgets: Budgets,
     pub tenants: TenantSpend,
-    /// Spend per day by tenant and model, for the console.
-    pub spend: crate::console::SpendLedger,
     /// Decision records, written by the server's [`DecisionWriter`].
     pub decision_log: DecisionLog,
     spread: AtomicUsize,
@@ -80,7 +78,6 @@ impl RouterState {
             capacity: Capacity::new(&config.catalog, config.load.clone()),
             budgets: Budgets::new(config.budgets, overrides.unwrap_or_default()),
             tenants: TenantSpend::default(),
-            spend: Default::default(),
             config,
             store,
             metrics,

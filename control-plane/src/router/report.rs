@@ -13,7 +13,7 @@ use super::{RouterState, internal};
 use crate::{
     budget::utc_day,
     signals::AttemptKind,
-    store::{DecisionEntry, SessionKey, StoreError, TurnResult, now_ms},
+    store::{DecisionEntry, ModelDay, SessionKey, StoreError, TurnResult, now_ms},
 };
 
 /// A provider key: indexes into the catalog's providers and into that
@@ -128,15 +128,26 @@ impl RouterState {
         }) else {
             return;
         };
+        let usage = outcome.usage.unwrap_or_default();
         if outcome.success {
-            let usage = outcome.usage.unwrap_or_default();
             self.metrics
                 .served(profile, &t.model, &t.provider, &usage, cost);
         }
         // A turn cut short spent too (as the tenant's and session's totals).
-        if cost > 0.0 {
-            let tenant = keel::tenant_or_default(&outcome.tenant);
-            self.spend.add(utc_day(now_ms()), tenant, &t.model, cost);
+        if outcome.success || cost > 0.0 {
+            let served = ModelDay {
+                day: utc_day(now_ms()),
+                model: t.model.clone(),
+                tenant: keel::tenant_or_default(&outcome.tenant).to_owned(),
+                usd: cost,
+                turns: 1,
+                input_tokens: usage.input_tokens.into(),
+                output_tokens: usage.output_tokens.into(),
+                cached_input_tokens: usage.cached_input_tokens.into(),
+            };
+            if let Err(e) = self.store.add_model_day(&served) {
+                tracing::warn!(error = %e, "could not add to the model's spend of the day");
+            }
         }
     }
 

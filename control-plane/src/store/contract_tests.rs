@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use keel_testkit::RedisServer;
 
 use super::{
-    ConversationSummary, DecisionEntry, Durability, RedisSettings, RedisStore, SessionKey,
-    SessionStore, SledStore, TurnResult, now_ms,
+    ConversationSummary, DecisionEntry, Durability, ModelDay, RedisSettings, RedisStore,
+    SessionKey, SessionStore, SledStore, TurnResult, now_ms,
 };
 use crate::budget::{Overrides, TenantDay};
 
@@ -75,6 +75,7 @@ contract!(
     an_idle_session_is_gone_after_its_ttl,
     a_timeline_is_in_turn_order_and_results_join_their_record,
     tenant_days_add_up,
+    model_days_add_up_per_model_tenant_and_day,
     budget_overrides_round_trip,
     conversations_list_newest_first_paged_and_filtered,
 );
@@ -228,6 +229,64 @@ fn tenant_days_add_up(store: &dyn SessionStore) {
     store.put_tenant_day("acme", &set).unwrap();
     futures_flush(store);
     assert_eq!(store.tenant_day("acme", yesterday).unwrap(), Some(set));
+}
+
+fn model_days_add_up_per_model_tenant_and_day(store: &dyn SessionStore) {
+    let today = crate::budget::utc_day(now_ms());
+    let served = |day, model: &str, tenant: &str, usd| ModelDay {
+        day,
+        model: model.into(),
+        tenant: tenant.into(),
+        usd,
+        turns: 1,
+        input_tokens: 1000,
+        output_tokens: 50,
+        cached_input_tokens: 200,
+    };
+    assert!(store.model_days(today - 1, today).unwrap().is_empty());
+    // Two writers at once (replicas on Redis, report tasks on sled).
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    store
+                        .add_model_day(&served(today, "small", "acme", 0.25))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    store
+        .add_model_day(&served(today, "strong", "acme", 2.0))
+        .unwrap();
+    store
+        .add_model_day(&served(today - 1, "small", "beta", 1.0))
+        .unwrap();
+    futures_flush(store);
+    let found = store.model_days(today - 1, today).unwrap();
+    let names: Vec<(u64, &str, &str)> = found
+        .iter()
+        .map(|d| (d.day, d.model.as_str(), d.tenant.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (today - 1, "small", "beta"),
+            (today, "small", "acme"),
+            (today, "strong", "acme")
+        ]
+    );
+    let small = &found[1];
+    assert_eq!((small.usd, small.turns), (10.0, 40));
+    assert_eq!(
+        (
+            small.input_tokens,
+            small.output_tokens,
+            small.cached_input_tokens
+        ),
+        (40_000, 2_000, 8_000)
+    );
+    assert_eq!(store.model_days(today, today).unwrap().len(), 2, "per day");
 }
 
 fn budget_overrides_round_trip(store: &dyn SessionStore) {

@@ -11,6 +11,7 @@ mod codec;
 #[cfg(test)]
 mod contract_tests;
 mod flusher;
+mod model_days;
 mod redis_store;
 mod segment;
 mod sessions;
@@ -41,6 +42,7 @@ use crate::{
 
 pub use activity::{ConversationPage, ConversationSummary};
 pub use codec::{decode_session, encode_session};
+pub use model_days::{MODEL_DAYS_KEPT, ModelDay};
 pub use redis_store::{Backend, Durability, RedisSettings, RedisStore};
 pub use sled_store::{DEFAULT_SESSION_CACHE_BYTES, SledStore};
 pub use sweeper::run_sweeper;
@@ -240,6 +242,20 @@ pub trait SessionStore: Send + Sync + 'static {
         current.turns += turns;
         self.put_tenant_day(tenant, &current)?;
         Ok(current)
+    }
+
+    /// Atomically adds `add`'s spend, turns and tokens to the totals of
+    /// its model and tenant on its UTC day (kept [`MODEL_DAYS_KEPT`] days).
+    /// A store without the totals keeps none.
+    fn add_model_day(&self, add: &ModelDay) -> Result<(), StoreError> {
+        let _ = add;
+        Ok(())
+    }
+
+    /// Every model's totals per tenant on the UTC days `from..=to`.
+    fn model_days(&self, from: u64, to: u64) -> Result<Vec<ModelDay>, StoreError> {
+        let _ = (from, to);
+        Ok(Vec::new())
     }
 
     /// Run-time budget caps (`Admin.SetBudgets`).

@@ -20,6 +20,7 @@ use super::{
     ConversationPage, ConversationSummary, DecisionEntry, FlushFuture, Session, SessionKey,
     SessionStore, StoreError, TurnResult, Updated,
     flusher::{Flusher, WriteBack},
+    model_days::ModelDays,
     sessions::{Sessions, Ttl},
     settings::Settings,
     sweep::{self, SWEEP_BATCH, TENANT_DAYS_KEPT},
@@ -50,6 +51,8 @@ struct Parts {
     log: Log,
     tenant_days: TenantDays,
     settings: Settings,
+    /// Spend per model per day (model_days.rs).
+    model_days: ModelDays,
     sweep: sweep::Cursor,
 }
 
@@ -94,6 +97,7 @@ impl SledStore {
             log: Log::open(&db, ttl)?,
             tenant_days: TenantDays::open(&db)?,
             settings: Settings::open(&db)?,
+            model_days: ModelDays::open(&db)?,
             sweep: sweep::Cursor::default(),
             db,
         });
@@ -118,7 +122,9 @@ impl Parts {
     fn write_pending(&self) -> Result<bool, StoreError> {
         // The decision log first: it hands the sessions their new heads.
         let log = self.log.write(&self.sessions)?;
-        let written = self.sessions.write_pass()? + self.tenant_days.write_pass()?;
+        let written = self.sessions.write_pass()?
+            + self.tenant_days.write_pass()?
+            + self.model_days.write(super::now_ms())?;
         Ok(log || written > 0)
     }
 
@@ -205,6 +211,15 @@ impl SessionStore for SledStore {
     fn put_tenant_day(&self, tenant: &str, day: &TenantDay) -> Result<(), StoreError> {
         self.parts.tenant_days.put(tenant, day);
         Ok(())
+    }
+
+    fn add_model_day(&self, add: &super::ModelDay) -> Result<(), StoreError> {
+        self.parts.model_days.add(add);
+        Ok(())
+    }
+
+    fn model_days(&self, from: u64, to: u64) -> Result<Vec<super::ModelDay>, StoreError> {
+        self.parts.model_days.range(from, to)
     }
 
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {

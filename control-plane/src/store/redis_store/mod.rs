@@ -29,6 +29,7 @@
 mod keys;
 mod link;
 mod listing;
+mod model_days;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -439,6 +440,14 @@ impl SessionStore for RedisStore {
             usd: usd.parse().unwrap_or(0.0),
             turns,
         })
+    }
+
+    fn add_model_day(&self, add: &crate::store::ModelDay) -> Result<(), StoreError> {
+        self.add_model_day_totals(add)
+    }
+
+    fn model_days(&self, from: u64, to: u64) -> Result<Vec<crate::store::ModelDay>, StoreError> {
+        self.model_day_totals(from, to)
     }
 
     fn budget_overrides(&self) -> Result<Option<Overrides>, StoreError> {
