@@ -315,3 +315,55 @@ async fn a_control_plane_keeps_pins_in_redis_over_tls_with_a_password_from_the_e
     assert!(keys.contains("tls-1"), "{keys}");
     assert!(!cp.logs().contains(password), "the password never logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_resent_to_another_replica_is_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir(tmp.path(), "redis"), &[]).unwrap();
+    let fake = FakeProvider::start().await.unwrap();
+    let cfg = replica_config(tmp.path(), &redis, &fake);
+    let cp1 = ControlPlane::start(&dir(tmp.path(), "cp1"), &cfg)
+        .await
+        .unwrap();
+    let cp2 = ControlPlane::start(&dir(tmp.path(), "cp2"), &cfg)
+        .await
+        .unwrap();
+    let mut one = RouterClient::connect(cp1.url()).await.unwrap();
+    let mut two = RouterClient::connect(cp2.url()).await.unwrap();
+    let decision = one
+        .route(route_request("resent"))
+        .await
+        .unwrap()
+        .into_inner();
+    // The batch applied by replica 1 whose ack the sidecar never got: it
+    // sends the batch again, to replica 2.
+    let batch = pb::ReportBatch {
+        outcomes: vec![pb::Outcome {
+            decision_id: decision.decision_id.clone(),
+            conversation_id: "resent".into(),
+            profile: "AGENT".into(),
+            attempts: vec![pb::Attempt {
+                target: decision.target.clone(),
+                status: 200,
+                ..Default::default()
+            }],
+            usage: Some(pb::Usage {
+                input_tokens: 1_000_000,
+                ..Default::default()
+            }),
+            success: true,
+            turn: decision.turn,
+            ..Default::default()
+        }],
+    };
+    one.report(batch.clone()).await.unwrap();
+    two.report(batch.clone()).await.unwrap();
+    one.report(batch).await.unwrap();
+    let conv = conversation(&cp2.url(), "resent").await;
+    assert_eq!(conv.turns, 1);
+    assert!(
+        (conv.spend_usd - 3.0).abs() < 1e-9,
+        "1M input tokens at $3/M, counted once: {}",
+        conv.spend_usd
+    );
+}

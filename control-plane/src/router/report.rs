@@ -29,6 +29,16 @@ struct KeyId {
 const REJECTED_KEY_PARK_SECS: u64 = 300;
 
 impl RouterState {
+    /// Whether the outcome of `decision_id` is new here: to every replica
+    /// when the store is shared, else to this control plane.
+    fn first_report(&self, decision_id: &str) -> Result<bool, Status> {
+        if self.store.shared() {
+            self.store.claim_report(decision_id).map_err(internal)
+        } else {
+            Ok(self.seen.first(decision_id))
+        }
+    }
+
     /// Applies a batch of outcomes to signals and sessions.
     pub async fn report(&self, batch: pb::ReportBatch) -> Result<u32, Status> {
         let mut accepted = 0;
@@ -37,7 +47,7 @@ impl RouterState {
         let mut spenders: Vec<String> = Vec::new();
         let now = Instant::now();
         for outcome in batch.outcomes {
-            if !outcome.decision_id.is_empty() && !self.seen.first(&outcome.decision_id) {
+            if !outcome.decision_id.is_empty() && !self.first_report(&outcome.decision_id)? {
                 // Sent again after a lost ack: applied already.
                 accepted += 1;
                 continue;

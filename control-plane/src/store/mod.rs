@@ -301,7 +301,21 @@ pub trait SessionStore: Send + Sync + 'static {
     fn mark_degraded(&self, key: &SessionKey) {
         let _ = key;
     }
+
+    /// Whether this is the first claim, by any control plane sharing the
+    /// store, to apply the report of `decision_id` (a sidecar sends a batch
+    /// again, maybe to another replica, when its ack was lost). Claims are
+    /// kept [`REPORT_CLAIM_MS`]. A store not [`shared`](SessionStore::shared)
+    /// claims nothing: the router remembers in memory.
+    fn claim_report(&self, decision_id: &str) -> Result<bool, StoreError> {
+        let _ = decision_id;
+        Ok(true)
+    }
 }
+
+/// How long a shared store remembers an applied report (a sidecar resends
+/// an unacknowledged batch within seconds while a replica answers).
+pub const REPORT_CLAIM_MS: u64 = 5 * 60 * 1000;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -8,6 +8,11 @@ pub const BUDGETS_KEY: &str = "keel:budget_overrides";
 /// Keys parked by a 429: `provider/key_ref` -> until (Unix ms).
 pub const PARKED_KEY: &str = "keel:parked";
 
+/// A report applied by some replica (`SET NX`, expiring).
+pub fn report_claim_key(decision_id: &str) -> Vec<u8> {
+    [b"keel:r:".as_slice(), decision_id.as_bytes()].concat()
+}
+
 /// Before a session key (`tenant\0id`): where its session is.
 pub const SESSION_PREFIX: &[u8] = b"keel:s:";
 

@@ -51,8 +51,8 @@ use super::{
 use crate::budget::{Overrides, TenantDay};
 use keys::{
     ADD_DAY, ALL_ACTIVITY_KEY, BUDGETS_KEY, CAS, EPOCH_KEY, MARK_DEGRADED, PARKED, PARKED_KEY,
-    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, session_key, tenant_day_key,
-    timeline_key,
+    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, report_claim_key, session_key,
+    tenant_day_key, timeline_key,
 };
 pub use link::Guarantee;
 use link::{Link, within};
@@ -511,6 +511,21 @@ impl SessionStore for RedisStore {
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
         self.list_page(keep, cursor, limit, now_ms)
+    }
+
+    fn claim_report(&self, decision_id: &str) -> Result<bool, StoreError> {
+        let k = report_claim_key(decision_id);
+        self.call(move |s| async move {
+            let mut c = s.link.conn();
+            let mut set = redis::cmd("SET");
+            set.arg(&k)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(super::REPORT_CLAIM_MS);
+            let claimed: Option<String> = within(s.link.timeout(), set.query_async(&mut c)).await?;
+            Ok(claimed.is_some())
+        })
     }
 
     fn mark_degraded(&self, key: &SessionKey) {
