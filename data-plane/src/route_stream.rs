@@ -10,8 +10,10 @@ use std::{
         Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use keel::pb::{self, router_client::RouterClient};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -33,12 +35,24 @@ pub enum RouteRpc {
 
 type Answer = Result<pb::Decision, Status>;
 
+/// How long a `Route` call waits (see [`RouteStream::route`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// Longest silence of the control plane before it counts as gone.
+    pub silence: Duration,
+    /// Longest wait for an answer while it is there.
+    pub longest: Duration,
+}
+
 /// Calls waiting for their answer on one open stream.
 #[derive(Default)]
 struct Waiting {
     calls: HashMap<u64, oneshot::Sender<Answer>>,
     /// The stream ended: nothing new may wait on it.
     ended: bool,
+    /// Answers and heartbeats read from the stream so far: one that came
+    /// after a call was sent shows the control plane was there meanwhile.
+    heard: u64,
 }
 
 /// One open stream: where requests go and who waits for answers.
@@ -49,6 +63,12 @@ struct Open {
 
 type Slot = Mutex<Option<Arc<Open>>>;
 
+/// An opening of the stream, on its own task: a caller whose deadline
+/// passes stops waiting for it, the opening itself goes on (were it
+/// cancelled with its caller, a control plane slower to open than one
+/// deadline would never get a stream under load).
+type Opening = Shared<BoxFuture<'static, Result<Arc<Open>, Status>>>;
+
 /// The multiplexed `Route` client.
 pub struct RouteStream {
     router: RouterClient<ControlPlaneChannel>,
@@ -57,8 +77,8 @@ pub struct RouteStream {
     unary_only: AtomicBool,
     next_id: AtomicU64,
     open: Arc<Slot>,
-    /// Held while a stream is being opened, so concurrent first calls open one.
-    opening: tokio::sync::Mutex<()>,
+    /// The stream being opened, shared by every call waiting for it.
+    opening: Arc<Mutex<Option<Opening>>>,
     /// Where decisions nobody waits for any more are reported as cancelled.
     orphans: Arc<OnceLock<WeakReporter>>,
 }
@@ -71,7 +91,7 @@ impl RouteStream {
             unary_only: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             open: Arc::new(Mutex::new(None)),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Arc::default(),
             orphans: Arc::default(),
         }
     }
@@ -84,29 +104,44 @@ impl RouteStream {
     }
 
     /// Asks for one decision. Cancel-safe: a call dropped before its answer
-    /// (the caller's deadline) stops waiting, and a late answer is dropped.
-    pub async fn route(&self, req: pb::RouteRequest) -> Answer {
+    /// stops waiting, and a late answer is dropped.
+    ///
+    /// `wait.silence` bounds how long the control plane may stay silent:
+    /// when nothing at all (no answer, no heartbeat) came back on the stream
+    /// for that long, it is gone or hung and the call fails with
+    /// DEADLINE_EXCEEDED (the caller fails static). While it keeps showing
+    /// life, the call waits for its answer up to `wait.longest`, then fails
+    /// with RESOURCE_EXHAUSTED and a `retry-after`: this request was stuck
+    /// in a queue, the gateway is overloaded and sheds it.
+    pub async fn route(&self, req: pb::RouteRequest, wait: Wait) -> Answer {
+        let started = tokio::time::Instant::now();
         if self.rpc == RouteRpc::Unary || self.unary_only.load(Ordering::Relaxed) {
-            return self.unary(req).await;
+            return within(wait.silence, self.unary(req)).await;
         }
-        let open = match self.current().await {
+        let opened = tokio::time::timeout(wait.silence, self.current()).await;
+        let open = match opened.unwrap_or_else(|_| Err(deadline_passed())) {
             Ok(open) => open,
             Err(status) if status.code() == Code::Unimplemented => {
                 tracing::info!("control plane has no RouteStream; using unary Route");
                 self.unary_only.store(true, Ordering::Relaxed);
-                return self.unary(req).await;
+                return within(
+                    wait.silence.saturating_sub(started.elapsed()),
+                    self.unary(req),
+                )
+                .await;
             }
             Err(status) => return Err(status),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
+        let (tx, mut rx) = oneshot::channel();
+        let mut heard = {
             let mut waiting = lock(&open.waiting);
             if waiting.ended {
                 return Err(ended());
             }
             waiting.calls.insert(id, tx);
-        }
+            waiting.heard
+        };
         let _forget = Forget {
             waiting: &open.waiting,
             id,
@@ -119,7 +154,31 @@ impl RouteStream {
         if open.requests.send(request).is_err() {
             return Err(ended());
         }
-        rx.await.unwrap_or_else(|_| Err(ended()))
+        let longest = started + wait.longest.max(wait.silence);
+        // Silence counts from the request's sending (opening the stream had
+        // its own bound above).
+        let mut window_end = tokio::time::Instant::now() + wait.silence;
+        loop {
+            if let Ok(answer) = tokio::time::timeout_at(window_end.min(longest), &mut rx).await {
+                return answer.unwrap_or_else(|_| Err(ended()));
+            }
+            let (now_heard, in_flight) = {
+                let w = lock(&open.waiting);
+                (w.heard, w.calls.len())
+            };
+            if now_heard == heard {
+                return Err(Status::deadline_exceeded(format!(
+                    "route deadline passed: nothing from the control plane for {} ms ({in_flight} calls waiting)",
+                    wait.silence.as_millis()
+                )));
+            }
+            if window_end >= longest {
+                tracing::debug!(in_flight, "route answer queued past the longest wait");
+                return Err(overloaded());
+            }
+            heard = now_heard;
+            window_end += wait.silence;
+        }
     }
 
     async fn unary(&self, req: pb::RouteRequest) -> Answer {
@@ -136,34 +195,71 @@ impl RouteStream {
         router.route(req).await.map(tonic::Response::into_inner)
     }
 
-    /// The open stream, opening one if there is none.
+    /// The open stream, opening one if there is none (or waiting for the
+    /// opening under way).
     async fn current(&self) -> Result<Arc<Open>, Status> {
         if let Some(open) = lock(&self.open).clone() {
             return Ok(open);
         }
-        let _opening = self.opening.lock().await;
-        if let Some(open) = lock(&self.open).clone() {
-            return Ok(open);
-        }
-        let (requests, rx) = mpsc::unbounded_channel();
-        let mut router = self.router.clone();
-        let answers = router
-            .route_stream(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let open = Arc::new(Open {
-            requests,
-            waiting: Arc::default(),
-        });
-        tokio::spawn(read_answers(
-            answers,
-            Arc::clone(&open.waiting),
-            Arc::downgrade(&self.open),
-            Arc::clone(&self.orphans),
-        ));
-        *lock(&self.open) = Some(Arc::clone(&open));
-        Ok(open)
+        let opening = {
+            let mut opening = lock(&self.opening);
+            if let Some(open) = lock(&self.open).clone() {
+                return Ok(open);
+            }
+            opening
+                .get_or_insert_with(|| {
+                    let task = crate::link::spawn(open_stream(
+                        self.router.clone(),
+                        Arc::clone(&self.open),
+                        Arc::clone(&self.opening),
+                        Arc::clone(&self.orphans),
+                    ));
+                    task.map(|joined| {
+                        joined
+                            .unwrap_or_else(|_| Err(Status::internal("route stream opener failed")))
+                    })
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        opening.await
     }
+}
+
+/// Opens a stream, starts reading its answers and puts it in `slot`.
+async fn open_stream(
+    mut router: RouterClient<ControlPlaneChannel>,
+    slot: Arc<Slot>,
+    opening: Arc<Mutex<Option<Opening>>>,
+    orphans: Arc<OnceLock<WeakReporter>>,
+) -> Result<Arc<Open>, Status> {
+    let (requests, rx) = mpsc::unbounded_channel();
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        keel::metadata::HEARTBEATS,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let opened = router
+        .route_stream(request)
+        .await
+        .map(tonic::Response::into_inner);
+    // Under `opening`'s lock: a caller sees the stream in the slot or the
+    // opening under way, never neither.
+    let mut opening = lock(&opening);
+    *opening = None;
+    let open = Arc::new(Open {
+        requests,
+        waiting: Arc::default(),
+    });
+    crate::link::spawn(read_answers(
+        opened?,
+        Arc::clone(&open.waiting),
+        Arc::downgrade(&slot),
+        orphans,
+    ));
+    *lock(&slot) = Some(Arc::clone(&open));
+    Ok(open)
 }
 
 /// Hands each answer to its caller; when the stream ends, fails every call
@@ -212,7 +308,13 @@ async fn read_answers(
 /// Hands the answer to its caller; returns a decision nobody took (the
 /// caller stopped waiting): the control plane counts its key in flight.
 fn hand_over(waiting: &Mutex<Waiting>, answer: pb::RouteStreamResponse) -> Option<pb::Decision> {
-    let caller = lock(waiting).calls.remove(&answer.id);
+    let caller = {
+        let mut w = lock(waiting);
+        w.heard += 1;
+        // A heartbeat: nobody to hand it to.
+        answer.result.as_ref()?;
+        w.calls.remove(&answer.id)
+    };
     let unclaimed = match caller {
         Some(caller) => caller.send(decode(answer.result)).err()?,
         None => decode(answer.result),
@@ -264,6 +366,32 @@ fn decode(result: Option<pb::route_stream_response::Result>) -> Answer {
 
 fn ended() -> Status {
     Status::unavailable("route stream to the control plane ended")
+}
+
+/// The deadline passed with no sign of the control plane.
+pub fn deadline_passed() -> Status {
+    Status::deadline_exceeded("route deadline passed")
+}
+
+/// The deadline passed while the control plane kept answering others: the
+/// request waited in a queue (this gateway or the control plane is
+/// overloaded). Answered 429 with `Retry-After`, never routed degraded.
+fn overloaded() -> Status {
+    let mut status = Status::resource_exhausted(
+        "gateway overloaded: the routing decision was queued past its deadline; retry shortly",
+    );
+    status.metadata_mut().insert(
+        keel::metadata::RETRY_AFTER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
+/// `f` within `deadline`, DEADLINE_EXCEEDED past it.
+async fn within(deadline: Duration, f: impl Future<Output = Answer>) -> Answer {
+    tokio::time::timeout(deadline, f)
+        .await
+        .unwrap_or_else(|_| Err(deadline_passed()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -339,5 +467,193 @@ mod tests {
             Some("conversation_usd")
         );
         assert_eq!(decode(None).unwrap_err().code(), Code::Internal);
+    }
+}
+
+/// Against a real control-plane stub over gRPC on a socket: a slow answer
+/// with heartbeats is waited for, a silent control plane is given up on.
+#[cfg(test)]
+mod wait_tests {
+    use std::{pin::Pin, time::Duration};
+
+    use keel::pb::router_server::{Router, RouterServer};
+    use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+    use tonic::{Request, Response, Streaming};
+
+    use super::*;
+
+    /// Answers each request after `delay`, with heartbeats every 10 ms
+    /// meanwhile when `heartbeats`.
+    struct Slow {
+        delay: Duration,
+        heartbeats: bool,
+    }
+
+    type Out = Pin<Box<dyn Stream<Item = Result<pb::RouteStreamResponse, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl Router for Slow {
+        async fn route(
+            &self,
+            _: Request<pb::RouteRequest>,
+        ) -> Result<Response<pb::Decision>, Status> {
+            Err(Status::unimplemented("stream only"))
+        }
+
+        async fn report(
+            &self,
+            _: Request<pb::ReportBatch>,
+        ) -> Result<Response<pb::ReportAck>, Status> {
+            Err(Status::unimplemented("stream only"))
+        }
+
+        type RouteStreamStream = Out;
+
+        async fn route_stream(
+            &self,
+            request: Request<Streaming<pb::RouteStreamRequest>>,
+        ) -> Result<Response<Out>, Status> {
+            let mut requests = request.into_inner();
+            let (delay, heartbeats) = (self.delay, self.heartbeats);
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                while let Some(Ok(next)) = requests.next().await {
+                    let answer_at = tokio::time::Instant::now() + delay;
+                    while heartbeats
+                        && tokio::time::Instant::now() + Duration::from_millis(10) < answer_at
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let _ = tx.send(Ok(pb::RouteStreamResponse::default())).await;
+                    }
+                    tokio::time::sleep_until(answer_at).await;
+                    let _ = tx.send(Ok(answer(next.id))).await;
+                }
+            });
+            Ok(Response::new(Box::pin(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            )))
+        }
+    }
+
+    fn answer(id: u64) -> pb::RouteStreamResponse {
+        pb::RouteStreamResponse {
+            id,
+            result: Some(pb::route_stream_response::Result::Decision(pb::Decision {
+                decision_id: format!("d{id}"),
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn client(stub: Slow) -> RouteStream {
+        // The stub on a thread of its own, like a control plane in its own
+        // process: a test may block the caller's worker.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                tonic::transport::Server::builder()
+                    .add_service(RouterServer::new(stub))
+                    .serve_with_incoming(TcpListenerStream::new(listener))
+                    .await
+            })
+        });
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .executor(crate::link::OnLink)
+            .connect_lazy();
+        let channel = tonic::service::interceptor::InterceptedService::new(
+            channel,
+            crate::control_plane::Bearer::default(),
+        );
+        RouteStream::new(RouterClient::new(channel), RouteRpc::Stream)
+    }
+
+    /// Heartbeats come every 10 ms; a silence 20 times that is no
+    /// scheduling hiccup of a loaded test machine.
+    const WAIT: Wait = Wait {
+        silence: Duration::from_millis(200),
+        longest: Duration::from_secs(2),
+    };
+
+    #[tokio::test]
+    async fn a_slow_answer_with_heartbeats_is_waited_for_not_taken_for_a_lost_control_plane() {
+        // A pin waiting 600 ms for a slow disk sync: three deadlines long.
+        let stream = client(Slow {
+            delay: Duration::from_millis(600),
+            heartbeats: true,
+        })
+        .await;
+        let d = stream
+            .route(pb::RouteRequest::default(), WAIT)
+            .await
+            .unwrap();
+        assert!(d.decision_id.starts_with('d'));
+    }
+
+    #[tokio::test]
+    async fn a_silent_control_plane_is_given_up_on_at_the_deadline() {
+        let stream = client(Slow {
+            delay: Duration::from_secs(5),
+            heartbeats: false,
+        })
+        .await;
+        // The stream opens first, so the wait below is for an answer alone.
+        let started = std::time::Instant::now();
+        let status = stream
+            .route(pb::RouteRequest::default(), WAIT)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // DEADLINE_EXCEEDED: the caller fails static.
+        assert!(crate::refusal::to_api_error(&status).is_none());
+    }
+
+    #[tokio::test]
+    async fn alive_but_too_slow_is_shed_with_retry_after_never_degraded() {
+        let stream = client(Slow {
+            delay: Duration::from_secs(5),
+            heartbeats: true,
+        })
+        .await;
+        let wait = Wait {
+            longest: Duration::from_millis(700),
+            ..WAIT
+        };
+        let status = stream
+            .route(pb::RouteRequest::default(), wait)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        let api = crate::refusal::to_api_error(&status).expect("an answer, not fail static");
+        assert_eq!(api.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_request_worker_does_not_make_a_healthy_control_plane_look_gone() {
+        let stream = client(Slow {
+            delay: Duration::from_millis(5),
+            heartbeats: false,
+        })
+        .await;
+        stream
+            .route(pb::RouteRequest::default(), WAIT)
+            .await
+            .unwrap();
+        let call = stream.route(pb::RouteRequest::default(), WAIT);
+        tokio::pin!(call);
+        // Sent; then the only request worker is busy (long histories to
+        // parse) past the deadline while the answer comes back in 5 ms.
+        assert!(futures_util::poll!(&mut call).is_pending());
+        std::thread::sleep(Duration::from_millis(500));
+        let d = call.await.expect("answered while the worker was busy");
+        assert!(d.decision_id.starts_with('d'));
     }
 }
