@@ -148,7 +148,7 @@ for t in range(turns):
     msgs = msgs + [
         {"role": "assistant", "content": f"Step {t}: next I {name} on mod_{t}.", "tool_calls": [
             {"id": f"call_{t}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
-        {"role": "tool", "tool_call_id": f"call_{t}", "content": result + code[: 1500]},
+        {"role": "tool", "tool_call_id": f"call_{t}", "content": result + code[:3000]},
     ]
 sizes = [os.path.getsize(f"{out}/turn-{t:03}.json") for t in range(turns)]
 print(f"{turns} turns, {sizes[0] // 1024} KB to {sizes[-1] // 1024} KB, mean {sum(sizes) // len(sizes) // 1024} KB", file=sys.stderr)
