@@ -17,3 +17,7 @@ pub const BUDGET_REMAINING_USD: &str = "keel-budget-remaining-usd";
 pub const BUDGET_REMAINING_TURNS: &str = "keel-budget-remaining-turns";
 /// The loop pattern a divergence stop ended the run on.
 pub const DIVERGENCE: &str = "keel-divergence";
+
+/// Request metadata of a `RouteStream` call asking for heartbeats (any
+/// value): answers with id 0 and no result while requests take long.
+pub const HEARTBEATS: &str = "keel-heartbeats";

@@ -166,3 +166,51 @@ async fn a_sidecar_asking_with_unary_route_keeps_the_pin_as_with_the_stream() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_go_only_to_a_caller_that_asks_and_never_stand_for_an_answer() {
+    let gw = Gateway::start(
+        &format!(
+            "{}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
+            model("strong-1", 3, 3.0, 15.0)
+        ),
+        &[],
+    )
+    .await;
+    let mut router = RouterClient::connect(gw.cp.url()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert(keel::metadata::HEARTBEATS, "1".parse().unwrap());
+    let mut answers = router.route_stream(request).await.unwrap().into_inner();
+    // New conversations: each waits for its pin's disk sync, when heartbeats
+    // may come.
+    for id in 1..=32u64 {
+        tx.send(pb::RouteStreamRequest {
+            id,
+            request: Some(agent_turn(&format!("beat-{id}"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mut decided = Vec::new();
+    while decided.len() < 32 {
+        let a = answers.next().await.expect("an answer").unwrap();
+        match a.result {
+            None => assert_eq!(a.id, 0, "a heartbeat has id 0"),
+            Some(pb::route_stream_response::Result::Decision(_)) => decided.push(a.id),
+            Some(other) => panic!("request {} refused: {other:?}", a.id),
+        }
+    }
+    decided.sort_unstable();
+    assert_eq!(decided, (1..=32).collect::<Vec<_>>());
+    drop(tx);
+    while let Some(a) = answers.next().await {
+        assert!(
+            a.unwrap().result.is_none(),
+            "only heartbeats after the last answer"
+        );
+    }
+}

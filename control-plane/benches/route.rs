@@ -294,7 +294,12 @@ async fn grpc(o: &Opts, url: String) {
                                     drop(client.route(request(id)).await.expect("route"))
                                 }
                                 RouteRpc::Stream => {
-                                    drop(stream.route(request(id)).await.expect("route"))
+                                    // The bench measures; it never gives up on an answer.
+                                    let wait = keel_data_plane::route_stream::Wait {
+                                        silence: Duration::from_secs(30),
+                                        longest: Duration::from_secs(30),
+                                    };
+                                    drop(stream.route(request(id), wait).await.expect("route"))
                                 }
                             }
                             lat.push(t0.elapsed().as_micros() as u32);

@@ -1,4 +1,5 @@
-//! Sidecar request work for a 200-message agent history, per request:
+//! Sidecar request work for a 200-message agent history, per request (and
+//! parse + features + fingerprints for 20, 114 and 200 KB histories):
 //! parse + check the body, compute the routing features, fingerprint the tail
 //! (loop detection), encode the `RouteRequest`, and write the body for the
 //! upstream (the app's bytes with the model replaced). Harness-free, never run by `cargo test`:
@@ -18,6 +19,24 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A 200-message coding-agent history in OpenAI shape: tool calls with
 /// realistic argument and output sizes (file reads of ~2 KB, test runs, edits).
 fn openai_body() -> Vec<u8> {
+    openai_history(200)
+}
+
+/// An OpenAI agent history of about `kb` KB (the same turns as
+/// [`openai_body`], as many as fit).
+fn openai_history_of(kb: usize) -> Vec<u8> {
+    let mut n = 4;
+    loop {
+        let body = openai_history(n);
+        if body.len() >= kb * 1024 || n > 2000 {
+            return body;
+        }
+        n += 2;
+    }
+}
+
+/// A coding-agent history of `messages` messages in OpenAI shape.
+fn openai_history(messages: usize) -> Vec<u8> {
     let file: String = (0..60)
         .map(|i| format!("    line_{i} = compute(x, y) + {i}  # comment\n"))
         .collect();
@@ -26,7 +45,7 @@ fn openai_body() -> Vec<u8> {
         json!({"role": "user", "content": "Fix the failing tests in the repository."}),
     ];
     let mut k = 0;
-    while m.len() < 200 {
+    while m.len() < messages {
         let (name, args, out) = match k % 3 {
             0 => (
                 "read_file",
@@ -154,6 +173,32 @@ fn main() {
         rounds,
         || upstream(&mut same),
     );
+    // Parse + features + fingerprints (what the single-pass parse of issue
+    // 19 replaces) on histories of the sizes agents send.
+    for kb in [20, 114, 200] {
+        let body = bytes::Bytes::from(openai_history_of(kb));
+        let n = body.len();
+        time(
+            &format!("parse+features+fingerprint, {} KB", n / 1024),
+            n,
+            rounds,
+            || {
+                let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
+                let f = features::compute(&chat.body, chat.stream);
+                let messages = chat
+                    .body
+                    .get("messages")
+                    .and_then(Value::as_array)
+                    .expect("messages");
+                let fps = keel::fingerprint::fingerprint_proto(
+                    keel::fingerprint::Format::OpenAi,
+                    messages,
+                    window,
+                );
+                (f, fps)
+            },
+        );
+    }
     time("all of the above", n, rounds, || {
         let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
         let f = features::compute(&chat.body, chat.stream);

@@ -38,9 +38,13 @@ pub async fn handle(
         keel: keel_headers,
         bytes,
     } = inbound::accept(&state, req).await?;
+    let step = Instant::now();
     let mut chat = inbound::parse_chat(format, bytes)?;
     chat.passthrough = Passthrough::from_parts(format, &parts);
+    state.metrics.step("parse", step.elapsed());
+    let step = Instant::now();
     let features = features::compute(&chat.body, chat.stream);
+    state.metrics.step("features", step.elapsed());
     let prompt_tokens = features.estimated_prompt_tokens;
     let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
     let side_call = side::side_call(
@@ -57,7 +61,11 @@ pub async fn handle(
     };
     let identity = placed.identity;
     let tool_count = features.tool_count;
+    let step = Instant::now();
+    let fingerprints = fingerprints(&state, format, &chat.body);
+    state.metrics.step("fingerprint", step.elapsed());
 
+    let step = Instant::now();
     let routed = state
         .route
         .route(pb::RouteRequest {
@@ -68,13 +76,14 @@ pub async fn handle(
             // Kept: a translated answer names the model the app asked for.
             model: chat.model.clone(),
             features: Some(features),
-            fingerprints: fingerprints(&state, format, &chat.body),
+            fingerprints,
             degraded_model: String::new(),
             side_call,
             repeat_turn: placed.repeat,
             known_pin: String::new(),
         })
         .await?;
+    state.metrics.step("route", step.elapsed());
     if let Some(step) = placed.step {
         state.runs.commit(step);
     }

@@ -46,9 +46,16 @@ pub struct SidecarConfig {
     /// app gets 503 with `Retry-After` at once instead of queueing.
     #[arg(long, env = "KEEL_MAX_CONCURRENCY", default_value_t = 4096)]
     pub max_concurrency: usize,
-    /// Deadline of a `Route` call; past it the sidecar fails static.
+    /// Deadline of a `Route` call: when the control plane stays silent this
+    /// long (no answer, no heartbeat on the stream), it counts as gone and
+    /// the sidecar fails static.
     #[arg(long, env = "KEEL_ROUTE_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub route_timeout: Duration,
+    /// Longest wait for a `Route` answer while the control plane shows it is
+    /// there (answers or heartbeats on the stream); past it the request is
+    /// shed with 429 and `Retry-After` (overload), never routed degraded.
+    #[arg(long, env = "KEEL_ROUTE_WAIT_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub route_wait_max: Duration,
     /// How `Route` is asked: `stream` (one long-lived `RouteStream`, unary
     /// `Route` if the control plane lacks it) or `unary` (one call each).
     #[arg(long, env = "KEEL_ROUTE_RPC", value_enum, default_value = "stream")]

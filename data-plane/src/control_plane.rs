@@ -110,7 +110,8 @@ fn channel(config: &SidecarConfig, url: &str) -> Result<ControlPlaneChannel, Cha
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1))
         .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .executor(crate::link::OnLink);
     if https {
         endpoint = endpoint.tls_config(tls(config)?)?;
     } else {

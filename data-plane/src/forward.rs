@@ -119,7 +119,9 @@ pub async fn forward_with<'a>(
             last = Some((e, upstream_format));
             continue;
         };
+        let step = std::time::Instant::now();
         let prepared = prepare(target).map_err(Failed::Request)?;
+        state.metrics.step("prepare", step.elapsed());
         attempts += 1;
         let url = prepared
             .url

@@ -21,6 +21,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod keys;
+pub mod link;
 pub mod listener;
 pub mod metrics;
 pub mod outcome;

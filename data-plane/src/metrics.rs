@@ -90,6 +90,21 @@ pub struct Metrics {
     token_usage: Histograms<TokenLabels>,
     request_duration: Histograms<ServedLabels>,
     overhead: Histogram,
+    steps: Histograms<StepLabels>,
+}
+
+/// One step of the sidecar's own work on a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+/// Step buckets: microseconds (parse of a short body) to tens of ms.
+fn steps() -> Histogram {
+    Histogram::new([
+        0.000_005, 0.00001, 0.000_025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+        0.01, 0.025, 0.05,
+    ])
 }
 
 impl Default for Metrics {
@@ -106,6 +121,7 @@ impl Default for Metrics {
             token_usage: Family::new_with_constructor(tokens),
             request_duration: Family::new_with_constructor(durations),
             overhead: overheads(),
+            steps: Family::new_with_constructor(steps),
         };
         let r = &mut m.registry;
         r.register(
@@ -157,6 +173,14 @@ impl Default for Metrics {
             m.request_duration.clone(),
         );
         r.register_with_unit(
+            "keel_sidecar_step_duration",
+            "The sidecar's own steps on a chat request: parse (body to JSON, checked), features, \
+             fingerprint, route (asking the control plane, waiting included), prepare (the \
+             upstream body)",
+            Unit::Seconds,
+            m.steps.clone(),
+        );
+        r.register_with_unit(
             "keel_sidecar_overhead",
             "Time Keel added to a response head, everything but waiting on providers",
             Unit::Seconds,
@@ -193,6 +217,14 @@ impl Metrics {
         if n > 0 {
             self.fallbacks.inc_by(n);
         }
+    }
+
+    /// Measures one step of a request (`parse`, `features`, `fingerprint`,
+    /// `route`, `prepare`).
+    pub fn step(&self, step: &'static str, d: Duration) {
+        self.steps
+            .get_or_create(&StepLabels { step })
+            .observe(d.as_secs_f64());
     }
 
     /// Measures Keel's own share of one response's time.

@@ -18,7 +18,7 @@ use tonic::{Code, Status};
 
 use crate::{
     control_plane::ControlPlaneChannel,
-    route_stream::{RouteRpc, RouteStream},
+    route_stream::{RouteRpc, RouteStream, Wait},
 };
 
 /// How long a failed replica is skipped (unless every replica is).
@@ -144,19 +144,15 @@ impl Replicas {
     }
 
     /// `Route` on the replicas in turn.
-    pub async fn route(
-        &self,
-        timeout: Duration,
-        req: pb::RouteRequest,
-    ) -> Result<pb::Decision, Status> {
+    pub async fn route(&self, wait: Wait, req: pb::RouteRequest) -> Result<pb::Decision, Status> {
         if let [only] = self.all.as_slice() {
             // One control plane: no copy of the request for a retry.
-            return match tokio::time::timeout(timeout, only.stream.route(req)).await {
-                Ok(answer) => answer,
-                Err(_) => Err(Status::deadline_exceeded("route deadline passed")),
-            };
+            return only.stream.route(req, wait).await;
         }
-        self.call(timeout, |r| r.stream.route(req.clone())).await
+        // Each try bounds itself (the outer bound never fires first).
+        let outer = wait.longest.max(wait.silence) + wait.silence;
+        self.call(outer, |r| r.stream.route(req.clone(), wait))
+            .await
     }
 }
 

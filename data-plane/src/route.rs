@@ -11,7 +11,10 @@ use std::{
 use keel::pb;
 
 use crate::{
-    control_plane::ControlPlaneChannel, error::ApiError, replicas::Replicas, route_stream::RouteRpc,
+    control_plane::ControlPlaneChannel,
+    error::ApiError,
+    replicas::Replicas,
+    route_stream::{RouteRpc, Wait},
 };
 
 /// Most conversations whose last decision is kept for failing static.
@@ -66,7 +69,7 @@ pub struct CatalogSnapshot {
 /// Route client with fail-static state.
 pub struct RouteClient {
     replicas: Replicas,
-    timeout: Duration,
+    wait: Wait,
     default_model: Option<String>,
     pins: Mutex<HashMap<PinKey, CachedPin>>,
     pin_routes: Mutex<Vec<Arc<PinRoute>>>,
@@ -79,13 +82,13 @@ impl RouteClient {
     /// several (replicas on one shared store), by URL.
     pub fn new(
         channels: Vec<(String, ControlPlaneChannel)>,
-        timeout: Duration,
+        wait: Wait,
         default_model: Option<String>,
         rpc: RouteRpc,
     ) -> Self {
         Self {
             replicas: Replicas::new(channels, rpc),
-            timeout,
+            wait,
             default_model,
             pins: Mutex::new(HashMap::new()),
             pin_routes: Mutex::new(Vec::new()),
@@ -141,7 +144,7 @@ impl RouteClient {
                 }
             }
         }
-        let status = match self.replicas.route(self.timeout, req).await {
+        let status = match self.replicas.route(self.wait, req).await {
             Ok(decision) => {
                 if let Some(id) = conversation
                     && decision.kind != pb::DecisionKind::Side as i32

@@ -10,8 +10,10 @@ use std::{
         Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use keel::pb::{self, router_client::RouterClient};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -33,12 +35,24 @@ pub enum RouteRpc {
 
 type Answer = Result<pb::Decision, Status>;
 
+/// How long a `Route` call waits (see [`RouteStream::route`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// Longest silence of the control plane before it counts as gone.
+    pub silence: Duration,
+    /// Longest wait for an answer while it is there.
+    pub longest: Duration,
+}
+
 /// Calls waiting for their answer on one open stream.
 #[derive(Default)]
 struct Waiting {
     calls: HashMap<u64, oneshot::Sender<Answer>>,
     /// The stream ended: nothing new may wait on it.
     ended: bool,
+    /// Answers and heartbeats read from the stream so far: one that came
+    /// after a call was sent shows the control plane was there meanwhile.
+    heard: u64,
 }
 
 /// One open stream: where requests go and who waits for answers.
@@ -49,6 +63,12 @@ struct Open {
 
 type Slot = Mutex<Option<Arc<Open>>>;
 
+/// An opening of the stream, on its own task: a caller whose deadline
+/// passes stops waiting for it, the opening itself goes on (were it
+/// cancelled with its caller, a control plane slower to open than one
+/// deadline would never get a stream under load).
+type Opening = Shared<BoxFuture<'static, Result<Arc<Open>, Status>>>;
+
 /// The multiplexed `Route` client.
 pub struct RouteStream {
     router: RouterClient<ControlPlaneChannel>,
@@ -57,8 +77,8 @@ pub struct RouteStream {
     unary_only: AtomicBool,
     next_id: AtomicU64,
     open: Arc<Slot>,
-    /// Held while a stream is being opened, so concurrent first calls open one.
-    opening: tokio::sync::Mutex<()>,
+    /// The stream being opened, shared by every call waiting for it.
+    opening: Arc<Mutex<Option<Opening>>>,
     /// Where decisions nobody waits for any more are reported as cancelled.
     orphans: Arc<OnceLock<WeakReporter>>,
 }
@@ -71,7 +91,7 @@ impl RouteStream {
             unary_only: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             open: Arc::new(Mutex::new(None)),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Arc::default(),
             orphans: Arc::default(),
         }
     }
@@ -84,29 +104,44 @@ impl RouteStream {
     }
 
     /// Asks for one decision. Cancel-safe: a call dropped before its answer
-    /// (the caller's deadline) stops waiting, and a late answer is dropped.
-    pub async fn route(&self, req: pb::RouteRequest) -> Answer {
+    /// stops waiting, and a late answer is dropped.
+    ///
+    /// `wait.silence` bounds how long the control plane may stay silent:
+    /// when nothing at all (no answer, no heartbeat) came back on the stream
+    /// for that long, it is gone or hung and the call fails with
+    /// DEADLINE_EXCEEDED (the caller fails static). While it keeps showing
+    /// life, the call waits for its answer up to `wait.longest`, then fails
+    /// with RESOURCE_EXHAUSTED and a `retry-after`: this request was stuck
+    /// in a queue, the gateway is overloaded and sheds it.
+    pub async fn route(&self, req: pb::RouteRequest, wait: Wait) -> Answer {
+        let started = tokio::time::Instant::now();
         if self.rpc == RouteRpc::Unary || self.unary_only.load(Ordering::Relaxed) {
-            return self.unary(req).await;
+            return within(wait.silence, self.unary(req)).await;
         }
-        let open = match self.current().await {
+        let opened = tokio::time::timeout(wait.silence, self.current()).await;
+        let open = match opened.unwrap_or_else(|_| Err(deadline_passed())) {
             Ok(open) => open,
             Err(status) if status.code() == Code::Unimplemented => {
                 tracing::info!("control plane has no RouteStream; using unary Route");
                 self.unary_only.store(true, Ordering::Relaxed);
-                return self.unary(req).await;
+                return within(
+                    wait.silence.saturating_sub(started.elapsed()),
+                    self.unary(req),
+                )
+                .await;
             }
             Err(status) => return Err(status),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
+        let (tx, mut rx) = oneshot::channel();
+        let mut heard = {
             let mut waiting = lock(&open.waiting);
             if waiting.ended {
                 return Err(ended());
             }
             waiting.calls.insert(id, tx);
-        }
+            waiting.heard
+        };
         let _forget = Forget {
             waiting: &open.waiting,
             id,
@@ -119,7 +154,31 @@ impl RouteStream {
         if open.requests.send(request).is_err() {
             return Err(ended());
         }
-        rx.await.unwrap_or_else(|_| Err(ended()))
+        let longest = started + wait.longest.max(wait.silence);
+        // Silence counts from the request's sending (opening the stream had
+        // its own bound above).
+        let mut window_end = tokio::time::Instant::now() + wait.silence;
+        loop {
+            if let Ok(answer) = tokio::time::timeout_at(window_end.min(longest), &mut rx).await {
+                return answer.unwrap_or_else(|_| Err(ended()));
+            }
+            let (now_heard, in_flight) = {
+                let w = lock(&open.waiting);
+                (w.heard, w.calls.len())
+            };
+            if now_heard == heard {
+                return Err(Status::deadline_exceeded(format!(
+                    "route deadline passed: nothing from the control plane for {} ms ({in_flight} calls waiting)",
+                    wait.silence.as_millis()
+                )));
+            }
+            if window_end >= longest {
+                tracing::debug!(in_flight, "route answer queued past the longest wait");
+                return Err(overloaded());
+            }
+            heard = now_heard;
+            window_end += wait.silence;
+        }
     }
 
     async fn unary(&self, req: pb::RouteRequest) -> Answer {
@@ -136,34 +195,71 @@ impl RouteStream {
         router.route(req).await.map(tonic::Response::into_inner)
     }
 
-    /// The open stream, opening one if there is none.
+    /// The open stream, opening one if there is none (or waiting for the
+    /// opening under way).
     async fn current(&self) -> Result<Arc<Open>, Status> {
         if let Some(open) = lock(&self.open).clone() {
             return Ok(open);
         }
-        let _opening = self.opening.lock().await;
-        if let Some(open) = lock(&self.open).clone() {
-            return Ok(open);
-        }
-        let (requests, rx) = mpsc::unbounded_channel();
-        let mut router = self.router.clone();
-        let answers = router
-            .route_stream(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let open = Arc::new(Open {
-            requests,
-            waiting: Arc::default(),
-        });
-        tokio::spawn(read_answers(
-            answers,
-            Arc::clone(&open.waiting),
-            Arc::downgrade(&self.open),
-            Arc::clone(&self.orphans),
-        ));
-        *lock(&self.open) = Some(Arc::clone(&open));
-        Ok(open)
+        let opening = {
+            let mut opening = lock(&self.opening);
+            if let Some(open) = lock(&self.open).clone() {
+                return Ok(open);
+            }
+            opening
+                .get_or_insert_with(|| {
+                    let task = crate::link::spawn(open_stream(
+                        self.router.clone(),
+                        Arc::clone(&self.open),
+                        Arc::clone(&self.opening),
+                        Arc::clone(&self.orphans),
+                    ));
+                    task.map(|joined| {
+                        joined
+                            .unwrap_or_else(|_| Err(Status::internal("route stream opener failed")))
+                    })
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        opening.await
     }
+}
+
+/// Opens a stream, starts reading its answers and puts it in `slot`.
+async fn open_stream(
+    mut router: RouterClient<ControlPlaneChannel>,
+    slot: Arc<Slot>,
+    opening: Arc<Mutex<Option<Opening>>>,
+    orphans: Arc<OnceLock<WeakReporter>>,
+) -> Result<Arc<Open>, Status> {
+    let (requests, rx) = mpsc::unbounded_channel();
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        keel::metadata::HEARTBEATS,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let opened = router
+        .route_stream(request)
+        .await
+        .map(tonic::Response::into_inner);
+    // Under `opening`'s lock: a caller sees the stream in the slot or the
+    // opening under way, never neither.
+    let mut opening = lock(&opening);
+    *opening = None;
+    let open = Arc::new(Open {
+        requests,
+        waiting: Arc::default(),
+    });
+    crate::link::spawn(read_answers(
+        opened?,
+        Arc::clone(&open.waiting),
+        Arc::downgrade(&slot),
+        orphans,
+    ));
+    *lock(&slot) = Some(Arc::clone(&open));
+    Ok(open)
 }
 
 /// Hands each answer to its caller; when the stream ends, fails every call
@@ -212,7 +308,13 @@ async fn read_answers(
 /// Hands the answer to its caller; returns a decision nobody took (the
 /// caller stopped waiting): the control plane counts its key in flight.
 fn hand_over(waiting: &Mutex<Waiting>, answer: pb::RouteStreamResponse) -> Option<pb::Decision> {
-    let caller = lock(waiting).calls.remove(&answer.id);
+    let caller = {
+        let mut w = lock(waiting);
+        w.heard += 1;
+        // A heartbeat: nobody to hand it to.
+        answer.result.as_ref()?;
+        w.calls.remove(&answer.id)
+    };
     let unclaimed = match caller {
         Some(caller) => caller.send(decode(answer.result)).err()?,
         None => decode(answer.result),
@@ -264,6 +366,32 @@ fn decode(result: Option<pb::route_stream_response::Result>) -> Answer {
 
 fn ended() -> Status {
     Status::unavailable("route stream to the control plane ended")
+}
+
+/// The deadline passed with no sign of the control plane.
+pub fn deadline_passed() -> Status {
+    Status::deadline_exceeded("route deadline passed")
+}
+
+/// The deadline passed while the control plane kept answering others: the
+/// request waited in a queue (this gateway or the control plane is
+/// overloaded). Answered 429 with `Retry-After`, never routed degraded.
+fn overloaded() -> Status {
+    let mut status = Status::resource_exhausted(
+        "gateway overloaded: the routing decision was queued past its deadline; retry shortly",
+    );
+    status.metadata_mut().insert(
+        keel::metadata::RETRY_AFTER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
+/// `f` within `deadline`, DEADLINE_EXCEEDED past it.
+async fn within(deadline: Duration, f: impl Future<Output = Answer>) -> Answer {
+    tokio::time::timeout(deadline, f)
+        .await
+        .unwrap_or_else(|_| Err(deadline_passed()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -341,3 +469,7 @@ mod tests {
         assert_eq!(decode(None).unwrap_err().code(), Code::Internal);
     }
 }
+
+#[cfg(test)]
+#[path = "route_stream_wait_tests.rs"]
+mod wait_tests;

@@ -47,7 +47,10 @@ pub async fn serve(
     }
     let route = Arc::new(RouteClient::new(
         crate::control_plane::channels(&config)?,
-        config.route_timeout,
+        crate::route_stream::Wait {
+            silence: config.route_timeout,
+            longest: config.route_wait_max,
+        },
         config.default_model.clone(),
         config.route_rpc,
     ));

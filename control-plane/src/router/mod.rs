@@ -207,9 +207,11 @@ impl router_server::Router for RouterService {
         request: Request<tonic::Streaming<pb::RouteStreamRequest>>,
     ) -> Result<Response<Self::RouteStreamStream>, Status> {
         let principal = auth::principal(&request, Need::Route)?;
+        let heartbeats = request.metadata().contains_key(keel::metadata::HEARTBEATS);
         Ok(Response::new(stream::serve(
             Arc::clone(&self.0),
             principal,
+            heartbeats,
             request.into_inner(),
         )))
     }

@@ -1,15 +1,17 @@
-//! `RouteStream`: `Route` multiplexed over one long-lived gRPC stream. The
-//! requests of one stream are decided concurrently on the task that reads
-//! them (a turn that creates a pin waits for the store's flush without
-//! holding up the others), with no task spawned per request, and answered
-//! with their id; a refusal travels as a `RouteError` carrying the status
-//! `Route` would have returned.
+//! `RouteStream`: `Route` multiplexed over one long-lived gRPC stream. Each
+//! request of a stream is decided on its own task (a turn that creates a pin
+//! waits for the store's flush without holding up the others, and the
+//! runtime's workers share the stream's decisions), and answered with its
+//! id; a refusal travels as a `RouteError` carrying the status `Route` would
+//! have returned. The task that reads the stream only hands requests out and
+//! answers back, so it also sends heartbeats on time while decisions take
+//! long (see [`HEARTBEAT`]).
 
 use std::sync::Arc;
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use keel::pb;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
@@ -20,32 +22,50 @@ use crate::refusal::Refusal;
 /// Answers buffered towards one caller before deciding waits for it to read.
 const ANSWERS_BUFFERED: usize = 1024;
 
+/// While requests are being decided and none was answered for this long, a
+/// heartbeat (id 0, no result) tells the caller the control plane is there:
+/// its `Route` deadline then means "nothing heard", not "slow disk".
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The response stream of `RouteStream`.
 pub type Answers = ReceiverStream<Result<pb::RouteStreamResponse, Status>>;
 
 /// Serves one `RouteStream` call: reads requests until the caller ends the
 /// stream or the server begins to stop, answers every request it read, and
-/// then ends the answers.
+/// then ends the answers; with `heartbeats` (the caller asked), sends them.
 pub fn serve(
     state: Arc<RouterState>,
     principal: Principal,
+    heartbeats: bool,
     mut requests: Streaming<pb::RouteStreamRequest>,
 ) -> Answers {
     let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED);
     let mut stopping = state.stopping.subscribe();
     tokio::spawn(async move {
-        let (state, principal) = (&*state, &principal);
         let mut deciding = FuturesUnordered::new();
         let mut reading = true;
+        let mut heard = Instant::now();
         while reading || !deciding.is_empty() {
             tokio::select! {
                 Some(answer) = deciding.next(), if !deciding.is_empty() => {
                     if tx.send(Ok(answer)).await.is_err() {
                         return; // the caller has gone
                     }
+                    heard = Instant::now();
+                }
+                () = tokio::time::sleep_until(heard + HEARTBEAT), if heartbeats && !deciding.is_empty() => {
+                    // Only when the caller has room: a caller that does not
+                    // read needs no reassurance.
+                    let _ = tx.try_send(Ok(pb::RouteStreamResponse::default()));
+                    heard = Instant::now();
                 }
                 next = requests.message(), if reading => match next {
-                    Ok(Some(next)) => deciding.push(decide(state, principal, next)),
+                    Ok(Some(next)) => {
+                        if deciding.is_empty() {
+                            heard = Instant::now();
+                        }
+                        deciding.push(Deciding::spawn(&state, &principal, next));
+                    }
                     Ok(None) => reading = false,
                     Err(status) => {
                         tracing::debug!(%status, "route stream ended by the caller");
@@ -60,6 +80,52 @@ pub fn serve(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// One request being decided on its own task, aborted if the stream's task
+/// drops it (the caller has gone).
+struct Deciding {
+    id: u64,
+    task: tokio::task::JoinHandle<pb::RouteStreamResponse>,
+}
+
+impl Deciding {
+    fn spawn(
+        state: &Arc<RouterState>,
+        principal: &Principal,
+        next: pb::RouteStreamRequest,
+    ) -> Self {
+        let (state, principal) = (Arc::clone(state), principal.clone());
+        Self {
+            id: next.id,
+            task: tokio::spawn(async move { decide(&state, &principal, next).await }),
+        }
+    }
+}
+
+impl std::future::Future for Deciding {
+    type Output = pb::RouteStreamResponse;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let id = self.id;
+        std::pin::Pin::new(&mut self.task).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|_| pb::RouteStreamResponse {
+                id,
+                result: Some(pb::route_stream_response::Result::Error(route_error(
+                    &Status::internal("deciding this request failed"),
+                ))),
+            })
+        })
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Decides one request of the stream.

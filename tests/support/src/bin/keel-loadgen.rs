@@ -77,7 +77,23 @@ struct Args {
     /// Worker threads of the generator's runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Agent-shaped traffic: the bodies of one conversation's turns, in
+    /// order (`*.json` in this directory, sorted by name). Request `i` is
+    /// turn `(i / conversations) % turns` of conversation `i % conversations`
+    /// (`X-Conversation-ID: <prefix><conversation>-<round>`): every
+    /// conversation takes its turns in sequence, its history growing, and
+    /// starts over as a new conversation after the last turn.
+    #[arg(long, requires = "conversations", conflicts_with = "body_file")]
+    turns_dir: Option<std::path::PathBuf>,
+    /// Conversations taking turns at once (with `--turns-dir`).
+    #[arg(long, default_value_t = 0)]
+    conversations: u64,
 }
+
+/// Answers marked `X-Keel-Degraded: true`, and answers 429 (shed), over the
+/// whole run.
+static DEGRADED: AtomicUsize = AtomicUsize::new(0);
+static SHED: AtomicUsize = AtomicUsize::new(0);
 
 /// One finished request, in microseconds.
 #[derive(Clone, Copy)]
@@ -95,10 +111,32 @@ struct Target {
     headers: Vec<(header::HeaderName, header::HeaderValue)>,
     ids: u64,
     id_prefix: String,
+    /// Agent turns (`--turns-dir`) and how many conversations take them.
+    turns: Vec<Bytes>,
+    conversations: u64,
 }
 
 impl Target {
     fn request(&self, n: u64) -> Result<Request<Full<Bytes>>> {
+        if !self.turns.is_empty() {
+            let k = self.turns.len() as u64;
+            let conversation = n % self.conversations;
+            let turn = (n / self.conversations) % k;
+            let round = n / (self.conversations * k);
+            let mut b = Request::builder()
+                .method("POST")
+                .uri(&self.path)
+                .header(header::HOST, &self.authority)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(
+                    "x-conversation-id",
+                    format!("{}{conversation}-{round}", self.id_prefix),
+                );
+            for (k, v) in &self.headers {
+                b = b.header(k, v);
+            }
+            return Ok(b.body(Full::new(self.turns[turn as usize].clone()))?);
+        }
         let method = if self.body.is_some() { "POST" } else { "GET" };
         let mut b = Request::builder()
             .method(method)
@@ -145,6 +183,16 @@ async fn exchange(
     sender.ready().await?;
     let resp = sender.send_request(req).await?;
     let ok = resp.status().is_success();
+    if resp.status() == hyper::StatusCode::TOO_MANY_REQUESTS {
+        SHED.fetch_add(1, Ordering::Relaxed);
+    }
+    if resp
+        .headers()
+        .get("x-keel-degraded")
+        .is_some_and(|v| v == "true")
+    {
+        DEGRADED.fetch_add(1, Ordering::Relaxed);
+    }
     let mut body = resp.into_body();
     let mut first = None;
     while let Some(frame) = body.frame().await {
@@ -201,6 +249,11 @@ fn main() -> Result<()> {
         headers,
         ids: args.conversation_ids,
         id_prefix: args.id_prefix.clone(),
+        turns: match &args.turns_dir {
+            Some(dir) => read_turns(dir)?,
+            None => Vec::new(),
+        },
+        conversations: args.conversations.max(1),
     });
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -398,6 +451,23 @@ async fn closed_loop(
     Ok(all)
 }
 
+/// The `*.json` files of `dir`, sorted by name.
+fn read_turns(dir: &std::path::Path) -> Result<Vec<Bytes>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .context("--turns-dir")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        bail!("--turns-dir has no *.json");
+    }
+    paths
+        .iter()
+        .map(|p| Ok(Bytes::from(std::fs::read(p)?)))
+        .collect()
+}
+
 fn result_failed(out: &[Sample]) -> bool {
     out.last().is_some_and(|s| !s.ok)
 }
@@ -438,6 +508,9 @@ fn print_report(args: &Args, mode: &str, samples: Vec<Sample>, duration: Duratio
         "ttfc_p50_us": if args.stream { percentile(&first, 50.0) } else { 0 },
         "ttfc_p90_us": if args.stream { percentile(&first, 90.0) } else { 0 },
         "ttfc_p99_us": if args.stream { percentile(&first, 99.0) } else { 0 },
+        "p999_us": percentile(&lat, 99.9),
+        "degraded": DEGRADED.load(Ordering::Relaxed),
+        "shed_429": SHED.load(Ordering::Relaxed),
     });
     println!("{report}");
 }

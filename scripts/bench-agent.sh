@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Keel's agent-shaped benchmark, beside scripts/bench.sh: many conversations
+# each taking sequential turns (tool call, tool result, next turn), histories
+# growing from ~3 KB to ~200 KB, streamed, against the provider direct, nginx
+# proxy_pass and Keel (AGENT profile, X-Conversation-ID) in one run.
+#
+#   scripts/bench-agent.sh                 # 3 runs at 1000 RPS + max RPS (~4 min)
+#   AGENT_SECS=2 AGENT_RUNS=1 scripts/bench-agent.sh   # smoke test
+#
+# Reports, per run: latency p50/p99/p99.9 (direct absolute, nginx and Keel as
+# added over direct), Keel's degraded answers (must be 0) and 429s, the
+# sidecar's own time per request by step (parse, features, fingerprint,
+# route, prepare; means from its keel_sidecar_step_duration histograms), and
+# across runs the spread of Keel's added p99; then max RPS (closed loop) of
+# nginx and Keel. Raw JSON lines, metrics and logs stay in the run directory.
+#
+# Env: AGENT_SECS (measured seconds per run, default 20), AGENT_WARMUP (3),
+# AGENT_RUNS (3), AGENT_RATE (1000), AGENT_TURNS (40 turns per
+# conversation), AGENT_CONVERSATIONS (2000 at once), AGENT_CONNECTIONS (32,
+# the max-RPS test), AGENT_OUT (write the table there too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${AGENT_SECS:-20}
+warm=${AGENT_WARMUP:-3}
+runs=${AGENT_RUNS:-3}
+rate=${AGENT_RATE:-1000}
+turns=${AGENT_TURNS:-40}
+convs=${AGENT_CONVERSATIONS:-2000}
+conns=${AGENT_CONNECTIONS:-32}
+run_dir=$(mktemp -d -t keel-bench-agent.XXXXXX)
+results=$run_dir/results.jsonl
+: >"$results"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$run_dir/keel-data" "$run_dir/bin"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { echo "bench-agent: $*" >&2; }
+
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    log "installing nginx (Debian)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+log "building release binaries"
+cargo build -q --release -p keel-control-plane -p keel-data-plane -p keel-testkit --bins
+bin=$run_dir/bin
+mkdir -p "$bin"
+for b in keel-control-plane keel-sidecar keel-fake-provider keel-loadgen; do
+    cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bin/"
+done
+
+start() { # start NAME CMD...: runs CMD, waits for its ' ready ' line; sets $last_pid.
+    local name=$1; shift
+    "$@" >"$run_dir/$name.out" 2>"$run_dir/$name.log" &
+    last_pid=$!
+    pids+=("$last_pid")
+    for _ in $(seq 1 300); do
+        grep -q ' ready ' "$run_dir/$name.out" 2>/dev/null && return 0
+        kill -0 "$last_pid" 2>/dev/null || { log "$name failed:"; cat "$run_dir/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    log "$name did not become ready"; exit 1
+}
+addr() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$run_dir/$1.out"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start provider "$bin/keel-fake-provider" --listen 127.0.0.1:0 --no-record
+provider=$(addr provider listen)
+
+nginx_port=$(free_port)
+mkdir -p "$run_dir/nginx"
+cat >"$run_dir/nginx/nginx.conf" <<NGINX
+daemon off;
+master_process on;
+worker_processes auto;
+user root;
+pid $run_dir/nginx/nginx.pid;
+error_log $run_dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_max_body_size 8m;
+    client_body_buffer_size 512k;
+    client_body_temp_path $run_dir/nginx/body;
+    proxy_temp_path $run_dir/nginx/proxy;
+    fastcgi_temp_path $run_dir/nginx/fastcgi;
+    uwsgi_temp_path $run_dir/nginx/uwsgi;
+    scgi_temp_path $run_dir/nginx/scgi;
+    upstream provider { server $provider; keepalive 256; }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://provider;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+NGINX
+"$nginx_bin" -c "$run_dir/nginx/nginx.conf" -p "$run_dir/nginx" 2>"$run_dir/nginx/stderr.log" &
+pids+=("$!")
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/healthz" && break; sleep 0.1; done
+
+cat >"$run_dir/keel.toml" <<TOML
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+
+[store]
+path = "$run_dir/keel-data"
+
+TOML
+sed "s#http://127.0.0.1:9/v1#http://$provider/v1#" control-plane/benches/catalog.toml >>"$run_dir/keel.toml"
+export KEEL_KEY_ALPHA_MAIN=bench-key KEEL_KEY_ALPHA_BACKUP=bench-key-2
+start control-plane "$bin/keel-control-plane" --config "$run_dir/keel.toml"
+grpc=$(addr control-plane grpc)
+start sidecar "$bin/keel-sidecar" --listen 127.0.0.1:0 --control-plane "http://$grpc" --default-model strong-1
+sidecar=$(addr sidecar listen)
+
+# One conversation's turns: a coding agent reading files, editing, running
+# tests; each turn adds a tool call and its result (~4.8 KB), streamed.
+python3 - "$run_dir/turns" "$turns" <<'PY'
+import json, os, sys
+out, turns = sys.argv[1], int(sys.argv[2])
+os.makedirs(out, exist_ok=True)
+code = "".join(f"    line_{i} = compute(x, y) + {i}  # keep the invariant of step {i}\n" for i in range(70))
+tools = [{"type": "function", "function": {"name": n, "description": f"{n} in the repository.",
+          "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+         for n in ["read_file", "str_replace_editor", "run_tests", "grep"]]
+msgs = [{"role": "system", "content": "You are a coding agent. Use the tools to fix the repository; keep changes small and run the tests after every edit. " * 12},
+        {"role": "user", "content": "The test suite fails after the last refactor of src/core; find the cause, fix it and show the passing run."}]
+for t in range(turns):
+    body = {"model": "auto", "messages": msgs, "tools": tools, "max_tokens": 1024, "stream": True,
+            "stream_options": {"include_usage": True}}
+    open(f"{out}/turn-{t:03}.json", "w").write(json.dumps(body))
+    name = ["read_file", "str_replace_editor", "run_tests"][t % 3]
+    args = {"path": f"src/core/mod_{t}.py"}
+    result = {"read_file": code, "str_replace_editor": "The file has been edited. " * 8,
+              "run_tests": f"FAILED tests/test_core.py::test_{t} - AssertionError\n" * 20 + f"3 failed, 40 passed in 1.{t}s"}[name]
+    msgs = msgs + [
+        {"role": "assistant", "content": f"Step {t}: next I {name} on mod_{t}.", "tool_calls": [
+            {"id": f"call_{t}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
+        {"role": "tool", "tool_call_id": f"call_{t}", "content": result + code[:3000]},
+    ]
+sizes = [os.path.getsize(f"{out}/turn-{t:03}.json") for t in range(turns)]
+print(f"{turns} turns, {sizes[0] // 1024} KB to {sizes[-1] // 1024} KB, mean {sum(sizes) // len(sizes) // 1024} KB", file=sys.stderr)
+PY
+
+metrics() { curl -s "http://$sidecar/metrics" >"$run_dir/$1.metrics"; }
+load() { # load RUN TARGET URL TEST ARGS...
+    local run=$1 target=$2 url=$3 test=$4; shift 4
+    local out
+    out=$("$bin/keel-loadgen" --url "$url" --header 'x-router-profile: AGENT' \
+        --turns-dir "$run_dir/turns" --conversations "$convs" --id-prefix "agent-$test-$run-" \
+        --stream --duration "$secs" --warmup "$warm" --label "$test" "$@") || {
+        log "loadgen failed: $run $target $test"; return 0; }
+    echo "{\"run\":$run,\"target\":\"$target\",\"result\":$out}" >>"$results"
+    log "run $run $target $test: $out"
+}
+urls=(direct "http://$provider/v1/chat/completions" nginx "http://127.0.0.1:$nginx_port/v1/chat/completions"
+      keel "http://$sidecar/v1/chat/completions")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for run in $(seq 1 "$runs"); do
+    for i in 0 2 4; do
+        target=${urls[$i]} url=${urls[$((i + 1))]}
+        [[ $target == keel ]] && metrics "before-$run"
+        load "$run" "$target" "$url" "rate$rate" --rate "$rate"
+        [[ $target == keel ]] && metrics "after-$run"
+    done
+done
+for i in 0 2 4; do
+    load 0 "${urls[$i]}" "${urls[$((i + 1))]}" "max$conns" --connections "$conns"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$run_dir" "$results" "$runs" "$rate" "$conns" "$(nproc)" "$load_before" "$load_after" "$secs" <<'PY' | tee "${AGENT_OUT:-$run_dir/results.md}"
+import json, re, sys
+d, results, runs, rate, conns, cores, lb, la, secs = sys.argv[1:10]
+runs = int(runs)
+rows = [json.loads(l) for l in open(results) if l.strip()]
+def get(run, target, test):
+    for r in rows:
+        if r["run"] == run and r["target"] == target and r["result"]["label"] == test:
+            return r["result"]
+def ms(us): return f"{us / 1000:.2f}"
+def plus(us): return ("+" if us >= 0 else "−") + ms(abs(us))
+def steps(path):
+    out = {}
+    try:
+        text = open(path).read()
+    except OSError:
+        return out
+    for kind in ["sum", "count"]:
+        for m in re.finditer(r'keel_sidecar_step_duration_seconds_' + kind + r'\{step="(\w+)"\} ([0-9.e+-]+)', text):
+            out.setdefault(m.group(1), {})[kind] = float(m.group(2))
+    return out
+print(f"Machine: {cores} cores, load average before {lb}, after {la}; {secs} s measured per run; "
+      f"agent turns streamed, histories ~3 KB to ~200 KB.\n")
+print(f"### Fixed {rate} RPS\n")
+print("| run | direct p50 / p99 / p99.9 (ms) | nginx added p50 / p99 | Keel added p50 / p99 / p99.9 | Keel degraded | Keel 429 | errors (direct / nginx / Keel) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+test = f"rate{rate}"
+added_p99 = []
+checks = []
+for run in range(1, runs + 1):
+    dr, ng, kl = (get(run, t, test) for t in ["direct", "nginx", "keel"])
+    if not (dr and ng and kl):
+        print(f"| {run} | missing | | | | | |"); continue
+    a = {k: kl[k] - dr[k] for k in ["p50_us", "p99_us", "p999_us"]}
+    n = {k: ng[k] - dr[k] for k in ["p50_us", "p99_us"]}
+    added_p99.append(a["p99_us"])
+    print(f"| {run} | {ms(dr['p50_us'])} / {ms(dr['p99_us'])} / {ms(dr['p999_us'])} | {plus(n['p50_us'])} / {plus(n['p99_us'])} | "
+          f"{plus(a['p50_us'])} / {plus(a['p99_us'])} / {plus(a['p999_us'])} | {kl['degraded']} | {kl['shed_429']} | "
+          f"{dr['errors']} / {ng['errors']} / {kl['errors']} |")
+    checks.append((f"run {run}: Keel added p50 {ms(a['p50_us'] - n['p50_us'])} ms over nginx's (target <= 0.25 ms)", a["p50_us"] - n["p50_us"] <= 250))
+    checks.append((f"run {run}: Keel added p99 {ms(a['p99_us'] - n['p99_us'])} ms over nginx's (target <= 1 ms)", a["p99_us"] - n["p99_us"] <= 1000))
+    checks.append((f"run {run}: degraded answers {kl['degraded']} (target 0)", kl["degraded"] == 0))
+if added_p99:
+    print(f"\nKeel added p99 across runs: {ms(min(added_p99))} – {ms(max(added_p99))} ms (spread {ms(max(added_p99) - min(added_p99))} ms)\n")
+print("### The sidecar's own time per request, by step (mean µs over the run)\n")
+print("| run | parse | features | fingerprint | route (incl. waiting) | prepare |")
+print("| --- | --- | --- | --- | --- | --- |")
+for run in range(1, runs + 1):
+    b, a = steps(f"{d}/before-{run}.metrics"), steps(f"{d}/after-{run}.metrics")
+    cells = []
+    for s in ["parse", "features", "fingerprint", "route", "prepare"]:
+        ds = a.get(s, {}).get("sum", 0) - b.get(s, {}).get("sum", 0)
+        dc = a.get(s, {}).get("count", 0) - b.get(s, {}).get("count", 0)
+        cells.append(f"{ds / dc * 1e6:.0f}" if dc else "-")
+    print(f"| {run} | " + " | ".join(cells) + " |")
+print(f"\n### Max RPS, closed loop, {conns} connections\n")
+print("| target | RPS | p50 / p99 (ms) | errors | degraded | 429 |")
+print("| --- | --- | --- | --- | --- | --- |")
+mx = {}
+for t in ["direct", "nginx", "keel"]:
+    r = get(0, t, f"max{conns}")
+    if r:
+        mx[t] = r["rps"]
+        print(f"| {t} | {r['rps']:,.0f} | {ms(r['p50_us'])} / {ms(r['p99_us'])} | {r['errors']} | {r.get('degraded', 0)} | {r.get('shed_429', 0)} |")
+if "keel" in mx and "nginx" in mx:
+    checks.append((f"Keel max RPS {mx['keel']:,.0f} >= a third of nginx's {mx['nginx']:,.0f}", mx["keel"] >= mx["nginx"] / 3))
+print("\n### Targets\n")
+for text, ok in checks:
+    print(f"- [{'x' if ok else ' '}] {text}")
+PY
+log "raw results and logs: $run_dir"
