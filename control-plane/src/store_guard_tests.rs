@@ -13,19 +13,29 @@ fn config(path: &Path) -> Config {
     c
 }
 
-fn refusal(path: &Path) -> String {
-    // sled may hold its lock briefly after the last handle is dropped.
+/// `open_store`, again while sled still holds the lock of a handle just
+/// dropped (it may, briefly: polled, not slept on).
+fn open_when_unlocked(
+    path: &Path,
+    fresh: bool,
+) -> Result<crate::server::OpenStore, OpenStoreError> {
     for _ in 0..100 {
-        match open_store(&config(path), false) {
-            Err(OpenStoreError::Damaged(d)) => return d.to_string(),
+        match open_store(&config(path), fresh) {
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(e) => panic!("not a damage refusal: {e}"),
-            Ok(_) => panic!("a damaged store at {} was opened", path.display()),
+            other => return other,
         }
     }
     panic!("{} stayed locked", path.display())
+}
+
+fn refusal(path: &Path) -> String {
+    match open_when_unlocked(path, false) {
+        Err(OpenStoreError::Damaged(d)) => d.to_string(),
+        Err(e) => panic!("not a damage refusal: {e}"),
+        Ok(_) => panic!("a damaged store at {} was opened", path.display()),
+    }
 }
 
 fn open_and_close(path: &Path) {
@@ -80,7 +90,7 @@ fn a_replaced_or_emptied_store_is_refused_with_the_path_and_what_to_do() {
     assert!(e.contains(&path.display().to_string()), "{e}");
     assert!(e.contains("--fresh-store") && e.contains("backup"), "{e}");
     // --fresh-store moves it aside and starts empty.
-    open_store(&config(&path), true).unwrap();
+    open_when_unlocked(&path, true).unwrap();
     let aside = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
