@@ -51,11 +51,13 @@ use super::{
 use crate::budget::{Overrides, TenantDay};
 use keys::{
     ADD_DAY, ALL_ACTIVITY_KEY, BUDGETS_KEY, CAS, EPOCH_KEY, MARK_DEGRADED, PARKED, PARKED_KEY,
-    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, session_key, tenant_day_key,
-    timeline_key,
+    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, model_activity_key,
+    profile_activity_key, session_key, tenant_day_key, timeline_key,
 };
 pub use link::Guarantee;
 use link::{Link, within};
+#[cfg(test)]
+pub(super) use listing::MAX_SCAN as MAX_LIST_SCAN;
 pub use settings::{Backend, Durability, RedisSettings};
 
 /// Tenant-day totals are kept this long after their day.
@@ -195,6 +197,35 @@ impl Drop for RedisStore {
     }
 }
 
+/// The profile and model indexes a session written as `after` is added to,
+/// and those it leaves (its replaced version's `profile` and `model`, where
+/// they differ).
+fn field_indexes(
+    after: &Session,
+    profile: Option<String>,
+    model: Option<String>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut adds = vec![profile_activity_key(after.profile.as_bytes())];
+    adds.extend(
+        after
+            .pinned_model
+            .as_deref()
+            .map(|m| model_activity_key(m.as_bytes())),
+    );
+    let mut removes = Vec::new();
+    removes.extend(
+        profile
+            .filter(|p| *p != after.profile)
+            .map(|p| profile_activity_key(p.as_bytes())),
+    );
+    removes.extend(
+        model
+            .filter(|m| after.pinned_model.as_ref() != Some(m))
+            .map(|m| model_activity_key(m.as_bytes())),
+    );
+    (adds, removes)
+}
+
 /// Runs `fut` on `handle` and waits for its result from sync code.
 fn wait<T: Send + 'static>(
     handle: &Handle,
@@ -250,11 +281,13 @@ impl SessionStore for RedisStore {
     ) -> Result<Updated, StoreError> {
         for _ in 0..CAS_TRIES {
             let (version, raw) = self.read(key)?;
-            let before = raw
-                .map(|raw| decode_session(&raw))
-                .transpose()?
-                .filter(|s| self.is_live(s, now_ms));
+            let stored = raw.map(|raw| decode_session(&raw)).transpose()?;
+            let (profile, model) = stored.as_ref().map_or((None, None), |s| {
+                (Some(s.profile.clone()), s.pinned_model.clone())
+            });
+            let before = stored.filter(|s| self.is_live(s, now_ms));
             let after = f(before.as_ref());
+            let fields = field_indexes(&after, profile, model);
             let bytes = encode_session(&after);
             let deadline = after
                 .last_seen_ms
@@ -269,8 +302,14 @@ impl SessionStore for RedisStore {
                 let mut c = s.link.conn();
                 let mut inv = s.cas.key(&k);
                 inv.key(&index).key(ALL_ACTIVITY_KEY);
+                let (adds, removes) = fields;
+                let added = adds.len();
+                for k in adds.into_iter().chain(removes) {
+                    inv.key(k);
+                }
                 inv.arg(version.to_string()).arg(bytes).arg(deadline);
                 inv.arg(active).arg(member).arg(live_since).arg(entry);
+                inv.arg(added);
                 within(s.link.timeout(), inv.invoke_async(&mut c)).await
             })?;
             if set {
@@ -505,12 +544,13 @@ impl SessionStore for RedisStore {
 
     fn list_conversations(
         &self,
+        by: super::ListBy<'_>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
-        self.list_page(keep, cursor, limit, now_ms)
+        self.list_page(by, keep, cursor, limit, now_ms)
     }
 
     fn mark_degraded(&self, key: &SessionKey) {
