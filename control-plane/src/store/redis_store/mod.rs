@@ -14,6 +14,8 @@
 //! - Every session write also moves the conversation in an index by last
 //!   activity across tenants (same script), which the console's list reads
 //!   page by page (listing.rs); a degraded turn marks the session's hash.
+//!   Likewise per profile and per pinned model (backfill.rs fills them for
+//!   a store written before them).
 //! - Tenant days are hashes whose totals grow by atomic increments.
 //! - `flush` makes what was written durable as the server promises
 //!   (link.rs): nothing to do with `appendfsync always`, `WAIT` for the
@@ -26,6 +28,7 @@
 //! own small runtime and the caller waits, with `block_in_place` on a
 //! multi-threaded runtime so its other tasks move to another worker.
 
+mod backfill;
 mod keys;
 mod link;
 mod listing;
@@ -104,6 +107,14 @@ impl RedisStore {
             let guarantee = link.check_durability(settings.durability).await?;
             let epoch = start_epoch(&link).await?;
             tracing::info!(?guarantee, %epoch, "session store: Redis");
+            let ttl_ms = ttl.as_millis() as u64;
+            let indexed = backfill::backfill(&link, super::now_ms(), ttl_ms).await?;
+            if indexed > 0 {
+                tracing::info!(
+                    conversations = indexed,
+                    "indexed stored conversations by profile and model"
+                );
+            }
             Ok(Shared {
                 link,
                 ttl_ms: ttl.as_millis() as u64,
