@@ -149,11 +149,15 @@ impl ByField {
     /// The prefix of the most selective field of `by` (fewest entries,
     /// counted up to `most`); None when `by` names none.
     pub fn pick(&self, by: ListBy<'_>, most: usize) -> Option<Vec<u8>> {
+        let mut prefixes: Vec<Vec<u8>> = by
+            .fields()
+            .filter_map(|(tag, value)| field_prefix(tag, value.as_bytes()))
+            .collect();
+        if prefixes.len() <= 1 {
+            return prefixes.pop();
+        }
         let mut best: Option<(usize, Vec<u8>)> = None;
-        for (tag, value) in by.fields() {
-            let Some(prefix) = field_prefix(tag, value.as_bytes()) else {
-                continue;
-            };
+        for prefix in prefixes {
             let cap = best.as_ref().map_or(most, |(n, _)| *n);
             let n = self.tree.scan_prefix(&prefix).keys().take(cap).count();
             if best.as_ref().is_none_or(|(m, _)| n < *m) {
