@@ -3,14 +3,14 @@
 # keel-bench-populate (10,000 conversations of tenant `small` on
 # `small-1`, then N of the default tenant on `strong-1`, newer), starts the
 # real control plane on it and times /ui/ pages with curl (5 runs each,
-# ms), then prints the control plane's RSS. Not part of scripts/test.sh; a shared machine gives the order of
-# magnitude, not a benchmark.
+# ms), then prints the control plane's RSS. Not part of scripts/test.sh;
+# a shared machine gives the order of magnitude, not a benchmark.
 #
 #   scripts/measure-console.sh                       # 1M sessions (debug build)
 #   CONSOLE_SESSIONS=20000 scripts/measure-console.sh
 #   CONSOLE_PROFILE=release scripts/measure-console.sh
 #
-# The store (~0.7 GB for 1M) is deleted at the end.
+# The store (~1.2 GB for 1M) is deleted at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${CONSOLE_SESSIONS:-990000}
