@@ -72,11 +72,16 @@ impl SledStore {
         ttl: Duration,
         session_cache_bytes: usize,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        // sled panics recovering some damaged files (a truncated snapshot):
+        // an error, so the guard refuses the store instead of a crash.
+        let open = std::panic::AssertUnwindSafe(|| config.open());
+        let db = std::panic::catch_unwind(open).map_err(|_| {
+            StoreError::Unavailable("sled failed recovering the store's files".into())
+        })??;
         Self::with_db(db, ttl, session_cache_bytes)
     }
 
