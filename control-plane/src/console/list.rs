@@ -1,6 +1,7 @@
 //! Conversations, most recently active first, a page at a time from the
-//! store's activity index; filters by tenant, profile, pinned model,
-//! nudged and over budget; search by id.
+//! store's activity index (by tenant, profile or pinned model when the
+//! filter names one); filters by those, nudged, over budget and degraded;
+//! search by id.
 
 use http::StatusCode;
 use maud::html;
@@ -9,7 +10,7 @@ use super::{Query, Reply, html_page, internal, link, param, time, usd};
 use crate::{
     budget::Caps,
     router::RouterState,
-    store::{ConversationSummary, SessionKey, now_ms},
+    store::{ConversationSummary, ListBy, SessionKey, now_ms},
 };
 
 /// Rows per page.
@@ -106,9 +107,14 @@ pub fn page(state: &RouterState, q: &Query) -> Reply {
         None => {
             let cursor = param(q, "cursor").and_then(unhex);
             let keep = |s: &ConversationSummary| filter.keeps(s, state);
+            let by = ListBy {
+                tenant: filter.tenant,
+                profile: filter.profile,
+                model: filter.model,
+            };
             match state
                 .store
-                .list_conversations(&keep, cursor.as_deref(), PAGE, now)
+                .list_conversations(by, &keep, cursor.as_deref(), PAGE, now)
             {
                 Ok(p) => (p.items, p.next),
                 Err(e) => return internal(e),

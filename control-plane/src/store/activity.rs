@@ -6,15 +6,22 @@
 //! (a session written to sled moves its entry: the old one is found from
 //! the record it replaces, so there is no reverse map) and by removal. A
 //! page reads index entries from a cursor and never a session, so listing
-//! costs the page, not the store; a filter reads at most [`MAX_SCAN`]
-//! entries per page and hands back where it stopped. A store from before
-//! the index is indexed when opened.
+//! costs the page, not the store. A page filtered by tenant, profile or
+//! pinned model reads the entries of that value only (activity_by.rs);
+//! other filters read at most [`MAX_SCAN`] entries per page and hand back
+//! where they stopped. A store from before the index is indexed when
+//! opened.
 
 use std::{collections::HashSet, sync::Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Session, StoreError, codec, sessions::Ttl};
+use super::{
+    Session, StoreError,
+    activity_by::{ByField, ListBy, MODEL, PROFILE, TENANT, prefix_len},
+    codec,
+    sessions::Ttl,
+};
 
 /// Most conversations marked degraded while their session waits for its
 /// next write; past this, marks are dropped.
@@ -23,6 +30,8 @@ const MAX_PENDING_MARKS: usize = 100_000;
 /// The index tree and the degraded marks not yet in it.
 pub(super) struct Activity {
     tree: sled::Tree,
+    /// The same entries by tenant, profile and pinned model.
+    by: ByField,
     /// Session keys with a degraded turn whose entry has not been rewritten
     /// since (the mark joins the entry on the session's next write).
     degraded: Mutex<HashSet<Vec<u8>>>,
@@ -33,6 +42,7 @@ impl Activity {
     pub fn open(db: &sled::Db, ttl: Ttl) -> Result<Self, StoreError> {
         Ok(Self {
             tree: db.open_tree("activity")?,
+            by: ByField::open(db)?,
             degraded: Mutex::default(),
             ttl,
         })
@@ -140,14 +150,15 @@ impl Activity {
             index_key(session.last_seen_ms, key),
             serde_json::to_vec(&summary)?,
         )?;
-        Ok(())
+        self.by.moved(key, old, session.last_seen_ms, &summary)
     }
 
     /// Indexes every session of `sessions` when the index is empty but
-    /// sessions are not (a store from before the index): once, at open.
+    /// sessions are not (a store from before the index), and the index by
+    /// field when only it is empty: once, at open.
     pub fn backfill(&self, sessions: &sled::Tree) -> Result<usize, StoreError> {
         if !self.tree.is_empty() {
-            return Ok(0);
+            return self.by.backfill(&self.tree);
         }
         let mut n = 0;
         for entry in sessions.iter() {
@@ -165,42 +176,83 @@ impl Activity {
         if let Ok(at) = codec::last_seen_ms(raw) {
             self.tree.remove(index_key(at, key))?;
         }
-        Ok(())
+        self.by.removed(key, raw)
     }
 
     /// Live conversations, most recently active first, that `keep`
-    /// accepts: up to `limit` from `cursor` (a page's `next`).
+    /// accepts: up to `limit` from `cursor` (a page's `next`). With fields
+    /// in `by`, from the entries of the most selective one (a cursor
+    /// starting with a field tag goes on in that field's entries; one of
+    /// `activity` starts with `!last_seen_ms`, 0xff for any real time).
     pub fn list(
         &self,
+        by: ListBy<'_>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
-        let mut page = ConversationPage::default();
-        let range = match cursor {
+        let field = match cursor {
+            Some(c) if matches!(c.first(), Some(&(TENANT | PROFILE | MODEL))) => {
+                prefix_len(c).map(|n| c[..n].to_vec())
+            }
+            _ => self.by.pick(by, MAX_SCAN),
+        };
+        let Some(prefix) = field else {
+            let entries = self.all(cursor).map(|e| {
+                let (k, v) = e?;
+                let (at, session_key) = k.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+                let (at, session_key) = (!u64::from_be_bytes(*at), session_key.to_vec());
+                Ok((k, at, session_key, Some(v)))
+            });
+            return self.page(entries, keep, limit, now_ms);
+        };
+        // Each entry's summary is its `activity` entry (None: moved since).
+        let entries = self.by.entries(&prefix, cursor).map(|e| {
+            let (k, at, session_key) = e?;
+            let v = self.tree.get(index_key(at, &session_key))?;
+            Ok((k, at, session_key, v))
+        });
+        self.page(entries, keep, limit, now_ms)
+    }
+
+    /// Every entry after `cursor`, newest first.
+    fn all(&self, cursor: Option<&[u8]>) -> sled::Iter {
+        match cursor {
             Some(c) => self
                 .tree
                 .range::<&[u8], _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)),
             None => self.tree.iter(),
-        };
+        }
+    }
+
+    /// A page of what `keep` accepts among `entries` (position, last
+    /// activity, session key, summary), reading at most [`MAX_SCAN`].
+    #[allow(clippy::type_complexity)]
+    fn page(
+        &self,
+        entries: impl Iterator<
+            Item = Result<(sled::IVec, u64, Vec<u8>, Option<sled::IVec>), StoreError>,
+        >,
+        keep: &dyn Fn(&ConversationSummary) -> bool,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        let mut page = ConversationPage::default();
         let mut last: Option<sled::IVec> = None;
-        for (scanned, entry) in range.enumerate() {
-            let (k, v) = entry?;
+        for (scanned, entry) in entries.enumerate() {
+            let (k, last_seen_ms, session_key, v) = entry?;
             if scanned >= MAX_SCAN || page.items.len() >= limit {
                 // Goes on after the last entry read.
                 page.next = last.map(|k| k.to_vec());
                 break;
             }
-            last = Some(k.clone());
-            let Some((at, session_key)) = k.split_first_chunk::<8>() else {
-                continue;
-            };
-            let last_seen_ms = !u64::from_be_bytes(*at);
+            last = Some(k);
             // Newest first: past the first idle one, all are idle.
             if !self.ttl.is_live(last_seen_ms, now_ms) {
                 break;
             }
+            let Some(v) = v else { continue };
             let mut summary: ConversationSummary = serde_json::from_slice(&v)?;
             let mut parts = session_key.splitn(2, |b| *b == 0);
             summary.tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into();
@@ -218,5 +270,11 @@ impl Activity {
     #[cfg(test)]
     pub fn tree(&self) -> &sled::Tree {
         &self.tree
+    }
+
+    /// The index tree by field, for tests.
+    #[cfg(test)]
+    pub fn by_tree(&self) -> &sled::Tree {
+        self.by.tree()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{SessionKey, SessionStore, SledStore};
+use super::{ListBy, SessionKey, SessionStore, SledStore};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -21,7 +21,9 @@ fn touch(store: &SledStore, tenant: &str, id: &str, now: u64, model: &str) {
 }
 
 fn ids(store: &SledStore, keep: &dyn Fn(&super::ConversationSummary) -> bool) -> Vec<String> {
-    let page = store.list_conversations(keep, None, 100, 10_000).unwrap();
+    let page = store
+        .list_conversations(Default::default(), keep, None, 100, 10_000)
+        .unwrap();
     page.items.into_iter().map(|s| s.conversation_id).collect()
 }
 
@@ -40,7 +42,7 @@ async fn conversations_are_listed_newest_first_and_move_when_active_again() {
     store.flush().await.unwrap();
     assert_eq!(ids(&store, &|_| true), ["a", "c", "b"]);
     let page = store
-        .list_conversations(&|_| true, None, 1, 10_000)
+        .list_conversations(Default::default(), &|_| true, None, 1, 10_000)
         .unwrap();
     let a = &page.items[0];
     assert_eq!(
@@ -52,11 +54,17 @@ async fn conversations_are_listed_newest_first_and_move_when_active_again() {
     // Pages go on from their cursor without repeating or skipping.
     let next = page.next.expect("more");
     let page = store
-        .list_conversations(&|_| true, Some(&next), 1, 10_000)
+        .list_conversations(Default::default(), &|_| true, Some(&next), 1, 10_000)
         .unwrap();
     assert_eq!(page.items[0].conversation_id, "c");
     let page = store
-        .list_conversations(&|_| true, page.next.as_deref(), 5, 10_000)
+        .list_conversations(
+            Default::default(),
+            &|_| true,
+            page.next.as_deref(),
+            5,
+            10_000,
+        )
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert!(page.next.is_none());
@@ -86,11 +94,15 @@ async fn idle_conversations_are_not_listed_and_leave_the_index_when_swept() {
     touch(&store, "t", "new", HOUR_MS + 500, "small");
     store.flush().await.unwrap();
     let now = HOUR_MS + 1_500;
-    let page = store.list_conversations(&|_| true, None, 10, now).unwrap();
+    let page = store
+        .list_conversations(Default::default(), &|_| true, None, 10, now)
+        .unwrap();
     let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
     assert_eq!(listed, ["new"]);
     assert_eq!(store.sweep(now).unwrap(), 1);
     assert_eq!(store.activity_tree().len(), 1);
+    // By tenant, profile and model: the live one's three entries.
+    assert_eq!(store.activity_by_tree().len(), 3);
 }
 
 #[tokio::test]
@@ -106,4 +118,29 @@ async fn a_store_without_the_index_is_indexed_when_opened() {
     }
     let store = super::tests::reopen(dir.path());
     assert_eq!(ids(&store, &|_| true), ["b", "a"]);
+}
+
+#[tokio::test]
+async fn a_store_without_the_index_by_field_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+        touch(&store, "t", "a", 1_000, "small");
+        touch(&store, "u", "b", 2_000, "strong");
+        store.flush().await.unwrap();
+        store.activity_by_tree().clear().unwrap();
+        store.sled().flush().unwrap();
+    }
+    let store = super::tests::reopen(dir.path());
+    assert_eq!(store.activity_by_tree().len(), 6);
+    let by = ListBy {
+        model: Some("small"),
+        ..ListBy::default()
+    };
+    let page = store
+        .list_conversations(by, &|_| true, None, 10, 10_000)
+        .unwrap();
+    let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
+    assert_eq!(listed, ["a"]);
+    assert!(page.next.is_none());
 }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use keel_testkit::RedisServer;
 
 use super::{
-    ConversationSummary, DecisionEntry, Durability, ModelDay, RedisSettings, RedisStore,
+    ConversationSummary, DecisionEntry, Durability, ListBy, ModelDay, RedisSettings, RedisStore,
     SessionKey, SessionStore, SledStore, TurnResult, now_ms,
 };
 use crate::budget::{Overrides, TenantDay};
@@ -79,6 +79,20 @@ contract!(
     budget_overrides_round_trip,
     conversations_list_newest_first_paged_and_filtered,
 );
+
+/// Each store with more newer conversations than it reads per filtered page.
+mod a_filtered_page_reads_only_its_field {
+    #[test]
+    fn sled() {
+        let newer = crate::store::activity::MAX_SCAN as u64 + 1;
+        super::a_filtered_page_reads_only_its_field(&*super::sled().store, newer);
+    }
+    #[test]
+    fn redis() {
+        let newer = crate::store::redis_store::MAX_LIST_SCAN as u64 + 1;
+        super::a_filtered_page_reads_only_its_field(&*super::redis().store, newer);
+    }
+}
 
 fn entry(id: &str, turn: u32) -> DecisionEntry {
     DecisionEntry {
@@ -318,7 +332,7 @@ fn list_all(
     let (mut all, mut cursor) = (Vec::new(), None::<Vec<u8>>);
     for _ in 0..20 {
         let page = store
-            .list_conversations(keep, cursor.as_deref(), limit, now)
+            .list_conversations(Default::default(), keep, cursor.as_deref(), limit, now)
             .unwrap();
         assert!(page.items.len() <= limit);
         all.extend(page.items);
@@ -369,6 +383,108 @@ fn conversations_list_newest_first_paged_and_filtered(store: &dyn SessionStore) 
     assert_eq!(all.len(), 4);
     assert_eq!((all[0].turns, all[0].degraded), (2, true));
     assert!(all[1..].iter().all(|s| !s.degraded));
+}
+
+/// A turn of `tenant/id` on `profile`, pinned to `model`, at `at`.
+fn turn_on(store: &dyn SessionStore, key: (&str, &str), at: u64, profile: &str, model: &str) {
+    store
+        .update(&SessionKey::new(key.0, key.1), at, &mut |cur| {
+            let mut s = cur.cloned().unwrap_or_default();
+            s.turns += 1;
+            s.last_seen_ms = at;
+            s.profile = profile.into();
+            s.pinned_model = Some(model.into());
+            s
+        })
+        .unwrap();
+}
+
+/// A match older than `newer` others is on the first page filtered by any
+/// of its fields, and leaves a field's index when it changes.
+fn a_filtered_page_reads_only_its_field(store: &dyn SessionStore, newer: u64) {
+    let t0 = now_ms();
+    turn_on(store, ("x", "old"), t0, "RARE", "rare-1");
+    // From a few threads: Redis's round trips add up.
+    std::thread::scope(|scope| {
+        for part in 0..4 {
+            scope.spawn(move || {
+                for i in (part..newer).step_by(4) {
+                    let id = format!("n{i}");
+                    turn_on(store, ("y", &id), t0 + 1 + i, "AGENT", "common-1");
+                }
+            });
+        }
+    });
+    futures_flush(store);
+    let now = t0 + newer + 10;
+    fn keep_for(by: ListBy<'_>) -> impl Fn(&ConversationSummary) -> bool {
+        move |s| {
+            by.tenant.is_none_or(|t| s.tenant == t)
+                && by.profile.is_none_or(|p| s.profile == p)
+                && by
+                    .model
+                    .is_none_or(|m| s.pinned_model.as_deref() == Some(m))
+        }
+    }
+    let page = |by: ListBy<'_>| {
+        let p = store
+            .list_conversations(by, &keep_for(by), None, 50, now)
+            .unwrap();
+        let ids: Vec<String> = p.items.iter().map(|s| s.conversation_id.clone()).collect();
+        (ids, p.next.is_some())
+    };
+    let old = (vec!["old".to_owned()], false);
+    let by_model = ListBy {
+        model: Some("rare-1"),
+        ..ListBy::default()
+    };
+    assert_eq!(page(by_model), old, "by model, on the first page");
+    let by_profile = ListBy {
+        profile: Some("RARE"),
+        ..ListBy::default()
+    };
+    assert_eq!(page(by_profile), old, "by profile");
+    let by_tenant = ListBy {
+        tenant: Some("x"),
+        ..ListBy::default()
+    };
+    assert_eq!(page(by_tenant), old, "by tenant");
+    // Combined: read from the most selective (the model's one entry).
+    let none = ListBy {
+        tenant: Some("y"),
+        profile: Some("AGENT"),
+        model: Some("rare-1"),
+    };
+    assert_eq!(page(none), (vec![], false), "combined, from the model");
+    // Newest first, a page from the cursor of the one before.
+    let expected: Vec<String> = (0..120).map(|i| format!("n{}", newer - 1 - i)).collect();
+    for by in [("y", ""), ("", "AGENT"), ("y", "AGENT")] {
+        let by = ListBy {
+            tenant: Some(by.0).filter(|t| !t.is_empty()),
+            profile: Some(by.1).filter(|p| !p.is_empty()),
+            model: None,
+        };
+        let (mut got, mut cursor) = (Vec::new(), None::<Vec<u8>>);
+        for _ in 0..3 {
+            let p = store
+                .list_conversations(by, &keep_for(by), cursor.as_deref(), 40, now)
+                .unwrap();
+            got.extend(p.items.into_iter().map(|s| s.conversation_id));
+            cursor = Some(p.next.expect("more"));
+        }
+        assert_eq!(got, expected, "{by:?}");
+    }
+
+    // Pinned elsewhere and moved to another profile: out of the old ones.
+    turn_on(store, ("x", "old"), now, "OTHER", "rare-2");
+    futures_flush(store);
+    assert_eq!(page(by_model), (vec![], false), "left its old model");
+    assert_eq!(page(by_profile), (vec![], false), "left its old profile");
+    let by_new = ListBy {
+        model: Some("rare-2"),
+        ..ListBy::default()
+    };
+    assert_eq!(page(by_new), old, "in its new model");
 }
 
 pub(super) fn futures_flush(store: &dyn SessionStore) {

@@ -4,6 +4,7 @@
 //! services build on the trait (the decision writer, `crate::decisions`).
 
 mod activity;
+mod activity_by;
 #[cfg(test)]
 mod activity_tests;
 mod cache;
@@ -41,6 +42,7 @@ use crate::{
 };
 
 pub use activity::{ConversationPage, ConversationSummary};
+pub use activity_by::ListBy;
 pub use codec::{decode_session, encode_session};
 pub use model_days::{MODEL_DAYS_KEPT, ModelDay};
 pub use redis_store::{Backend, Durability, RedisSettings, RedisStore};
@@ -283,16 +285,19 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Live conversations, most recently active first, that `keep` accepts:
     /// up to `limit` from `cursor` (a page's `next`), without reading every
-    /// session (an index by activity; a filtered page reads a bounded part
-    /// of it and says where to go on). A store without the index lists none.
+    /// session (an index by activity; with fields in `by`, which `keep`
+    /// must check too, the index of the most selective one; otherwise a
+    /// filtered page reads a bounded part of it and says where to go on).
+    /// A store without the index lists none.
     fn list_conversations(
         &self,
+        by: ListBy<'_>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
-        let _ = (keep, cursor, limit, now_ms);
+        let _ = (by, keep, cursor, limit, now_ms);
         Ok(ConversationPage::default())
     }
 

@@ -37,8 +37,9 @@ const WRITE_BEHIND: Duration = Duration::from_millis(250);
 /// Memory for cached sessions when the configuration names no other size.
 pub const DEFAULT_SESSION_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-/// sled-backed sessions: trees `sessions` and `activity` (sessions.rs),
-/// `decision_log` (timeline.rs), `tenant_days`, `meta` (settings.rs).
+/// sled-backed sessions: trees `sessions`, `activity` and `activity_by`
+/// (sessions.rs), `decision_log` (timeline.rs), `tenant_days`, `meta`
+/// (settings.rs).
 pub struct SledStore {
     parts: Arc<Parts>,
     flusher: Flusher,
@@ -71,11 +72,16 @@ impl SledStore {
         ttl: Duration,
         session_cache_bytes: usize,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        // sled panics recovering some damaged files (a truncated snapshot):
+        // an error, so the guard refuses the store instead of a crash.
+        let open = std::panic::AssertUnwindSafe(|| config.open());
+        let db = std::panic::catch_unwind(open).map_err(|_| {
+            StoreError::Unavailable("sled failed recovering the store's files".into())
+        })??;
         Self::with_db(db, ttl, session_cache_bytes)
     }
 
@@ -238,13 +244,14 @@ impl SessionStore for SledStore {
 
     fn list_conversations(
         &self,
+        by: super::ListBy<'_>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
         let index = self.parts.sessions.index();
-        index.list(keep, cursor, limit, now_ms)
+        index.list(by, keep, cursor, limit, now_ms)
     }
 
     fn mark_degraded(&self, key: &SessionKey) {
@@ -274,6 +281,10 @@ impl SledStore {
 
     pub(super) fn activity_tree(&self) -> &sled::Tree {
         self.parts.sessions.index().tree()
+    }
+
+    pub(super) fn activity_by_tree(&self) -> &sled::Tree {
+        self.parts.sessions.index().by_tree()
     }
 
     /// A sweep run of at most `most` sessions.

@@ -49,6 +49,17 @@ pub fn activity_key_of(tenant: &[u8]) -> Vec<u8> {
 /// console's list across tenants.
 pub const ALL_ACTIVITY_KEY: &str = "keel:a";
 
+/// Every tenant's conversations with one profile, or pinned to one model,
+/// by last activity (sorted sets like [`ALL_ACTIVITY_KEY`]), for the
+/// console's list filtered by either.
+pub fn profile_activity_key(profile: &[u8]) -> Vec<u8> {
+    [b"keel:ap:".as_slice(), profile].concat()
+}
+
+pub fn model_activity_key(model: &[u8]) -> Vec<u8> {
+    [b"keel:am:".as_slice(), model].concat()
+}
+
 /// The conversation id of a session key.
 pub fn conversation_id(key: &SessionKey) -> &[u8] {
     let bytes = key.as_bytes();
@@ -62,7 +73,10 @@ pub fn conversation_id(key: &SessionKey) -> &[u8] {
 /// absent), expiring at `ARGV[3]`; records its activity `ARGV[4]` under
 /// `ARGV[5]` in the tenant's activity index (`KEYS[2]`), dropping entries
 /// idle since before `ARGV[6]`, and under `ARGV[7]` (the session key) in
-/// the index across tenants (`KEYS[3]`), likewise trimmed.
+/// the index across tenants (`KEYS[3]`), likewise trimmed; likewise (and
+/// expiring with the tenant's) in the next `ARGV[8]` keys (its profile's
+/// and pinned model's indexes), and out of the keys after those (the
+/// indexes of the profile and model its replaced version had).
 pub const CAS: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return 0 end
@@ -73,6 +87,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
 redis.call('PEXPIREAT', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+local adds = 3 + tonumber(ARGV[8] or '0')
+for i = 4, adds do
+  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[6])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[3])
+end
+for i = adds + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[7]) end
 return 1
 ";
 

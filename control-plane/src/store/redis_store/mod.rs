@@ -14,6 +14,8 @@
 //! - Every session write also moves the conversation in an index by last
 //!   activity across tenants (same script), which the console's list reads
 //!   page by page (listing.rs); a degraded turn marks the session's hash.
+//!   Likewise per profile and per pinned model (backfill.rs fills them for
+//!   a store written before them).
 //! - Tenant days are hashes whose totals grow by atomic increments.
 //! - `flush` makes what was written durable as the server promises
 //!   (link.rs): nothing to do with `appendfsync always`, `WAIT` for the
@@ -26,6 +28,7 @@
 //! own small runtime and the caller waits, with `block_in_place` on a
 //! multi-threaded runtime so its other tasks move to another worker.
 
+mod backfill;
 mod keys;
 mod link;
 mod listing;
@@ -51,11 +54,13 @@ use super::{
 use crate::budget::{Overrides, TenantDay};
 use keys::{
     ADD_DAY, ALL_ACTIVITY_KEY, BUDGETS_KEY, CAS, EPOCH_KEY, MARK_DEGRADED, PARKED, PARKED_KEY,
-    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, report_claim_key, session_key,
-    tenant_day_key, timeline_key,
+    REPLACE_ITEM, activity_key, activity_key_of, conversation_id, model_activity_key,
+    profile_activity_key, report_claim_key, session_key, tenant_day_key, timeline_key,
 };
 pub use link::Guarantee;
 use link::{Link, within};
+#[cfg(test)]
+pub(super) use listing::MAX_SCAN as MAX_LIST_SCAN;
 pub use settings::{Backend, Durability, RedisSettings};
 
 /// Tenant-day totals are kept this long after their day.
@@ -102,6 +107,14 @@ impl RedisStore {
             let guarantee = link.check_durability(settings.durability).await?;
             let epoch = start_epoch(&link).await?;
             tracing::info!(?guarantee, %epoch, "session store: Redis");
+            let ttl_ms = ttl.as_millis() as u64;
+            let indexed = backfill::backfill(&link, super::now_ms(), ttl_ms).await?;
+            if indexed > 0 {
+                tracing::info!(
+                    conversations = indexed,
+                    "indexed stored conversations by profile and model"
+                );
+            }
             Ok(Shared {
                 link,
                 ttl_ms: ttl.as_millis() as u64,
@@ -195,6 +208,35 @@ impl Drop for RedisStore {
     }
 }
 
+/// The profile and model indexes a session written as `after` is added to,
+/// and those it leaves (its replaced version's `profile` and `model`, where
+/// they differ).
+fn field_indexes(
+    after: &Session,
+    profile: Option<String>,
+    model: Option<String>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut adds = vec![profile_activity_key(after.profile.as_bytes())];
+    adds.extend(
+        after
+            .pinned_model
+            .as_deref()
+            .map(|m| model_activity_key(m.as_bytes())),
+    );
+    let mut removes = Vec::new();
+    removes.extend(
+        profile
+            .filter(|p| *p != after.profile)
+            .map(|p| profile_activity_key(p.as_bytes())),
+    );
+    removes.extend(
+        model
+            .filter(|m| after.pinned_model.as_ref() != Some(m))
+            .map(|m| model_activity_key(m.as_bytes())),
+    );
+    (adds, removes)
+}
+
 /// Runs `fut` on `handle` and waits for its result from sync code.
 fn wait<T: Send + 'static>(
     handle: &Handle,
@@ -250,11 +292,13 @@ impl SessionStore for RedisStore {
     ) -> Result<Updated, StoreError> {
         for _ in 0..CAS_TRIES {
             let (version, raw) = self.read(key)?;
-            let before = raw
-                .map(|raw| decode_session(&raw))
-                .transpose()?
-                .filter(|s| self.is_live(s, now_ms));
+            let stored = raw.map(|raw| decode_session(&raw)).transpose()?;
+            let (profile, model) = stored.as_ref().map_or((None, None), |s| {
+                (Some(s.profile.clone()), s.pinned_model.clone())
+            });
+            let before = stored.filter(|s| self.is_live(s, now_ms));
             let after = f(before.as_ref());
+            let fields = field_indexes(&after, profile, model);
             let bytes = encode_session(&after);
             let deadline = after
                 .last_seen_ms
@@ -269,8 +313,14 @@ impl SessionStore for RedisStore {
                 let mut c = s.link.conn();
                 let mut inv = s.cas.key(&k);
                 inv.key(&index).key(ALL_ACTIVITY_KEY);
+                let (adds, removes) = fields;
+                let added = adds.len();
+                for k in adds.into_iter().chain(removes) {
+                    inv.key(k);
+                }
                 inv.arg(version.to_string()).arg(bytes).arg(deadline);
                 inv.arg(active).arg(member).arg(live_since).arg(entry);
+                inv.arg(added);
                 within(s.link.timeout(), inv.invoke_async(&mut c)).await
             })?;
             if set {
@@ -505,12 +555,13 @@ impl SessionStore for RedisStore {
 
     fn list_conversations(
         &self,
+        by: super::ListBy<'_>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         cursor: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<ConversationPage, StoreError> {
-        self.list_page(keep, cursor, limit, now_ms)
+        self.list_page(by, keep, cursor, limit, now_ms)
     }
 
     fn claim_report(&self, decision_id: &str) -> Result<bool, StoreError> {

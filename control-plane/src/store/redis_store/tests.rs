@@ -279,3 +279,50 @@ fn tls_server(dir: &std::path::Path) -> (RedisServer, RedisSettings) {
     tls.validate().unwrap();
     (server, tls)
 }
+
+#[test]
+fn redis_indexes_a_store_from_before_the_profile_and_model_indexes_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), &[]).unwrap();
+    let now = now_ms();
+    {
+        let store = RedisStore::open(&settings(&server, Durability::Strict), TTL).unwrap();
+        pin_turn(&store, &SessionKey::new("acme", "a"), now, "rare");
+        pin_turn(&store, &SessionKey::new("acme", "b"), now + 1, "common");
+    }
+    // What an earlier version left: no profile or model sets, no mark.
+    let mut c = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deleted: u32 = redis::cmd("DEL")
+        .arg("keel:ap:")
+        .arg("keel:am:rare")
+        .arg("keel:am:common")
+        .arg(super::backfill::DONE_KEY)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(deleted, 4, "the sets and the mark were there");
+    let store = RedisStore::open(&settings(&server, Durability::Strict), TTL).unwrap();
+    let by = crate::store::ListBy {
+        model: Some("rare"),
+        ..Default::default()
+    };
+    let keep = |s: &crate::store::ConversationSummary| s.pinned_model.as_deref() == Some("rare");
+    let page = store
+        .list_conversations(by, &keep, None, 10, now + 2)
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
+    assert_eq!(ids, ["a"]);
+    // Expiring like a set a write made.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("keel:am:rare")
+        .query(&mut c)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= TTL.as_millis() as i64, "{ttl}");
+    let done: bool = redis::cmd("EXISTS")
+        .arg(super::backfill::DONE_KEY)
+        .query(&mut c)
+        .unwrap();
+    assert!(done);
+}
