@@ -6,6 +6,7 @@ pub mod keys;
 pub mod metadata;
 pub mod names;
 pub mod semconv;
+pub mod shutdown;
 pub mod telemetry;
 
 /// Generated types and gRPC stubs of package `keel.v1`.

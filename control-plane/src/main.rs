@@ -66,7 +66,7 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
     let (store, seal) = server::open_store(&config, fresh_store)?;
     let grpc = TcpListener::bind(config.grpc_listen).await?;
     let http = TcpListener::bind(config.http_listen).await?;
-    let shutdown = shutdown_signal();
+    let shutdown = keel::shutdown::signal();
     // One machine-readable line on stdout: scripts and tests that bind port 0
     // learn the addresses from it.
     println!(
@@ -80,28 +80,4 @@ async fn run(config: config::Config, fresh_store: bool) -> anyhow::Result<()> {
         seal.close()?;
     }
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
-/// called, which is before "ready" is printed: a signal right after "ready"
-/// is a clean stop, not the default action's kill.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate()).ok();
-    let int = signal(SignalKind::interrupt()).ok();
-    async move {
-        let recv = |s: Option<tokio::signal::unix::Signal>| async move {
-            match s {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = recv(term) => {},
-            _ = recv(int) => {},
-        }
-        tracing::info!("shutting down");
-    }
 }

@@ -38,32 +38,8 @@ fn main() -> ExitCode {
 async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await?;
     // One machine-readable line on stdout for scripts and tests on port 0.
-    let shutdown = shutdown_signal();
+    let shutdown = keel::shutdown::signal();
     println!("keel-sidecar ready listen={}", listener.local_addr()?);
     server::serve(listener, config, shutdown).await?;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
-/// called, which is before "ready" is printed: a signal right after "ready"
-/// is a clean stop, not the default action's kill.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate()).ok();
-    let int = signal(SignalKind::interrupt()).ok();
-    async move {
-        let recv = |s: Option<tokio::signal::unix::Signal>| async move {
-            match s {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = recv(term) => {},
-            _ = recv(int) => {},
-        }
-        tracing::info!("shutting down");
-    }
 }
