@@ -28,48 +28,14 @@ rate=${AGENT_RATE:-1000}
 turns=${AGENT_TURNS:-40}
 convs=${AGENT_CONVERSATIONS:-2000}
 conns=${AGENT_CONNECTIONS:-32}
-run_dir=$(mktemp -d -t keel-bench-agent.XXXXXX)
-results=$run_dir/results.jsonl
-: >"$results"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$run_dir/keel-data" "$run_dir/bin"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { echo "bench-agent: $*" >&2; }
+source scripts/bench-lib.sh
+bench_init bench-agent keel-data bin
 
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    log "installing nginx (Debian)"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2 ||
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2
-fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ensure_nginx
 log "building release binaries"
 cargo build -q --release -p keel-control-plane -p keel-data-plane -p keel-testkit --bins
-bin=$run_dir/bin
-mkdir -p "$bin"
-for b in keel-control-plane keel-sidecar keel-fake-provider keel-loadgen; do
-    cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bin/"
-done
+copy_release_bins keel-control-plane keel-sidecar keel-fake-provider keel-loadgen
 
-start() { # start NAME CMD...: runs CMD, waits for its ' ready ' line; sets $last_pid.
-    local name=$1; shift
-    "$@" >"$run_dir/$name.out" 2>"$run_dir/$name.log" &
-    last_pid=$!
-    pids+=("$last_pid")
-    for _ in $(seq 1 300); do
-        grep -q ' ready ' "$run_dir/$name.out" 2>/dev/null && return 0
-        kill -0 "$last_pid" 2>/dev/null || { log "$name failed:"; cat "$run_dir/$name.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    log "$name did not become ready"; exit 1
-}
-addr() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$run_dir/$1.out"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start provider "$bin/keel-fake-provider" --listen 127.0.0.1:0 --no-record
 provider=$(addr provider listen)

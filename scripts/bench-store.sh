@@ -27,47 +27,15 @@ secs=${BENCH_SECS:-5}
 fsync=${BENCH_FSYNC:-always}
 durability=strict
 [[ "$fsync" == always ]] || durability=best-effort
-run_dir=$(mktemp -d -t keel-bench-store.XXXXXX)
-results=$run_dir/results.jsonl
-: >"$results"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$run_dir/sled" "$run_dir/redis" "$run_dir/bin"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { echo "bench-store: $*" >&2; }
+source scripts/bench-lib.sh
+bench_init bench-store sled redis bin
 
 scripts/setup-redis.sh
 log "building release binaries"
 cargo build -q --release -p keel-control-plane --bins
 cargo bench -q --no-run -p keel-control-plane --bench route 2>/dev/null
-bin=$run_dir/bin
-mkdir -p "$bin"
-for b in keel-control-plane keel-bench-populate; do
-    cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bin/"
-done
+copy_release_bins keel-control-plane keel-bench-populate
 
-start() { # start NAME CMD...: waits for the ' ready ' line; sets $last_pid
-    local name=$1; shift
-    "$@" >"$run_dir/$name.out" 2>"$run_dir/$name.log" &
-    last_pid=$!
-    pids+=("$last_pid")
-    for _ in $(seq 1 300); do
-        grep -q ' ready ' "$run_dir/$name.out" 2>/dev/null && return 0
-        if ! kill -0 "$last_pid" 2>/dev/null; then
-            log "$name failed to start:"; cat "$run_dir/$name.log" >&2; exit 1
-        fi
-        sleep 0.1
-    done
-    log "$name did not become ready"; exit 1
-}
-addr() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$run_dir/$1.out"; }
-stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 note() { echo "$1" >>"$results"; }
 
 # A control-plane config: store table $1.

@@ -29,61 +29,19 @@ secs=${BENCH_SECS:-10}
 warm=${BENCH_WARMUP:-2}
 big=${BENCH_SESSIONS:-1000000}
 small=${BENCH_IDS_SMALL:-10000}
-run_dir=$(mktemp -d -t keel-bench.XXXXXX)
-results=$run_dir/results.jsonl
-: >"$results"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    # Results and logs stay; the store (GBs after the 1M phase) and the
-    # binary copies go.
-    rm -rf "$run_dir/keel-data" "$run_dir/bin"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { echo "bench: $*" >&2; }
+source scripts/bench-lib.sh
+bench_init bench keel-data bin
 
 # --- what the benchmark needs -------------------------------------------------
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    log "installing nginx (Debian)"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2 ||
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2
-fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ensure_nginx
 log "building release binaries"
 cargo build -q --release -p keel-control-plane -p keel-data-plane -p keel-testkit --bins
 cargo bench -q --no-run -p keel-control-plane --bench route 2>/dev/null
 cargo bench -q --no-run -p keel-data-plane --bench parse 2>/dev/null
-# Copies, so a concurrent build cannot swap a binary between the phases.
-bin=$run_dir/bin
-mkdir -p "$bin"
-for b in keel-control-plane keel-sidecar keel-fake-provider keel-loadgen keel-bench-populate; do
-    cp "${CARGO_TARGET_DIR:-target}/release/$b" "$bin/"
-done
+copy_release_bins keel-control-plane keel-sidecar keel-fake-provider keel-loadgen keel-bench-populate
 route_bench() { cargo bench -q -p keel-control-plane --bench route -- "$@"; }
 
 # --- processes ----------------------------------------------------------------
-# start NAME CMD...: runs CMD, waits for its ' ready ' line; sets $last_pid.
-start() {
-    local name=$1; shift
-    "$@" >"$run_dir/$name.out" 2>"$run_dir/$name.log" &
-    last_pid=$!
-    pids+=("$last_pid")
-    for _ in $(seq 1 300); do
-        grep -q ' ready ' "$run_dir/$name.out" 2>/dev/null && return 0
-        if ! kill -0 "$last_pid" 2>/dev/null; then
-            log "$name failed to start:"; cat "$run_dir/$name.log" >&2; exit 1
-        fi
-        sleep 0.1
-    done
-    log "$name did not become ready"; exit 1
-}
-addr() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$run_dir/$1.out"; }
-stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 rss() { # rss PHASE NAME PID...
     local phase=$1 name=$2 total=0 kb; shift 2
     for p in "$@"; do kb=$(hwm_kb "$p"); total=$((total + kb)); done
