@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Session, StoreError,
-    activity_by::{ByField, ListBy, MODEL, PROFILE, TENANT, prefix_len},
+    activity_by::{ByField, ListBy, MINUTE_MS, MODEL, PROFILE, TENANT, prefix_len},
     codec,
     sessions::Ttl,
 };
@@ -30,6 +30,9 @@ const MAX_PENDING_MARKS: usize = 100_000;
 /// The index tree and the degraded marks not yet in it.
 pub(super) struct Activity {
     tree: sled::Tree,
+    /// The sessions' tree: a filtered page finds an entry's exact time in
+    /// the session's stored record.
+    sessions: sled::Tree,
     /// The same entries by tenant, profile and pinned model.
     by: ByField,
     /// Session keys with a degraded turn whose entry has not been rewritten
@@ -39,9 +42,10 @@ pub(super) struct Activity {
 }
 
 impl Activity {
-    pub fn open(db: &sled::Db, ttl: Ttl) -> Result<Self, StoreError> {
+    pub fn open(db: &sled::Db, sessions: sled::Tree, ttl: Ttl) -> Result<Self, StoreError> {
         Ok(Self {
             tree: db.open_tree("activity")?,
+            sessions,
             by: ByField::open(db)?,
             degraded: Mutex::default(),
             ttl,
@@ -124,6 +128,19 @@ pub struct ConversationPage {
     pub next: Option<Vec<u8>>,
 }
 
+/// One index entry read for a page.
+struct Entry {
+    /// Its position (a cursor).
+    k: sled::IVec,
+    /// The newest its session's last activity can be (an entry by field
+    /// knows the minute only).
+    newest: u64,
+    session_key: Vec<u8>,
+    /// The exact last activity and the summary; None when the session
+    /// moved or went since.
+    summary: Option<(u64, sled::IVec)>,
+}
+
 fn index_key(last_seen_ms: u64, session_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + session_key.len());
     k.extend_from_slice(&(!last_seen_ms).to_be_bytes());
@@ -137,19 +154,25 @@ impl Activity {
         let session = codec::decode_session(new)?;
         let mut summary = ConversationSummary::of(&session);
         let old_at = old.and_then(|raw| codec::last_seen_ms(raw).ok());
+        let new_key = index_key(session.last_seen_ms, key);
+        // Marks stay with the conversation as its entry moves.
+        let marked = self.take_mark(key);
+        summary.degraded = marked;
         let old_entry = match old_at {
+            // Not moved (a write that left the time alone): overwritten.
+            Some(at) if at == session.last_seen_ms => {
+                self.tree.insert(&new_key, serde_json::to_vec(&summary)?)?
+            }
             Some(at) => self.tree.remove(index_key(at, key))?,
             None => None,
         };
-        // Marks stay with the conversation as its entry moves.
-        summary.degraded = self.take_mark(key)
-            || old_entry.is_some_and(|v| {
-                serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
-            });
-        self.tree.insert(
-            index_key(session.last_seen_ms, key),
-            serde_json::to_vec(&summary)?,
-        )?;
+        let was_degraded = old_entry.is_some_and(|v| {
+            serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
+        });
+        summary.degraded = marked || was_degraded;
+        if old_at != Some(session.last_seen_ms) || summary.degraded != marked {
+            self.tree.insert(new_key, serde_json::to_vec(&summary)?)?;
+        }
         self.by.moved(key, old, session.last_seen_ms, &summary)
     }
 
@@ -203,17 +226,37 @@ impl Activity {
                 let (k, v) = e?;
                 let (at, session_key) = k.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
                 let (at, session_key) = (!u64::from_be_bytes(*at), session_key.to_vec());
-                Ok((k, at, session_key, Some(v)))
+                Ok(Entry {
+                    newest: at,
+                    summary: Some((at, v)),
+                    k,
+                    session_key,
+                })
             });
             return self.page(entries, keep, limit, now_ms);
         };
-        // Each entry's summary is its `activity` entry (None: moved since).
         let entries = self.by.entries(&prefix, cursor).map(|e| {
-            let (k, at, session_key) = e?;
-            let v = self.tree.get(index_key(at, &session_key))?;
-            Ok((k, at, session_key, v))
+            let (k, minute, session_key) = e?;
+            Ok(Entry {
+                newest: minute + (MINUTE_MS - 1),
+                summary: self.summary_of(&session_key)?,
+                k,
+                session_key,
+            })
         });
         self.page(entries, keep, limit, now_ms)
+    }
+
+    /// A session's exact last activity (from its stored record) and its
+    /// `activity` entry; None when either is gone.
+    fn summary_of(&self, session_key: &[u8]) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let Some(raw) = self.sessions.get(session_key)? else {
+            return Ok(None);
+        };
+        let Ok(at) = codec::last_seen_ms(&raw) else {
+            return Ok(None);
+        };
+        Ok(self.tree.get(index_key(at, session_key))?.map(|v| (at, v)))
     }
 
     /// Every entry after `cursor`, newest first.
@@ -226,14 +269,11 @@ impl Activity {
         }
     }
 
-    /// A page of what `keep` accepts among `entries` (position, last
-    /// activity, session key, summary), reading at most [`MAX_SCAN`].
-    #[allow(clippy::type_complexity)]
+    /// A page of what `keep` accepts among `entries`, reading at most
+    /// [`MAX_SCAN`]; sorted newest first.
     fn page(
         &self,
-        entries: impl Iterator<
-            Item = Result<(sled::IVec, u64, Vec<u8>, Option<sled::IVec>), StoreError>,
-        >,
+        entries: impl Iterator<Item = Result<Entry, StoreError>>,
         keep: &dyn Fn(&ConversationSummary) -> bool,
         limit: usize,
         now_ms: u64,
@@ -241,7 +281,12 @@ impl Activity {
         let mut page = ConversationPage::default();
         let mut last: Option<sled::IVec> = None;
         for (scanned, entry) in entries.enumerate() {
-            let (k, last_seen_ms, session_key, v) = entry?;
+            let Entry {
+                k,
+                newest,
+                session_key,
+                summary,
+            } = entry?;
             if scanned >= MAX_SCAN || page.items.len() >= limit {
                 // Goes on after the last entry read.
                 page.next = last.map(|k| k.to_vec());
@@ -249,10 +294,13 @@ impl Activity {
             }
             last = Some(k);
             // Newest first: past the first idle one, all are idle.
-            if !self.ttl.is_live(last_seen_ms, now_ms) {
+            if !self.ttl.is_live(newest, now_ms) {
                 break;
             }
-            let Some(v) = v else { continue };
+            let Some((last_seen_ms, v)) = summary.filter(|(at, _)| self.ttl.is_live(*at, now_ms))
+            else {
+                continue;
+            };
             let mut summary: ConversationSummary = serde_json::from_slice(&v)?;
             let mut parts = session_key.splitn(2, |b| *b == 0);
             summary.tenant = String::from_utf8_lossy(parts.next().unwrap_or_default()).into();
@@ -263,6 +311,9 @@ impl Activity {
                 page.items.push(summary);
             }
         }
+        // Entries of one minute of a field come in key order.
+        page.items
+            .sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
         Ok(page)
     }
 

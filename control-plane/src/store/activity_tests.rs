@@ -144,3 +144,74 @@ async fn a_store_without_the_index_by_field_is_indexed_when_opened() {
     assert_eq!(listed, ["a"]);
     assert!(page.next.is_none());
 }
+
+#[tokio::test]
+async fn a_filtered_list_is_newest_first_by_minute_and_entries_move_only_across_minutes() {
+    const MIN: u64 = super::activity_by::MINUTE_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+    touch(&store, "t", "a", MIN + 1_000, "small");
+    touch(&store, "t", "b", 2 * MIN + 1_000, "small");
+    touch(&store, "t", "c", 3 * MIN + 1_000, "small");
+    store.flush().await.unwrap();
+    let by = ListBy {
+        tenant: Some("t"),
+        ..ListBy::default()
+    };
+    let pages = |store: &SledStore| {
+        let (mut got, mut cursor) = (Vec::new(), None::<Vec<u8>>);
+        loop {
+            let page = store
+                .list_conversations(by, &|_| true, cursor.as_deref(), 1, 4 * MIN)
+                .unwrap();
+            got.extend(page.items.into_iter().map(|s| (s.conversation_id, s.turns)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return got,
+            }
+        }
+    };
+    let t = |id: &str, turns| (id.to_owned(), turns);
+    assert_eq!(pages(&store), [t("c", 1), t("b", 1), t("a", 1)]);
+
+    // A turn in the same minute leaves the entries by field where they are
+    // (only the summary changes); one in a later minute moves them.
+    let keys = |store: &SledStore| -> Vec<_> {
+        store
+            .activity_by_tree()
+            .iter()
+            .keys()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = keys(&store);
+    touch(&store, "t", "a", MIN + 50_000, "small");
+    store.flush().await.unwrap();
+    assert_eq!(keys(&store), before);
+    assert_eq!(pages(&store), [t("c", 1), t("b", 1), t("a", 2)]);
+    touch(&store, "t", "a", 3 * MIN + 2_000, "small");
+    store.flush().await.unwrap();
+    assert_ne!(keys(&store), before);
+    assert_eq!(keys(&store).len(), before.len());
+    assert_eq!(pages(&store), [t("a", 3), t("c", 1), t("b", 1)]);
+}
+
+#[tokio::test]
+async fn the_index_by_exact_time_of_an_earlier_version_is_replaced_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+        touch(&store, "t", "a", 1_000, "small");
+        store.flush().await.unwrap();
+        let old = store
+            .sled()
+            .open_tree(super::activity_by::OLD_TREE)
+            .unwrap();
+        old.insert(b"m\x00\x05small-stale", &[]).unwrap();
+        store.sled().flush().unwrap();
+    }
+    let store = super::tests::reopen(dir.path());
+    let names = store.sled().tree_names();
+    assert!(!names.iter().any(|n| n == super::activity_by::OLD_TREE));
+    assert_eq!(store.activity_by_tree().len(), 3);
+}

@@ -62,10 +62,11 @@ impl Sessions {
     /// Opens the tree and its index; indexes every stored session if the
     /// index is new (a store from before it).
     pub fn open(db: &sled::Db, ttl: Ttl, cache_bytes: usize) -> Result<Self, StoreError> {
+        let tree = db.open_tree("sessions")?;
         let sessions = Self {
-            tree: db.open_tree("sessions")?,
+            index: Activity::open(db, tree.clone(), ttl)?,
+            tree,
             cache: SessionCache::new(cache_bytes),
-            index: Activity::open(db, ttl)?,
             ttl,
             pass: Mutex::new(()),
         };

@@ -29,6 +29,13 @@ pub(super) fn upgrade(db: &sled::Db, log: &Log, sessions: &Sessions) -> Result<(
             "dropped the expiry index of an earlier version"
         );
     }
+    let dropped = drain(db, super::activity_by::OLD_TREE, |_| Ok(()))?;
+    if dropped > 0 {
+        tracing::info!(
+            entries = dropped,
+            "dropped the index by field of an earlier version (now by minute)"
+        );
+    }
     let moved = drain(db, OLD_DECISIONS_TREE, |batch| {
         let records: Vec<_> = batch.iter().filter_map(|(k, v)| old_record(k, v)).collect();
         log.append(&records, sessions)
