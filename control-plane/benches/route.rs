@@ -7,7 +7,8 @@
 //! unary `Route` and the sidecar's `RouteStream` client:
 //!   cargo bench -p keel-control-plane --bench route -- --grpc http://127.0.0.1:PORT --ids 10000
 //!
-//! Prints one JSON line per case: p50/p99 in µs and decisions per second.
+//! Prints one JSON line per case: p50/p99/p99.9/max/mean in µs and
+//! decisions per second.
 
 use std::{
     hint::black_box,
@@ -134,6 +135,11 @@ fn report(case: &str, sessions: u64, concurrency: usize, mut lat_us: Vec<u32>, e
             "n": lat_us.len(),
             "p50_us": pct(&lat_us, 50.0),
             "p99_us": pct(&lat_us, 99.0),
+            // The tail that moves the mean: a queue or lock wait shows
+            // here long before it reaches p99.
+            "p999_us": pct(&lat_us, 99.9),
+            "max_us": lat_us.last().copied().unwrap_or(0),
+            "mean_us": lat_us.iter().map(|&l| u64::from(l)).sum::<u64>() / (lat_us.len().max(1) as u64),
             "decisions_per_sec": lat_us.len() as f64 / elapsed.as_secs_f64(),
         })
     );
