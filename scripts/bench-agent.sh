@@ -10,7 +10,9 @@
 # Reports, per run: latency p50/p99/p99.9 (direct absolute, nginx and Keel as
 # added over direct), Keel's degraded answers (must be 0) and 429s, the
 # sidecar's own time per request by step (parse, features, fingerprint,
-# route, prepare; means from its keel_sidecar_step_duration histograms), and
+# route, prepare; means from its keel_sidecar_step_duration histograms; the
+# rest of its own time to the response head, keel_sidecar_overhead less the
+# steps: accept, body, forward), and
 # across runs the spread of Keel's added p99; then max RPS (closed loop) of
 # nginx and Keel. Raw JSON lines, metrics and logs stay in the run directory.
 #
@@ -168,6 +170,20 @@ def steps(path):
         for m in re.finditer(r'keel_sidecar_step_duration_seconds_' + kind + r'\{step="(\w+)"\} ([0-9.e+-]+)', text):
             out.setdefault(m.group(1), {})[kind] = float(m.group(2))
     return out
+def overhead(path):
+    """keel_sidecar_overhead_seconds: sum, count and cumulative buckets."""
+    out = {"sum": 0.0, "count": 0.0, "buckets": []}
+    try:
+        text = open(path).read()
+    except OSError:
+        return out
+    for kind in ["sum", "count"]:
+        m = re.search(r"^keel_sidecar_overhead_seconds_" + kind + r" ([0-9.e+-]+)$", text, re.M)
+        if m:
+            out[kind] = float(m.group(1))
+    for m in re.finditer(r'^keel_sidecar_overhead_seconds_bucket\{le="([0-9.e+-]+)"\} ([0-9.e+-]+)$', text, re.M):
+        out["buckets"].append((float(m.group(1)), float(m.group(2))))
+    return out
 print(f"Machine: {cores} cores, load average before {lb}, after {la}; {secs} s measured per run; "
       f"agent turns streamed, histories ~3 KB to ~200 KB.\n")
 print(f"### Fixed {rate} RPS\n")
@@ -192,15 +208,26 @@ for run in range(1, runs + 1):
 if added_p99:
     print(f"\nKeel added p99 across runs: {ms(min(added_p99))} – {ms(max(added_p99))} ms (spread {ms(max(added_p99) - min(added_p99))} ms)\n")
 print("### The sidecar's own time per request, by step (mean µs over the run)\n")
-print("| run | parse | features | fingerprint | route (incl. waiting) | prepare |")
-print("| --- | --- | --- | --- | --- | --- |")
+print("| run | parse | features | fingerprint | route (incl. waiting) | prepare | rest (accept, body, forward) | own time to response head: mean / p99 bucket |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for run in range(1, runs + 1):
     b, a = steps(f"{d}/before-{run}.metrics"), steps(f"{d}/after-{run}.metrics")
     cells = []
+    stepped = 0.0
     for s in ["parse", "features", "fingerprint", "route", "prepare"]:
         ds = a.get(s, {}).get("sum", 0) - b.get(s, {}).get("sum", 0)
         dc = a.get(s, {}).get("count", 0) - b.get(s, {}).get("count", 0)
         cells.append(f"{ds / dc * 1e6:.0f}" if dc else "-")
+        stepped += ds / dc if dc else 0
+    ob, oa = overhead(f"{d}/before-{run}.metrics"), overhead(f"{d}/after-{run}.metrics")
+    n = oa["count"] - ob["count"]
+    if n:
+        mean = (oa["sum"] - ob["sum"]) / n
+        p99 = next((le for le, c in oa["buckets"] if c - dict(ob["buckets"]).get(le, 0) >= 0.99 * n), None)
+        cells.append(f"{(mean - stepped) * 1e6:.0f}")
+        cells.append(f"{mean * 1e6:.0f} / ≤ {p99 * 1e3:g} ms" if p99 is not None else f"{mean * 1e6:.0f} / -")
+    else:
+        cells += ["-", "-"]
     print(f"| {run} | " + " | ".join(cells) + " |")
 print(f"\n### Max RPS, closed loop, {conns} connections\n")
 print("| target | RPS | p50 / p99 (ms) | errors | degraded | 429 |")
