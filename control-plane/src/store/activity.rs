@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Session, StoreError,
-    activity_by::{ByField, ListBy, MINUTE_MS, MODEL, PROFILE, TENANT, prefix_len},
+    activity_by::{ByField, ListBy, MINUTE_MS, MODEL, PROFILE, TENANT, minute, prefix_len},
     codec,
     sessions::Ttl,
 };
@@ -236,10 +236,15 @@ impl Activity {
             return self.page(entries, keep, limit, now_ms);
         };
         let entries = self.by.entries(&prefix, cursor).map(|e| {
-            let (k, minute, session_key) = e?;
+            let (k, at_minute, session_key) = e?;
+            // An entry left at another minute (a write cut short between
+            // the session and its entries) is not the session's.
+            let summary = self
+                .summary_of(&session_key)?
+                .filter(|(at, _)| minute(*at) == at_minute);
             Ok(Entry {
-                newest: minute + (MINUTE_MS - 1),
-                summary: self.summary_of(&session_key)?,
+                newest: at_minute + (MINUTE_MS - 1),
+                summary,
                 k,
                 session_key,
             })

@@ -215,3 +215,28 @@ async fn the_index_by_exact_time_of_an_earlier_version_is_replaced_when_opened()
     assert!(!names.iter().any(|n| n == super::activity_by::OLD_TREE));
     assert_eq!(store.activity_by_tree().len(), 3);
 }
+
+#[tokio::test]
+async fn an_entry_left_at_another_minute_does_not_list_its_session_twice() {
+    use super::activity_by::{MINUTE_MS, TENANT, field_prefix, minute};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+    touch(&store, "t", "a", 3 * MINUTE_MS + 1_000, "small");
+    store.flush().await.unwrap();
+    // What a crash between writing the session and moving its entries
+    // leaves: an entry at the minute before.
+    let session_key = SessionKey::new("t", "a");
+    let mut stale = field_prefix(TENANT, b"t").unwrap();
+    stale.extend_from_slice(&(!minute(2 * MINUTE_MS + 5)).to_be_bytes());
+    stale.extend_from_slice(session_key.as_bytes());
+    store.activity_by_tree().insert(stale, &[]).unwrap();
+    let by = ListBy {
+        tenant: Some("t"),
+        ..ListBy::default()
+    };
+    let page = store
+        .list_conversations(by, &|_| true, None, 10, 4 * MINUTE_MS)
+        .unwrap();
+    let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
+    assert_eq!(listed, ["a"]);
+}
