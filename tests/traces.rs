@@ -175,6 +175,12 @@ async fn traced_request(route_rpc: &str, streamed: bool) {
         attr(route, "keel.decision.kind").as_deref(),
         Some("DECISION_KIND_INITIALIZE")
     );
+    // The Route span names the provider both ways too.
+    assert_eq!(
+        attr(route, "gen_ai.provider.name").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(attr(route, "keel.provider").as_deref(), Some("alpha"));
 
     for (key, want) in [
         ("gen_ai.operation.name", "chat"),

@@ -43,6 +43,7 @@ impl RouterState {
             keel.profile = Empty,
             keel.decision.kind = Empty,
             gen_ai.request.model = Empty,
+            gen_ai.provider.name = Empty,
             keel.provider = Empty,
             keel.turn = Empty,
             error.type = Empty,
@@ -56,6 +57,7 @@ impl RouterState {
                 span.record("keel.turn", d.turn);
                 if let Some(t) = &d.target {
                     span.record(attr::REQUEST_MODEL, t.model.as_str());
+                    span.record(attr::PROVIDER_NAME, t.gen_ai_provider_name.as_str());
                     span.record("keel.provider", t.provider.as_str());
                 }
             }
