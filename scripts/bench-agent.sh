@@ -42,56 +42,9 @@ copy_release_bins keel-control-plane keel-sidecar keel-fake-provider keel-loadge
 start provider "$bin/keel-fake-provider" --listen 127.0.0.1:0 --no-record
 provider=$(addr provider listen)
 
-nginx_port=$(free_port)
-mkdir -p "$run_dir/nginx"
-cat >"$run_dir/nginx/nginx.conf" <<NGINX
-daemon off;
-master_process on;
-worker_processes auto;
-user root;
-pid $run_dir/nginx/nginx.pid;
-error_log $run_dir/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_max_body_size 8m;
-    client_body_buffer_size 512k;
-    client_body_temp_path $run_dir/nginx/body;
-    proxy_temp_path $run_dir/nginx/proxy;
-    fastcgi_temp_path $run_dir/nginx/fastcgi;
-    uwsgi_temp_path $run_dir/nginx/uwsgi;
-    scgi_temp_path $run_dir/nginx/scgi;
-    upstream provider { server $provider; keepalive 256; }
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / {
-            proxy_pass http://provider;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-NGINX
-"$nginx_bin" -c "$run_dir/nginx/nginx.conf" -p "$run_dir/nginx" 2>"$run_dir/nginx/stderr.log" &
-pids+=("$!")
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/healthz" && break; sleep 0.1; done
-
-cat >"$run_dir/keel.toml" <<TOML
-[server]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-
-[store]
-path = "$run_dir/keel-data"
-
-TOML
-sed "s#http://127.0.0.1:9/v1#http://$provider/v1#" control-plane/benches/catalog.toml >>"$run_dir/keel.toml"
-export KEEL_KEY_ALPHA_MAIN=bench-key KEEL_KEY_ALPHA_BACKUP=bench-key-2
-start control-plane "$bin/keel-control-plane" --config "$run_dir/keel.toml"
-grpc=$(addr control-plane grpc)
-start sidecar "$bin/keel-sidecar" --listen 127.0.0.1:0 --control-plane "http://$grpc" --default-model strong-1
-sidecar=$(addr sidecar listen)
+start_nginx "$provider"
+keel_config "$provider"
+start_keel
 
 # One conversation's turns: a coding agent reading files, editing, running
 # tests; each turn adds a tool call and its result (~4.8 KB), streamed.
