@@ -11,6 +11,34 @@ use common::*;
 use keel::pb::{self, router_client::RouterClient};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
+/// A gateway whose AGENT profile pins on a model of quality 3 or more:
+/// `strong-1`, and the other models in `extra`.
+async fn agent_gateway(extra: &str) -> Gateway {
+    let config = format!(
+        "{}{extra}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
+        model("strong-1", 3, 3.0, 15.0)
+    );
+    Gateway::start(&config, &[]).await
+}
+
+/// Sends a first AGENT turn of a new conversation `{prefix}{id}` under each
+/// id: each waits for its pin to reach disk.
+async fn send_new_conversations(
+    tx: &tokio::sync::mpsc::Sender<pb::RouteStreamRequest>,
+    prefix: &str,
+    ids: impl IntoIterator<Item = u64>,
+) {
+    for id in ids {
+        tx.send(pb::RouteStreamRequest {
+            id,
+            request: Some(agent_turn(&format!("{prefix}{id}"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+}
+
 fn agent_turn(conversation: &str) -> pb::RouteRequest {
     pb::RouteRequest {
         conversation_id: conversation.into(),
@@ -22,15 +50,7 @@ fn agent_turn(conversation: &str) -> pb::RouteRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_come_back_by_id_a_refusal_leaves_the_stream_open_and_pins_match_unary_route() {
-    let gw = Gateway::start(
-        &format!(
-            "{}{}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
-            model("strong-1", 3, 3.0, 15.0),
-            model("small-1", 1, 0.1, 0.4)
-        ),
-        &[],
-    )
-    .await;
+    let gw = agent_gateway(&model("small-1", 1, 0.1, 0.4)).await;
     let mut router = RouterClient::connect(gw.cp.url()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let mut answers = router
@@ -98,27 +118,12 @@ async fn answers_come_back_by_id_a_refusal_leaves_the_stream_open_and_pins_match
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_when_the_caller_ends_its_stream_are_all_answered() {
-    let gw = Gateway::start(
-        &format!(
-            "{}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
-            model("strong-1", 3, 3.0, 15.0)
-        ),
-        &[],
-    )
-    .await;
+    let gw = agent_gateway("").await;
     let mut router = RouterClient::connect(gw.cp.url()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     // Every request is a new conversation, so each waits for its pin to
     // reach disk; the caller ends its side before any answer comes.
-    for id in 0..32u64 {
-        tx.send(pb::RouteStreamRequest {
-            id,
-            request: Some(agent_turn(&format!("half-closed-{id}"))),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    send_new_conversations(&tx, "half-closed-", 0..32).await;
     drop(tx);
     let answers: Vec<_> = router
         .route_stream(ReceiverStream::new(rx))
@@ -169,14 +174,7 @@ async fn a_sidecar_asking_with_unary_route_keeps_the_pin_as_with_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_go_only_to_a_caller_that_asks_and_never_stand_for_an_answer() {
-    let gw = Gateway::start(
-        &format!(
-            "{}[profiles.AGENT]\nsession_lock = true\nquality_floor = 3\n",
-            model("strong-1", 3, 3.0, 15.0)
-        ),
-        &[],
-    )
-    .await;
+    let gw = agent_gateway("").await;
     let mut router = RouterClient::connect(gw.cp.url()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
@@ -186,15 +184,7 @@ async fn heartbeats_go_only_to_a_caller_that_asks_and_never_stand_for_an_answer(
     let mut answers = router.route_stream(request).await.unwrap().into_inner();
     // New conversations: each waits for its pin's disk sync, when heartbeats
     // may come.
-    for id in 1..=32u64 {
-        tx.send(pb::RouteStreamRequest {
-            id,
-            request: Some(agent_turn(&format!("beat-{id}"))),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    send_new_conversations(&tx, "beat-", 1..=32).await;
     let mut decided = Vec::new();
     while decided.len() < 32 {
         let a = answers.next().await.expect("an answer").unwrap();

@@ -97,6 +97,28 @@ fn time<T>(label: &str, bytes: usize, rounds: u32, mut f: impl FnMut() -> T) {
     );
 }
 
+/// What the sidecar computes from a body before asking `Route`: the parsed
+/// request, its features and the fingerprints of its tail.
+fn route_inputs(
+    body: &bytes::Bytes,
+    window: usize,
+) -> (
+    inbound::ChatRequest,
+    pb::RequestFeatures,
+    Vec<pb::TurnFingerprint>,
+) {
+    let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
+    let f = features::compute(&chat.body, chat.stream);
+    let messages = chat
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .expect("messages");
+    let fps =
+        keel::fingerprint::fingerprint_proto(keel::fingerprint::Format::OpenAi, messages, window);
+    (chat, f, fps)
+}
+
 fn main() {
     let body = bytes::Bytes::from(openai_body());
     let n = body.len();
@@ -173,8 +195,8 @@ fn main() {
         rounds,
         || upstream(&mut same),
     );
-    // Parse + features + fingerprints (what the single-pass parse of issue
-    // 19 replaces) on histories of the sizes agents send.
+    // Parse + features + fingerprints (what a single-pass parse would
+    // replace) on histories of the sizes agents send.
     for kb in [20, 114, 200] {
         let body = bytes::Bytes::from(openai_history_of(kb));
         let n = body.len();
@@ -182,36 +204,11 @@ fn main() {
             &format!("parse+features+fingerprint, {} KB", n / 1024),
             n,
             rounds,
-            || {
-                let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
-                let f = features::compute(&chat.body, chat.stream);
-                let messages = chat
-                    .body
-                    .get("messages")
-                    .and_then(Value::as_array)
-                    .expect("messages");
-                let fps = keel::fingerprint::fingerprint_proto(
-                    keel::fingerprint::Format::OpenAi,
-                    messages,
-                    window,
-                );
-                (f, fps)
-            },
+            || route_inputs(&body, window),
         );
     }
     time("all of the above", n, rounds, || {
-        let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
-        let f = features::compute(&chat.body, chat.stream);
-        let messages = chat
-            .body
-            .get("messages")
-            .and_then(Value::as_array)
-            .expect("messages");
-        let fps = keel::fingerprint::fingerprint_proto(
-            keel::fingerprint::Format::OpenAi,
-            messages,
-            window,
-        );
+        let (chat, f, fps) = route_inputs(&body, window);
         let req = pb::RouteRequest {
             features: Some(f),
             fingerprints: fps,
