@@ -149,30 +149,32 @@ fn index_key(last_seen_ms: u64, session_key: &[u8]) -> Vec<u8> {
 }
 
 impl Activity {
-    /// Moves the session's entry after its record `new` replaced `old`.
+    /// Moves the session's entry after its record `new` replaced `old`
+    /// (rewrites it in place when the time stayed), and its entries by
+    /// field, found from the old entry's summary.
     pub fn written(&self, key: &[u8], old: Option<&[u8]>, new: &[u8]) -> Result<(), StoreError> {
         let session = codec::decode_session(new)?;
         let mut summary = ConversationSummary::of(&session);
         let old_at = old.and_then(|raw| codec::last_seen_ms(raw).ok());
         let new_key = index_key(session.last_seen_ms, key);
-        // Marks stay with the conversation as its entry moves.
-        let marked = self.take_mark(key);
-        summary.degraded = marked;
         let old_entry = match old_at {
-            // Not moved (a write that left the time alone): overwritten.
-            Some(at) if at == session.last_seen_ms => {
-                self.tree.insert(&new_key, serde_json::to_vec(&summary)?)?
-            }
+            Some(at) if at == session.last_seen_ms => self.tree.get(&new_key)?,
             Some(at) => self.tree.remove(index_key(at, key))?,
             None => None,
         };
-        let was_degraded = old_entry.is_some_and(|v| {
-            serde_json::from_slice::<ConversationSummary>(&v).is_ok_and(|s| s.degraded)
-        });
-        summary.degraded = marked || was_degraded;
-        if old_at != Some(session.last_seen_ms) || summary.degraded != marked {
-            self.tree.insert(new_key, serde_json::to_vec(&summary)?)?;
-        }
+        let old_summary =
+            match old_entry.and_then(|v| serde_json::from_slice::<ConversationSummary>(&v).ok()) {
+                Some(s) => Some(s),
+                // No entry to read it from (an index out of step with its
+                // sessions): the old record says where its entries are.
+                None => old
+                    .and_then(|raw| codec::decode_session(raw).ok())
+                    .map(|s| ConversationSummary::of(&s)),
+            };
+        // Marks stay with the conversation as its entry moves.
+        summary.degraded = self.take_mark(key) || old_summary.as_ref().is_some_and(|s| s.degraded);
+        self.tree.insert(new_key, serde_json::to_vec(&summary)?)?;
+        let old = old_at.zip(old_summary.as_ref());
         self.by.moved(key, old, session.last_seen_ms, &summary)
     }
 

@@ -108,17 +108,18 @@ impl ByField {
         })
     }
 
-    /// Moves a session's entries from its old record (`old`, if any) to
-    /// `new` (active at `at`); nothing is written when they stay (same
-    /// minute, same fields), which is most writes.
+    /// Moves a session's entries from where its old summary (`old`:
+    /// active at, summary) put them to `new` (active at `at`); nothing is
+    /// written when they stay (same minute, same fields), which is most
+    /// writes.
     pub fn moved(
         &self,
         session_key: &[u8],
-        old: Option<&[u8]>,
+        old: Option<(u64, &ConversationSummary)>,
         at: u64,
         new: &ConversationSummary,
     ) -> Result<(), StoreError> {
-        let old = old.map_or_else(Vec::new, |raw| old_keys(session_key, raw));
+        let old = old.map_or_else(Vec::new, |(old_at, s)| keys(session_key, old_at, s));
         let new = keys(session_key, at, new);
         if old == new {
             return Ok(());

@@ -240,3 +240,19 @@ async fn an_entry_left_at_another_minute_does_not_list_its_session_twice() {
     let listed: Vec<_> = page.items.iter().map(|s| &s.conversation_id).collect();
     assert_eq!(listed, ["a"]);
 }
+
+#[tokio::test]
+async fn entries_by_field_move_even_when_the_activity_entry_is_missing() {
+    const MIN: u64 = super::activity_by::MINUTE_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20, Duration::from_millis(HOUR_MS)).unwrap();
+    touch(&store, "t", "a", MIN + 1_000, "small");
+    store.flush().await.unwrap();
+    // An activity index out of step with its sessions: the old record
+    // still says where the entries by field are.
+    store.activity_tree().clear().unwrap();
+    touch(&store, "t", "a", 3 * MIN + 1_000, "small");
+    store.flush().await.unwrap();
+    assert_eq!(store.activity_by_tree().len(), 3);
+    assert_eq!(store.activity_tree().len(), 1);
+}
