@@ -2,6 +2,7 @@
 //! helpers both planes share.
 
 pub mod fingerprint;
+pub mod gencache;
 pub mod keys;
 pub mod metadata;
 pub mod names;

@@ -1,16 +1,20 @@
 //! Sidecar request work for a 200-message agent history, per request (and
-//! parse + features + fingerprints for 20, 114 and 200 KB histories):
-//! parse + check the body, compute the routing features, fingerprint the tail
-//! (loop detection), encode the `RouteRequest`, and write the body for the
-//! upstream (the app's bytes with the model replaced). Harness-free, never run by `cargo test`:
+//! scan + features + fingerprints for 20, 114 and 200 KB histories, on an
+//! agent's next turn, on first sight and, for comparison, from the whole
+//! parsed tree): scan + check the body, compute the routing features,
+//! fingerprint the tail (loop detection), encode the `RouteRequest`, and
+//! write the body for the upstream (the app's bytes with the model
+//! replaced). Harness-free, never run by `cargo test`:
 //!   cargo bench -p keel-data-plane --bench parse
 
 use std::{hint::black_box, time::Instant};
 
-use keel::pb;
-use keel_data_plane::{features, format::Format, inbound, rewrite};
+use keel::{fingerprint::FingerprintCache, pb};
+use keel_data_plane::{
+    chat_body::ChatView, facts::FactsCache, features, format::Format, inbound, rewrite,
+};
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 // The sidecar binary's allocator, so allocation costs are the ones it pays.
 #[global_allocator]
@@ -87,6 +91,11 @@ fn time<T>(label: &str, bytes: usize, rounds: u32, mut f: impl FnMut() -> T) {
         black_box(f());
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    report(label, bytes, samples);
+}
+
+/// Prints p50 and p99 of `samples` (µs) for `bytes` of input.
+fn report(label: &str, bytes: usize, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let p = |q: f64| samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)];
     println!(
@@ -97,26 +106,85 @@ fn time<T>(label: &str, bytes: usize, rounds: u32, mut f: impl FnMut() -> T) {
     );
 }
 
-/// What the sidecar computes from a body before asking `Route`: the parsed
-/// request, its features and the fingerprints of its tail.
+/// What the sidecar computes from a body before asking `Route`: the scanned
+/// request, its features and the fingerprints of its tail (chat.rs), with
+/// the sidecar's two caches.
+struct Caches {
+    facts: FactsCache,
+    fingerprints: FingerprintCache,
+}
+
+impl Caches {
+    fn new() -> Self {
+        Caches {
+            facts: FactsCache::default(),
+            fingerprints: FingerprintCache::default(),
+        }
+    }
+}
+
 fn route_inputs(
     body: &bytes::Bytes,
     window: usize,
+    caches: &Caches,
 ) -> (
     inbound::ChatRequest,
     pb::RequestFeatures,
     Vec<pb::TurnFingerprint>,
 ) {
-    let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
-    let f = features::compute(&chat.body, chat.stream);
-    let messages = chat
-        .body
+    let chat = inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse");
+    let f = features::from_facts(&chat.facts, &chat.body, chat.stream);
+    let count = chat.body.message_count();
+    let offset = count.saturating_sub(window + 1);
+    let tail: Vec<Value> = (offset..count)
+        .map(|i| chat.body.message(i).expect("message").into_owned())
+        .collect();
+    let fps = caches.fingerprints.fingerprint_tail_proto(
+        keel::fingerprint::Format::OpenAi,
+        &tail,
+        offset,
+        window,
+    );
+    (chat, f, fps)
+}
+
+/// The same from a whole parsed tree, as the sidecar did before the scan
+/// (no caches): the comparison.
+fn route_inputs_from_tree(
+    body: &[u8],
+    window: usize,
+) -> (pb::RequestFeatures, Vec<pb::TurnFingerprint>) {
+    let tree: Map<String, Value> = serde_json::from_slice(body).expect("parse");
+    let f = features::compute(&tree, false);
+    let messages = tree
         .get("messages")
         .and_then(Value::as_array)
         .expect("messages");
     let fps =
         keel::fingerprint::fingerprint_proto(keel::fingerprint::Format::OpenAi, messages, window);
-    (chat, f, fps)
+    (f, fps)
+}
+
+/// [`route_inputs`] of `body` timed `rounds` times, each with caches that
+/// saw `before` (the previous turn), or nothing when it is None.
+fn time_turn(
+    label: &str,
+    before: Option<&bytes::Bytes>,
+    body: &bytes::Bytes,
+    window: usize,
+    rounds: u32,
+) {
+    let mut samples: Vec<f64> = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds {
+        let caches = Caches::new();
+        if let Some(before) = before {
+            black_box(route_inputs(before, window, &caches));
+        }
+        let t = Instant::now();
+        black_box(route_inputs(body, window, &caches));
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    report(label, body.len(), samples);
 }
 
 fn main() {
@@ -124,42 +192,29 @@ fn main() {
     let n = body.len();
     println!("200-message OpenAI agent history: {} KB", n / 1024);
     let rounds = 2000;
-    time("parse + check (inbound::parse_chat)", n, rounds, || {
-        inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse")
-    });
-    let chat = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
-    time("features::compute", n, rounds, || {
-        features::compute(&chat.body, chat.stream)
-    });
-    let messages = chat
-        .body
-        .get("messages")
-        .and_then(Value::as_array)
-        .expect("messages");
     let window = keel::fingerprint::DEFAULT_WINDOW;
+    let caches = Caches::new();
+    time("scan + check, parts seen (parse_chat)", n, rounds, || {
+        inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse")
+    });
     time(
-        &format!("fingerprint tail (window {window})"),
+        "the whole tree, for comparison (from_slice)",
         n,
         rounds,
-        || {
-            keel::fingerprint::fingerprint_proto(
-                keel::fingerprint::Format::OpenAi,
-                messages,
-                window,
-            )
-        },
+        || serde_json::from_slice::<Map<String, Value>>(&body).expect("parse"),
     );
+    let chat = inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse");
+    time("features from facts", n, rounds, || {
+        features::from_facts(&chat.facts, &chat.body, chat.stream)
+    });
+    let (_, f, fps) = route_inputs(&body, window, &caches);
     let req = pb::RouteRequest {
         tenant: keel::DEFAULT_TENANT.into(),
         conversation_id: "bench-12345".into(),
         profile: "AGENT".into(),
         model: chat.model.clone(),
-        features: Some(features::compute(&chat.body, chat.stream)),
-        fingerprints: keel::fingerprint::fingerprint_proto(
-            keel::fingerprint::Format::OpenAi,
-            messages,
-            window,
-        ),
+        features: Some(f),
+        fingerprints: fps,
         ..Default::default()
     };
     println!("RouteRequest: {} bytes on the wire", req.encoded_len());
@@ -169,46 +224,61 @@ fn main() {
         wire_format: Format::OpenAi.wire() as i32,
         ..Default::default()
     };
-    time(
-        "body for upstream, re-serialized (to_vec)",
-        n,
-        rounds,
-        || serde_json::to_vec(&chat.body).expect("json"),
-    );
     let upstream = |chat: &mut inbound::ChatRequest| {
-        rewrite::prepare(
-            Format::OpenAi,
-            &mut chat.body,
-            chat.raw.as_deref(),
-            &target,
-            false,
-            false,
-            1024,
-        )
-        .expect("prepare")
-        .body
+        rewrite::prepare(Format::OpenAi, &mut chat.body, &target, false, false, 1024)
+            .expect("prepare")
+            .body
     };
-    let mut same = inbound::parse_chat(Format::OpenAi, body.clone()).expect("parse");
+    let mut same = inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse");
     time(
         "body for upstream, app's bytes (prepare)",
         n,
         rounds,
         || upstream(&mut same),
     );
-    // Parse + features + fingerprints (what a single-pass parse would
-    // replace) on histories of the sizes agents send.
+    let tree = serde_json::from_slice::<Map<String, Value>>(&body).expect("parse");
+    time(
+        "body for upstream, re-serialized (to_vec)",
+        n,
+        rounds,
+        || serde_json::to_vec(&tree).expect("json"),
+    );
+    // Scan + features + fingerprints on histories of the sizes agents send:
+    // a turn whose earlier messages the caches saw on the previous turn
+    // (an agent's next turn), one they never saw (the first request after a
+    // restart), and the whole tree without caches (before the scan).
     for kb in [20, 114, 200] {
         let body = bytes::Bytes::from(openai_history_of(kb));
         let n = body.len();
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        let mut previous = v.clone();
+        let m = previous["messages"].as_array_mut().expect("messages");
+        m.truncate(m.len() - 2);
+        let previous = bytes::Bytes::from(serde_json::to_vec(&previous).expect("json"));
+        let kb = n / 1024;
+        time_turn(
+            &format!("next turn, {kb} KB"),
+            Some(&previous),
+            &body,
+            window,
+            rounds,
+        );
+        time_turn(
+            &format!("first sight, {kb} KB"),
+            None,
+            &body,
+            window,
+            rounds / 4,
+        );
         time(
-            &format!("parse+features+fingerprint, {} KB", n / 1024),
+            &format!("whole tree, no caches, {kb} KB"),
             n,
             rounds,
-            || route_inputs(&body, window),
+            || route_inputs_from_tree(&body, window),
         );
     }
-    time("all of the above", n, rounds, || {
-        let (chat, f, fps) = route_inputs(&body, window);
+    time("all of the above, next turn", n, rounds, || {
+        let (chat, f, fps) = route_inputs(&body, window, &caches);
         let req = pb::RouteRequest {
             features: Some(f),
             fingerprints: fps,

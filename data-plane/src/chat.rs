@@ -1,7 +1,7 @@
 //! The chat request path, top to bottom: accept → parse → features → route
 //! → rewrite → forward (with fallbacks) → respond (relay) → report.
 
-use std::{sync::Arc, time::Instant};
+use std::{borrow::Cow, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::{
     body::Body,
+    chat_body::{ChatBody, ChatView},
     error::ApiError,
     features,
     format::Format,
@@ -39,14 +40,19 @@ pub async fn handle(
         bytes,
     } = inbound::accept(&state, req).await?;
     let step = Instant::now();
-    let mut chat = inbound::parse_chat(format, bytes)?;
+    let mut chat = inbound::parse_chat(format, bytes, &state.facts)?;
     chat.passthrough = Passthrough::from_parts(format, &parts);
     state.metrics.step("parse", step.elapsed());
     let step = Instant::now();
-    let features = features::compute(&chat.body, chat.stream);
+    let features = features::from_facts(&chat.facts, &chat.body, chat.stream);
     state.metrics.step("features", step.elapsed());
     let prompt_tokens = features.estimated_prompt_tokens;
-    let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &chat.body);
+    let identity = identity::identify(
+        keel_headers.conversation_id,
+        &parts.headers,
+        &chat.body,
+        &chat.facts,
+    );
     let side_call = side::side_call(
         &parts.headers,
         &features,
@@ -55,7 +61,8 @@ pub async fn handle(
     );
     // A side call is no step of a run (identity/runs.rs).
     let placed = if side_call.is_empty() {
-        state.runs.place(identity, &chat.body)
+        let hashes = chat.facts.messages.iter().map(|m| m.hash);
+        state.runs.place(identity, hashes)
     } else {
         identity::runs::Placed::as_is(identity)
     };
@@ -100,8 +107,8 @@ pub async fn handle(
         prompt_tokens,
     );
 
-    if rewrite::inject(format, &mut chat.body, &decision.inject) {
-        chat.raw = None;
+    if !decision.inject.is_empty() {
+        rewrite::inject(format, chat.body.tree_mut()?, &decision.inject);
     }
     let wants_usage = rewrite::app_wants_usage(&chat.body);
     let limits = state.limits(decision.limits.as_ref());
@@ -248,27 +255,26 @@ pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
     }
 }
 
-/// Per-turn fingerprints of the tail of the history, for loop detection. Messages seen on
-/// earlier turns come from the shared cache, so a turn costs about its new messages.
-fn fingerprints(
-    state: &AppState,
-    format: Format,
-    body: &serde_json::Map<String, Value>,
-) -> Vec<pb::TurnFingerprint> {
+/// Per-turn fingerprints of the tail of the history, for loop detection. Only
+/// the window and the message before it are parsed; messages seen on earlier
+/// turns come from the shared cache, so a turn costs about its new messages.
+fn fingerprints(state: &AppState, format: Format, body: &ChatBody) -> Vec<pb::TurnFingerprint> {
     let window = state.config.fingerprint_window;
-    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
-        return Vec::new();
-    };
     if window == 0 {
         return Vec::new();
     }
+    let count = body.message_count();
+    let offset = count.saturating_sub(window + 1);
+    let tail: Vec<Value> = (offset..count)
+        .map(|i| body.message(i).map_or(Value::Null, Cow::into_owned))
+        .collect();
     let format = match format {
         Format::OpenAi => keel::fingerprint::Format::OpenAi,
         Format::Anthropic => keel::fingerprint::Format::Anthropic,
     };
     state
         .fingerprints
-        .fingerprint_proto(format, messages, window)
+        .fingerprint_tail_proto(format, &tail, offset, window)
 }
 
 pub(crate) fn unix_ms() -> u64 {

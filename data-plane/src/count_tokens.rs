@@ -17,6 +17,7 @@ use crate::{
     body::{Body, full},
     chat,
     error::ApiError,
+    facts::BodyFacts,
     features,
     format::Format,
     forward::Failed,
@@ -48,9 +49,10 @@ pub async fn handle(
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
     };
-    let features = features::compute(&body, false);
+    let facts = BodyFacts::of_tree(&body);
+    let features = features::from_facts(&facts, &body, false);
     let estimate = features.estimated_prompt_tokens;
-    let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &body);
+    let identity = identity::identify(keel_headers.conversation_id, &parts.headers, &body, &facts);
     let routed = state
         .route
         .route(pb::RouteRequest {

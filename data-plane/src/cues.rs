@@ -73,6 +73,14 @@ pub struct Cues {
 }
 
 impl Cues {
+    /// Both counts, capped as [`Cues::scan`] caps them.
+    pub fn plus(self, other: Cues) -> Cues {
+        Cues {
+            code: (self.code + other.code).min(MAX_COUNT),
+            reasoning: (self.reasoning + other.reasoning).min(MAX_COUNT),
+        }
+    }
+
     /// Adds the cues found in `text` (its first [`MAX_SCAN`] bytes).
     pub fn scan(&mut self, text: &str) {
         let text = truncate(text, MAX_SCAN);

@@ -194,7 +194,8 @@ mod tests {
     #[tokio::test]
     async fn a_message_quoting_huge_input_is_cut() {
         let huge = format!("\"{}\"", "é".repeat(1_000_000));
-        let e = crate::inbound::parse_chat(Format::OpenAi, Bytes::from(huge))
+        let cache = crate::facts::FactsCache::default();
+        let e = crate::inbound::parse_chat(Format::OpenAi, Bytes::from(huge), &cache)
             .err()
             .unwrap();
         let v = body(e.into_response(Format::OpenAi)).await;

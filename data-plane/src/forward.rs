@@ -58,7 +58,6 @@ pub async fn forward<'a>(
         rewrite::prepare(
             format,
             &mut chat.body,
-            chat.raw.as_deref(),
             target,
             chat.stream,
             wants_usage,

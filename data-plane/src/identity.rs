@@ -6,9 +6,16 @@
 
 pub mod runs;
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use keel::pb::SessionSource;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::{
+    chat_body::ChatView,
+    facts::{BodyFacts, Role},
+};
 
 /// The conversation a request belongs to, and how it was recognised.
 pub struct Identity {
@@ -40,7 +47,8 @@ const HARNESS_HEADERS: &[&str] = &[
 pub fn identify(
     explicit: Option<String>,
     headers: &HeaderMap,
-    body: &Map<String, Value>,
+    body: &impl ChatView,
+    facts: &BodyFacts,
 ) -> Identity {
     if let Some(id) = explicit {
         return Identity {
@@ -54,7 +62,7 @@ pub fn identify(
             source: SessionSource::Harness,
         };
     }
-    match opening_fingerprint(body) {
+    match opening_fingerprint(body, facts) {
         Some(fp) => Identity {
             conversation_id: fp,
             source: SessionSource::Fingerprint,
@@ -85,11 +93,12 @@ pub(crate) fn harness_header(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn harness_id(headers: &HeaderMap, body: &Map<String, Value>) -> Option<String> {
+fn harness_id(headers: &HeaderMap, body: &impl ChatView) -> Option<String> {
     if let Some(id) = harness_header(headers) {
         return Some(id);
     }
-    let user_id = body.get("metadata")?.get("user_id")?.as_str()?;
+    let metadata = body.value("metadata")?;
+    let user_id = metadata.get("user_id")?.as_str()?;
     // Current Claude Code: a JSON object with `session_id`.
     if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(user_id)
         && let Some(id) = o.get("session_id").and_then(Value::as_str).and_then(usable)
@@ -102,28 +111,26 @@ fn harness_id(headers: &HeaderMap, body: &Map<String, Value>) -> Option<String> 
         .and_then(|(_, id)| usable(id))
 }
 
-/// `fp-` + 128-bit hash of the first system text and the first user message.
-fn opening_fingerprint(body: &Map<String, Value>) -> Option<String> {
-    let messages = body.get("messages")?.as_array()?;
-    let first_user = messages
-        .iter()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    let system = body.get("system").or_else(|| {
-        messages
+/// `fp-` + 128-bit hash of the first system text and the first user message
+/// (found by the messages' facts; only those two are parsed).
+fn opening_fingerprint(body: &impl ChatView, facts: &BodyFacts) -> Option<String> {
+    let first = |roles: &[Role]| {
+        let i = facts
+            .messages
             .iter()
-            .find(|m| {
-                matches!(
-                    m.get("role").and_then(Value::as_str),
-                    Some("system" | "developer")
-                )
-            })
-            .and_then(|m| m.get("content"))
+            .position(|m| m.role.is_some_and(|r| roles.contains(&r)))?;
+        body.message(i)
+    };
+    let first_user = first(&[Role::User])?;
+    let system = body.value("system").or_else(|| {
+        first(&[Role::System, Role::Developer])
+            .and_then(|m| m.get("content").cloned().map(Cow::Owned))
     });
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     // Text only, so the same opening hashes alike in either API's shape
     // and whatever cache markers the harness adds.
     if let Some(s) = system {
-        hash_text(s, &mut hasher);
+        hash_text(&s, &mut hasher);
     }
     hasher.update(b"\x00user\x00");
     hash_text(first_user.get("content")?, &mut hasher);

@@ -1,5 +1,5 @@
 //! Reads what the app sent: Keel's headers, the body (within the size limit)
-//! and the few fields of it routing needs. The body is parsed once.
+//! and the few fields of it routing needs. The body is scanned once.
 
 use std::time::Duration;
 
@@ -8,9 +8,16 @@ use http::HeaderMap;
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::{error::ApiError, format::Format, state::AppState};
+use crate::{
+    chat_body::{ChatBody, ChatView},
+    error::ApiError,
+    facts::{BodyFacts, FactsCache},
+    format::Format,
+    scan::Messages,
+    state::AppState,
+};
 
 /// Keel's request headers.
 #[derive(Debug, Default)]
@@ -105,11 +112,11 @@ pub async fn read_body(body: Incoming, limit: usize, idle: Duration) -> Result<B
     }
 }
 
-/// A parsed chat request.
+/// A chat request, scanned and checked (chat_body.rs).
 pub struct ChatRequest {
-    pub body: Map<String, Value>,
-    /// The body as the app sent it, while `body` is unchanged from it.
-    pub raw: Option<Bytes>,
+    pub body: ChatBody,
+    /// The facts of its parts, each message's among them (facts.rs).
+    pub facts: BodyFacts,
     /// Requested model (`auto` when absent).
     pub model: String,
     pub stream: bool,
@@ -117,42 +124,46 @@ pub struct ChatRequest {
     pub passthrough: crate::passthrough::Passthrough,
 }
 
-/// Parses and checks a chat request body of `format`.
-pub fn parse_chat(format: Format, bytes: Bytes) -> Result<ChatRequest, ApiError> {
-    let body: Map<String, Value> = serde_json::from_slice(&bytes)
+/// Scans and checks a chat request body of `format`; each message's facts
+/// come from `cache`, so only messages new to it are parsed.
+pub fn parse_chat(
+    format: Format,
+    bytes: Bytes,
+    cache: &FactsCache,
+) -> Result<ChatRequest, ApiError> {
+    let body = ChatBody::scan(bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
-    match body.get("messages") {
-        None => return Err(ApiError::BadRequest("`messages` is required".into())),
-        Some(Value::Array(m)) if m.is_empty() => {
+    match body.messages() {
+        Messages::Absent => return Err(ApiError::BadRequest("`messages` is required".into())),
+        Messages::Other => {
+            return Err(ApiError::BadRequest("`messages` must be an array".into()));
+        }
+        Messages::Array(m) if m.is_empty() => {
             return Err(ApiError::BadRequest("`messages` must not be empty".into()));
         }
-        Some(Value::Array(m)) => {
-            if let Some(i) = m
-                .iter()
-                .position(|msg| !msg.get("role").is_some_and(Value::is_string))
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "`messages[{i}].role` is required and must be a string"
-                )));
-            }
-        }
-        Some(_) => return Err(ApiError::BadRequest("`messages` must be an array".into())),
+        Messages::Array(_) => {}
     }
-    let model = match body.get("model") {
+    let facts = BodyFacts::of_scanned(&body, cache);
+    if let Some(i) = facts.messages.iter().position(|m| m.role.is_none()) {
+        return Err(ApiError::BadRequest(format!(
+            "`messages[{i}].role` is required and must be a string"
+        )));
+    }
+    let model = match body.value("model").as_deref() {
         None | Some(Value::Null) => "auto".to_owned(),
         Some(Value::String(s)) if s.is_empty() => "auto".to_owned(),
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::BadRequest("`model` must be a string".into())),
     };
     check_name("`model`", Some(&model))?;
-    let stream = match body.get("stream") {
+    let stream = match body.value("stream").as_deref() {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::BadRequest("`stream` must be a boolean".into())),
     };
     let positive_max_tokens = body
-        .get("max_tokens")
-        .and_then(Value::as_u64)
+        .value("max_tokens")
+        .and_then(|v| v.as_u64())
         .is_some_and(|n| n > 0);
     if format == Format::Anthropic && !positive_max_tokens {
         return Err(ApiError::BadRequest(
@@ -161,7 +172,7 @@ pub fn parse_chat(format: Format, bytes: Bytes) -> Result<ChatRequest, ApiError>
     }
     Ok(ChatRequest {
         body,
-        raw: Some(bytes),
+        facts,
         model,
         stream,
         passthrough: Default::default(),

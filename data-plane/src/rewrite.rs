@@ -5,7 +5,12 @@ use bytes::Bytes;
 use keel::pb;
 use serde_json::{Map, Value, json};
 
-use crate::{error::ApiError, format::Format, translate};
+use crate::{
+    chat_body::{ChatBody, ChatView},
+    error::ApiError,
+    format::Format,
+    translate,
+};
 
 /// What the app asked for that the relay must honour.
 pub struct Prepared {
@@ -78,10 +83,9 @@ pub fn inject(
 }
 
 /// Whether the app itself asked for OpenAI's streamed usage chunk.
-pub fn app_wants_usage(body: &Map<String, Value>) -> bool {
-    body.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
+pub fn app_wants_usage(body: &impl ChatView) -> bool {
+    body.value("stream_options")
+        .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
         .unwrap_or(false)
 }
 
@@ -89,12 +93,11 @@ pub fn app_wants_usage(body: &Map<String, Value>) -> bool {
 /// messages already in it, see [`inject`]). `wants_usage` comes from
 /// [`app_wants_usage`] before any rewrite; `default_max_tokens` fills
 /// Anthropic's required `max_tokens` for an OpenAI body that has none.
-/// `raw` is the app's body as sent, while `body` is still just its parse:
-/// a target of the app's format then gets those bytes, model replaced.
+/// While `body` is unchanged, a target of the app's format gets the app's
+/// bytes, model replaced.
 pub fn prepare(
     format: Format,
-    body: &mut Map<String, Value>,
-    raw: Option<&[u8]>,
+    body: &mut ChatBody,
     target: &pb::Target,
     stream: bool,
     wants_usage: bool,
@@ -103,15 +106,17 @@ pub fn prepare(
     let model = target.upstream_model.as_str();
     let translated = match (format, Format::of_target(target.wire_format)) {
         (Format::OpenAi, Format::Anthropic) => Some(translate::openai_to_anthropic_request(
-            body,
+            body.tree()?,
             model,
             default_max_tokens,
         )?),
         // The usage chunk is always asked for: the stream translator reads it
         // and Anthropic callers get usage in `message_delta` anyway.
-        (Format::Anthropic, Format::OpenAi) => {
-            Some(translate::anthropic_to_openai_request(body, model, stream)?)
-        }
+        (Format::Anthropic, Format::OpenAi) => Some(translate::anthropic_to_openai_request(
+            body.tree()?,
+            model,
+            stream,
+        )?),
         (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => None,
     };
     if let Some(translated) = translated {
@@ -124,13 +129,14 @@ pub fn prepare(
     // Same format: the app's body as it is (cache_control and unknown fields
     // included), but for the upstream model name.
     let strip_usage_chunk = stream && format == Format::OpenAi && !wants_usage;
-    if let Some(spliced) = raw.and_then(|raw| splice::with_model(raw, model, strip_usage_chunk)) {
+    if let Some(spliced) = body.spliced(model, strip_usage_chunk) {
         return Ok(Prepared {
             body: Bytes::from(spliced),
             strip_usage_chunk,
             url: None,
         });
     }
+    let body = body.tree_mut()?;
     body.insert("model".into(), Value::String(model.to_owned()));
     if strip_usage_chunk {
         // Usage is needed for reports and spend; the app did not ask for the

@@ -82,6 +82,7 @@ pub async fn serve(
         metrics,
         in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
         fingerprints: Default::default(),
+        facts: Default::default(),
         chains: Default::default(),
         runs: Default::default(),
         main_lines: Default::default(),

@@ -25,6 +25,10 @@ pub struct AppState {
     /// Message fingerprints of earlier turns, so each turn only fingerprints what the
     /// agent appended (bounded: `FingerprintCache::DEFAULT_CAPACITY` entries).
     pub fingerprints: FingerprintCache,
+    /// Facts of the message and other parts of earlier turns, so each turn
+    /// only parses what the agent appended (bounded:
+    /// `FactsCache::DEFAULT_CAPACITY` entries).
+    pub facts: crate::facts::FactsCache,
     /// Response id → conversation, for Responses requests that only name
     /// `previous_response_id` (bounded).
     pub chains: crate::responses::Chains,

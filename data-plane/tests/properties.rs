@@ -1,11 +1,15 @@
 //! Property tests of the sidecar's request work on arbitrary input: parsing,
 //! translation both ways (requests and streams) and fingerprinting never
 //! panic, stay within a bound of their input's size, and refuse in the
-//! caller's error shape. Cases per property: `PROPTEST_CASES` (default 256).
+//! caller's error shape; a scanned chat body reads as its parse. Cases per
+//! property: `PROPTEST_CASES` (default 256).
 
 use bytes::Bytes;
 use keel::fingerprint;
 use keel_data_plane::{
+    chat_body::ChatView,
+    facts::{BodyFacts, FactsCache},
+    features,
     format::Format,
     inbound::parse_chat,
     translate::{
@@ -138,7 +142,7 @@ proptest! {
             chat_body().prop_map(|b| serde_json::to_vec(&b).unwrap()),
         ],
     ) {
-        match parse_chat(f, Bytes::from(raw)) {
+        match parse_chat(f, Bytes::from(raw), &FactsCache::default()) {
             Ok(chat) => prop_assert!(!chat.model.is_empty()),
             Err(e) => {
                 let status = e.status().as_u16();
@@ -196,6 +200,33 @@ proptest! {
             }
             if fail { t.fail("upstream broke", &mut out) } else { t.finish(&mut out) }
             prop_assert!(out.len() <= 8 * input + 8192, "{} bytes out of {input}", out.len());
+        }
+    }
+
+    #[test]
+    fn a_scanned_body_reads_as_its_parse(body in chat_body(), extra in any_json()) {
+        // Messages that are not objects too: they are refused alike.
+        let mut body = body;
+        if let Some(Value::Array(m)) = body.get_mut("messages") {
+            m.push(extra);
+        }
+        let raw = Bytes::from(serde_json::to_vec(&body).unwrap());
+        let cache = FactsCache::default();
+        // Twice: the second time every part's facts come from the cache.
+        for _ in 0..2 {
+            let scanned = parse_chat(Format::OpenAi, raw.clone(), &cache);
+            let valid = body["messages"].as_array().unwrap().iter().all(|m| m.get("role").is_some_and(Value::is_string));
+            prop_assert_eq!(scanned.is_ok(), valid && body.message_count() > 0);
+            let Ok(chat) = scanned else { continue };
+            prop_assert_eq!(&chat.facts, &BodyFacts::of_tree(&body));
+            prop_assert_eq!(
+                features::from_facts(&chat.facts, &chat.body, chat.stream),
+                features::compute(&body, chat.stream)
+            );
+            prop_assert_eq!(chat.body.message_count(), body.message_count());
+            for i in 0..body.message_count() {
+                prop_assert_eq!(chat.body.message(i), body.message(i));
+            }
         }
     }
 

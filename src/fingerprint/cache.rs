@@ -18,22 +18,16 @@
 //! the lock) and the young one becomes old. A hit in the old map is promoted, so what every
 //! turn re-reads stays.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write as _;
-use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{Format, Role, TurnFp};
+use crate::gencache::GenerationCache;
 
 /// Messages with more actions than this are not cached (rare; keeps entries small).
 const MAX_CACHED_ACTIONS: usize = 16;
-
-/// Independent locks, so concurrent requests rarely wait on each other; each critical
-/// section is one hash map probe and a copy of a few words.
-const SHARDS: usize = 16;
 
 /// Values nested deeper than this are not keyed: fingerprinting reads at most ~40 levels
 /// (tool arguments are cut at 32 below the call), so such a message is computed directly.
@@ -125,39 +119,10 @@ impl Entry {
     }
 }
 
-/// Keys are already uniform xxh3 output: hash maps use their low bits as is.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, i: u128) {
-        // Truncation on purpose: the low half of a 128-bit xxh3 is itself uniform.
-        self.0 = i as u64;
-    }
-}
-
-type Map = HashMap<u128, Entry, BuildHasherDefault<KeyHasher>>;
-
-#[derive(Default)]
-struct Shard {
-    young: Map,
-    old: Map,
-}
-
 /// Bounded, thread-safe cache of message fingerprints; see the module docs. One per
 /// sidecar, shared by all requests.
 pub struct FingerprintCache {
-    shards: Box<[Mutex<Shard>]>,
-    /// Entries per generation per shard.
-    generation: usize,
+    entries: GenerationCache<Entry>,
 }
 
 impl Default for FingerprintCache {
@@ -169,7 +134,7 @@ impl Default for FingerprintCache {
 impl std::fmt::Debug for FingerprintCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FingerprintCache")
-            .field("capacity", &(self.generation * 2 * SHARDS))
+            .field("capacity", &self.entries.capacity())
             .field("len", &self.len())
             .finish()
     }
@@ -181,22 +146,14 @@ impl FingerprintCache {
 
     /// A cache holding at most `capacity` entries (rounded up to a multiple of 32).
     pub fn new(capacity: usize) -> Self {
-        let generation = capacity.div_ceil(2 * SHARDS).max(1);
         FingerprintCache {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            generation,
+            entries: GenerationCache::new(capacity),
         }
     }
 
     /// Entries currently held.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = s.lock().unwrap_or_else(PoisonError::into_inner);
-                s.young.len() + s.old.len()
-            })
-            .sum()
+        self.entries.len()
     }
 
     /// Whether the cache holds nothing.
@@ -206,7 +163,27 @@ impl FingerprintCache {
 
     /// Exactly [`super::fingerprint`], computing only the messages not seen before.
     pub fn fingerprint(&self, format: Format, messages: &[Value], window: usize) -> Vec<TurnFp> {
-        super::fingerprint_with(Some(self), format, messages, window)
+        super::fingerprint_with(Some(self), format, messages, 0, window)
+    }
+
+    /// [`FingerprintCache::fingerprint_proto`] of a history of which only the
+    /// messages from index `offset` on are at hand: equal to it when `tail`
+    /// holds at least `window + 1` messages (the window and the one before
+    /// it) or the whole history (`offset` 0). A sidecar parses only those.
+    pub fn fingerprint_tail_proto(
+        &self,
+        format: Format,
+        tail: &[Value],
+        offset: usize,
+        window: usize,
+    ) -> Vec<crate::pb::TurnFingerprint> {
+        super::into_proto(super::fingerprint_with(
+            Some(self),
+            format,
+            tail,
+            offset,
+            window,
+        ))
     }
 
     /// Exactly [`super::fingerprint_proto`], computing only the messages not seen before.
@@ -231,12 +208,12 @@ impl FingerprintCache {
         let Some(key) = key(format, msg, fenced_pending, buf) else {
             return super::message::fingerprint_one(format, msg, index, fenced_pending);
         };
-        if let Some(hit) = self.get(key, |e| e.to_result(index)) {
+        if let Some(hit) = self.entries.get(key, |e| e.to_result(index)) {
             return hit;
         }
         let computed = super::message::fingerprint_one(format, msg, index, fenced_pending);
         if let Some(entry) = Entry::new(computed.as_ref()) {
-            self.insert(key, entry);
+            self.entries.insert(key, entry);
         }
         computed
     }
@@ -255,54 +232,8 @@ impl FingerprintCache {
             return false;
         }
         key(format, msg, false, buf)
-            .and_then(|k| self.get(k, |e| e.fenced))
+            .and_then(|k| self.entries.get(k, |e| e.fenced))
             .unwrap_or_else(|| super::message::ends_with_fenced_action(format, msg))
-    }
-
-    fn shard(&self, key: u128) -> &Mutex<Shard> {
-        // High bits pick the shard; the maps use the low ones.
-        &self.shards[(key >> 64) as usize % SHARDS]
-    }
-
-    fn get<T>(&self, key: u128, read: impl FnOnce(&Entry) -> T) -> Option<T> {
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = shard.young.get(&key) {
-            return Some(read(e));
-        }
-        let e = shard.old.remove(&key)?;
-        let out = read(&e);
-        let dropped = shard.put(key, e, self.generation);
-        drop(shard);
-        drop(dropped);
-        Some(out)
-    }
-
-    fn insert(&self, key: u128, entry: Entry) {
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let dropped = shard.put(key, entry, self.generation);
-        // Freeing a whole generation is the only slow step: do it after unlocking.
-        drop(shard);
-        drop(dropped);
-    }
-}
-
-impl Shard {
-    /// Inserts into the young generation, rotating first when it is full; returns the
-    /// evicted generation for the caller to drop outside the lock.
-    fn put(&mut self, key: u128, entry: Entry, generation: usize) -> Option<Map> {
-        let mut evicted = None;
-        if self.young.len() >= generation && !self.young.contains_key(&key) {
-            let young = std::mem::take(&mut self.young);
-            evicted = Some(std::mem::replace(&mut self.old, young));
-        }
-        self.young.insert(key, entry);
-        evicted
     }
 }
 

@@ -126,15 +126,18 @@ pub const DEFAULT_WINDOW: usize = 16;
 /// of it). `index` is the message's position in the full array. Messages that are not
 /// objects or have an unknown role are skipped; this never panics.
 pub fn fingerprint(format: Format, messages: &[Value], window: usize) -> Vec<TurnFp> {
-    fingerprint_with(None, format, messages, window)
+    fingerprint_with(None, format, messages, 0, window)
 }
 
 /// [`fingerprint`], through `cache` when there is one: the cache only skips work, the
 /// result is the same.
+/// `messages` are the history from index `offset` on: the whole history, or
+/// its last `window + 1` messages (the window and the one it looks back at).
 fn fingerprint_with(
     cache: Option<&FingerprintCache>,
     format: Format,
     messages: &[Value],
+    offset: usize,
     window: usize,
 ) -> Vec<TurnFp> {
     let start = messages.len().saturating_sub(window);
@@ -151,7 +154,7 @@ fn fingerprint_with(
             None => message::ends_with_fenced_action(format, m),
         });
     for (i, msg) in messages.iter().enumerate().skip(start) {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let index = u32::try_from(offset + i).unwrap_or(u32::MAX);
         let one = match cache {
             Some(c) => c.fingerprint_one(format, msg, index, fenced_pending, &mut buf),
             None => message::fingerprint_one(format, msg, index, fenced_pending),

@@ -494,3 +494,28 @@ fn corpus_fingerprints_are_pinned() {
     println!("corpus digest {got:#018x} over {} words", acc.len());
     assert_eq!(got, 0xdf10_60af_5e93_c2ce);
 }
+
+#[test]
+fn a_tail_with_the_message_before_the_window_fingerprints_as_the_whole_history() {
+    // Fenced commands make the look-back before the window matter.
+    let mut msgs = vec![json!({"role": "user", "content": "fix it"})];
+    for i in 0..12 {
+        msgs.push(json!({"role": "assistant", "content": format!("```bash\nls dir{i}\n```")}));
+        msgs.push(json!({"role": "user", "content": format!("dir{i}: a b c")}));
+    }
+    let window = 5;
+    let cache = FingerprintCache::new(1024);
+    let whole = cache.fingerprint_proto(Format::OpenAi, &msgs, window);
+    let offset = msgs.len() - (window + 1);
+    let tail = cache.fingerprint_tail_proto(Format::OpenAi, &msgs[offset..], offset, window);
+    assert_eq!(tail, whole);
+    assert_eq!(whole.len(), window);
+    assert_eq!(whole[0].index as usize, msgs.len() - window);
+    // A fresh cache: the tail alone, computed, not remembered.
+    let fresh = FingerprintCache::new(1024);
+    let short = fresh.fingerprint_tail_proto(Format::OpenAi, &msgs[offset..], offset, window);
+    assert_eq!(short, whole);
+    // Without the message before the window, a fenced answer reads differently.
+    let cut = fresh.fingerprint_tail_proto(Format::OpenAi, &msgs[offset + 1..], offset + 1, window);
+    assert_ne!(cut, whole, "the look-back message is needed");
+}

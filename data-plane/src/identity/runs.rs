@@ -19,7 +19,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::Identity;
@@ -87,11 +87,11 @@ impl Runs {
     /// a run (other identities come back as they are). Nothing is
     /// remembered until [`Runs::commit`]: a request the control plane
     /// refused is no step of its run, so its retry is not a repeat.
-    pub fn place(&self, identity: Identity, body: &Map<String, Value>) -> Placed {
-        let messages = body.get("messages").and_then(Value::as_array);
-        let (SessionSource::Fingerprint, Some(messages)) = (identity.source, messages) else {
+    /// `messages` are the [`message_hash`]es of the request's history.
+    pub fn place(&self, identity: Identity, messages: impl IntoIterator<Item = u128>) -> Placed {
+        if identity.source != SessionSource::Fingerprint {
             return Placed::as_is(identity);
-        };
+        }
         let prefixes = prefix_hashes(messages);
         let Some(&hash) = prefixes.last() else {
             return Placed::as_is(identity);
@@ -185,18 +185,25 @@ fn forget_oldest_half(openings: &mut HashMap<String, Vec<Run>>) {
     openings.retain(|_, runs| runs.iter().map(|r| r.used).max().unwrap_or(0) > cut);
 }
 
-/// The hash of messages `0..=i` for every `i`: what each message says (role,
-/// text, tool calls and results), not where a harness put its cache markers.
-fn prefix_hashes(messages: &[Value]) -> Vec<u128> {
+/// The hash of messages `0..=i` for every `i`, from each message's
+/// [`message_hash`].
+fn prefix_hashes(messages: impl IntoIterator<Item = u128>) -> Vec<u128> {
     let mut hasher = Xxh3::new();
     messages
-        .iter()
+        .into_iter()
         .map(|m| {
-            hash_value(m, &mut hasher);
-            hasher.update(b"\x1e");
+            hasher.update(&m.to_le_bytes());
             hasher.digest128()
         })
         .collect()
+}
+
+/// What a message says (role, text, tool calls and results), not where a
+/// harness put its cache markers.
+pub(crate) fn message_hash(v: &Value) -> u128 {
+    let mut hasher = Xxh3::new();
+    hash_value(v, &mut hasher);
+    hasher.digest128()
 }
 
 fn hash_value(v: &Value, h: &mut Xxh3) {
@@ -238,13 +245,18 @@ fn hash_value(v: &Value, h: &mut Xxh3) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, Value, json};
+    use serde_json::{Value, json};
 
-    use super::{Identity, Runs};
+    use super::{Identity, Runs, message_hash};
     use keel::pb::SessionSource;
 
-    fn body(messages: Value) -> Map<String, Value> {
-        json!({ "messages": messages }).as_object().unwrap().clone()
+    fn hashes(messages: Value) -> Vec<u128> {
+        messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(message_hash)
+            .collect()
     }
 
     /// Places a request and remembers it as decided.
@@ -253,7 +265,7 @@ mod tests {
             conversation_id: "fp-opening".into(),
             source: SessionSource::Fingerprint,
         };
-        let p = runs.place(identity, &body(messages));
+        let p = runs.place(identity, hashes(messages));
         runs.commit(p.step.expect("a fingerprinted request is a step"));
         (p.identity.conversation_id, p.repeat)
     }
@@ -267,8 +279,8 @@ mod tests {
             source: SessionSource::Fingerprint,
         };
         // Placed but never committed (the control plane refused it).
-        let first = runs.place(identity(), &body(t1.clone()));
-        let again = runs.place(identity(), &body(t1));
+        let first = runs.place(identity(), hashes(t1.clone()));
+        let again = runs.place(identity(), hashes(t1));
         assert!(!again.repeat);
         assert_ne!(
             first.identity.conversation_id,
@@ -338,7 +350,7 @@ mod tests {
             conversation_id: "abc".into(),
             source: SessionSource::Header,
         };
-        let p = runs.place(identity, &body(json!([{"role": "user", "content": "x"}])));
+        let p = runs.place(identity, hashes(json!([{"role": "user", "content": "x"}])));
         assert_eq!(p.identity.conversation_id, "abc");
         assert!(!p.repeat);
     }

@@ -2,10 +2,28 @@ use http::HeaderMap;
 use keel::pb::SessionSource;
 use serde_json::{Map, Value, json};
 
-use super::identify;
+use super::Identity;
+use crate::{
+    chat_body::ChatBody,
+    facts::{BodyFacts, FactsCache},
+};
 
 fn body(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
+}
+
+/// The identity of `body`, parsed; the same body scanned must get the same.
+fn identify(explicit: Option<String>, headers: &HeaderMap, body: &Map<String, Value>) -> Identity {
+    let parsed = super::identify(explicit.clone(), headers, body, &BodyFacts::of_tree(body));
+    let bytes = bytes::Bytes::from(serde_json::to_vec(body).unwrap());
+    let scanned = ChatBody::scan(bytes).unwrap();
+    let facts = BodyFacts::of_scanned(&scanned, &FactsCache::default());
+    let other = super::identify(explicit, headers, &scanned, &facts);
+    assert_eq!(
+        (&parsed.conversation_id, parsed.source),
+        (&other.conversation_id, other.source)
+    );
+    parsed
 }
 
 #[test]

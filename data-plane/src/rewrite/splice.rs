@@ -5,48 +5,39 @@
 //! cost, and numbers, escapes and unknown fields reach the provider exactly
 //! as the app wrote them.
 
-use std::fmt;
+use serde::Serialize;
+use serde_json::{Value, json};
 
-use serde::{
-    Deserialize, Deserializer, Serialize,
-    de::{MapAccess, Visitor},
-};
-use serde_json::{Value, json, value::RawValue};
-
-/// The top-level fields of a JSON object in order, values unparsed.
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(field) = map.next_entry()? {
-                    fields.push(field);
-                }
-                Ok(Fields(fields))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
+use crate::scan;
 
 /// `raw` (a JSON object) with `model` as its model and, when
 /// `include_usage`, `stream_options.include_usage` set; None if `raw` is not
-/// a JSON object (the caller then serializes its parsed body).
+/// a JSON object whose fields can all be copied (the caller then serializes
+/// its parsed body).
 pub fn with_model(raw: &[u8], model: &str, include_usage: bool) -> Option<Vec<u8>> {
-    let Fields(fields) = serde_json::from_slice(raw).ok()?;
-    let mut out = Vec::with_capacity(raw.len() + model.len() + 48);
+    let top = scan::top_level(raw).ok()?;
+    if !top.whole {
+        return None;
+    }
+    let fields = top.fields.iter().map(|(k, v)| (k.as_str(), *v));
+    write(fields, raw.len(), model, include_usage)
+}
+
+/// A JSON object of `fields` (key unescaped, value as written; about
+/// `len` bytes in all) with `model` as its model and, when `include_usage`,
+/// `stream_options.include_usage` set.
+pub fn write<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a str)>,
+    len: usize,
+    model: &str,
+    include_usage: bool,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(len + model.len() + 48);
     out.push(b'{');
     let mut model_written = false;
     let mut usage_written = !include_usage;
-    for (key, value) in &fields {
-        match key.as_str() {
+    for (key, value) in fields {
+        match key {
             // A repeated key: the parsed body keeps one, so does this.
             "model" if model_written => continue,
             "model" => {
@@ -54,7 +45,7 @@ pub fn with_model(raw: &[u8], model: &str, include_usage: bool) -> Option<Vec<u8
                 model_written = true;
             }
             "stream_options" if include_usage => {
-                match serde_json::from_str::<Value>(value.get()).ok()? {
+                match serde_json::from_str::<Value>(value).ok()? {
                     Value::Object(mut o) => {
                         o.insert("include_usage".into(), Value::Bool(true));
                         field(&mut out, key, &Value::Object(o));
@@ -92,7 +83,7 @@ fn field(out: &mut Vec<u8>, name: &str, value: &(impl Serialize + ?Sized)) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-fn raw_field(out: &mut Vec<u8>, name: &str, value: &RawValue) {
+fn raw_field(out: &mut Vec<u8>, name: &str, value: &str) {
     key(out, name);
-    out.extend_from_slice(value.get().as_bytes());
+    out.extend_from_slice(value.as_bytes());
 }

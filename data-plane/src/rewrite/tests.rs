@@ -1,5 +1,5 @@
 use keel::pb;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -13,11 +13,12 @@ fn target(format: Format) -> pb::Target {
     }
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!("test bodies are objects"),
-    }
+fn obj(v: Value) -> ChatBody {
+    scanned(&v.to_string())
+}
+
+fn scanned(raw: &str) -> ChatBody {
+    ChatBody::scan(bytes::Bytes::from(raw.to_owned())).expect("test bodies are objects")
 }
 
 fn nudge() -> Vec<pb::InjectedMessage> {
@@ -38,11 +39,10 @@ fn openai_to_anthropic_carries_the_nudge_once_and_fills_max_tokens() {
         "model": "auto", "stream": true,
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
     }));
-    inject(Format::OpenAi, &mut body, &nudge());
+    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
     let p = prepare(
         Format::OpenAi,
         &mut body,
-        None,
         &target(Format::Anthropic),
         true,
         false,
@@ -69,11 +69,10 @@ fn anthropic_to_openai_carries_the_nudge_once_and_asks_for_usage() {
         "model": "claude", "max_tokens": 64, "stream": true, "system": "Be brief.",
         "messages": [{"role": "user", "content": "hi"}],
     }));
-    inject(Format::Anthropic, &mut body, &nudge());
+    inject(Format::Anthropic, body.tree_mut().unwrap(), &nudge());
     let p = prepare(
         Format::Anthropic,
         &mut body,
-        None,
         &target(Format::OpenAi),
         true,
         false,
@@ -100,8 +99,8 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "again"},
     ]}));
-    inject(Format::OpenAi, &mut body, &nudge());
-    let roles: Vec<&str> = body["messages"]
+    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
+    let roles: Vec<&str> = body.tree().unwrap()["messages"]
         .as_array()
         .expect("messages")
         .iter()
@@ -119,8 +118,10 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
         {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
         {"role": "tool", "tool_call_id": "call_2", "content": "error"},
     ]}));
-    inject(Format::OpenAi, &mut body, &nudge());
-    let messages = body["messages"].as_array().expect("messages");
+    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
+    let messages = body.tree().unwrap()["messages"]
+        .as_array()
+        .expect("messages");
     let roles: Vec<&str> = messages
         .iter()
         .map(|m| m["role"].as_str().expect("role"))
@@ -132,20 +133,14 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
 /// `raw` prepared for a target of its own format from its bytes (the
 /// splice) and from its parse; both must send the same JSON.
 fn same_format(format: Format, raw: &str, stream: bool) -> Prepared {
-    let mut body = obj(serde_json::from_str(raw).expect("test body is JSON"));
+    let mut body = scanned(raw);
     let wants = app_wants_usage(&body);
-    let from_bytes = prepare(
-        format,
-        &mut body.clone(),
-        Some(raw.as_bytes()),
-        &target(format),
-        stream,
-        wants,
-        512,
-    )
-    .expect("same format");
+    let from_bytes =
+        prepare(format, &mut body, &target(format), stream, wants, 512).expect("same format");
+    let mut parsed = scanned(raw);
+    parsed.tree_mut().expect("a JSON object");
     let from_parse =
-        prepare(format, &mut body, None, &target(format), stream, wants, 512).expect("same format");
+        prepare(format, &mut parsed, &target(format), stream, wants, 512).expect("same format");
     assert_eq!(sent(&from_bytes), sent(&from_parse), "{raw}");
     assert_eq!(from_bytes.strip_usage_chunk, from_parse.strip_usage_chunk);
     from_bytes
@@ -234,11 +229,10 @@ fn openai_streams_ask_for_usage_and_strip_it_unless_the_app_asked() {
 #[test]
 fn a_translation_is_built_from_the_parsed_body_even_with_the_bytes_at_hand() {
     let raw = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-    let mut body = obj(serde_json::from_str(raw).expect("json"));
+    let mut body = scanned(raw);
     let p = prepare(
         Format::OpenAi,
         &mut body,
-        Some(raw.as_bytes()),
         &target(Format::Anthropic),
         false,
         false,
@@ -261,7 +255,6 @@ fn untranslatable_bodies_are_bad_requests_naming_the_field() {
     let Err(e) = prepare(
         Format::OpenAi,
         &mut body,
-        None,
         &target(Format::Anthropic),
         false,
         false,
