@@ -134,11 +134,8 @@ fn route_inputs(
 ) {
     let chat = inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse");
     let f = features::from_facts(&chat.facts, &chat.body, chat.stream);
-    let count = chat.body.message_count();
-    let offset = count.saturating_sub(window + 1);
-    let tail: Vec<Value> = (offset..count)
-        .map(|i| chat.body.message(i).expect("message").into_owned())
-        .collect();
+    let offset = chat.body.message_count().saturating_sub(window + 1);
+    let tail: Vec<&str> = chat.body.message_texts().skip(offset).collect();
     let fps = caches.fingerprints.fingerprint_tail_proto(
         keel::fingerprint::Format::OpenAi,
         &tail,

@@ -1,7 +1,7 @@
 //! The chat request path, top to bottom: accept → parse → features → route
 //! → rewrite → forward (with fallbacks) → respond (relay) → report.
 
-use std::{borrow::Cow, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -255,19 +255,17 @@ pub(crate) fn to_api_error(failed: Failed, caller: Format) -> ApiError {
     }
 }
 
-/// Per-turn fingerprints of the tail of the history, for loop detection. Only
-/// the window and the message before it are parsed; messages seen on earlier
-/// turns come from the shared cache, so a turn costs about its new messages.
+/// Per-turn fingerprints of the tail of the history, for loop detection: the
+/// window and the message before it, as the app wrote them. Messages seen on
+/// earlier turns come from the shared cache without a parse, so a turn costs
+/// about its new messages.
 fn fingerprints(state: &AppState, format: Format, body: &ChatBody) -> Vec<pb::TurnFingerprint> {
     let window = state.config.fingerprint_window;
     if window == 0 {
         return Vec::new();
     }
-    let count = body.message_count();
-    let offset = count.saturating_sub(window + 1);
-    let tail: Vec<Value> = (offset..count)
-        .map(|i| body.message(i).map_or(Value::Null, Cow::into_owned))
-        .collect();
+    let offset = body.message_count().saturating_sub(window + 1);
+    let tail: Vec<&str> = body.message_texts().skip(offset).collect();
     let format = match format {
         Format::OpenAi => keel::fingerprint::Format::OpenAi,
         Format::Anthropic => keel::fingerprint::Format::Anthropic,

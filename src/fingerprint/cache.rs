@@ -23,7 +23,7 @@ use std::io::Write as _;
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{Format, Role, TurnFp};
+use super::{Format, Message, Role, TurnFp};
 use crate::gencache::GenerationCache;
 
 /// Messages with more actions than this are not cached (rare; keeps entries small).
@@ -169,11 +169,13 @@ impl FingerprintCache {
     /// [`FingerprintCache::fingerprint_proto`] of a history of which only the
     /// messages from index `offset` on are at hand: equal to it when `tail`
     /// holds at least `window + 1` messages (the window and the one before
-    /// it) or the whole history (`offset` 0). A sidecar parses only those.
-    pub fn fingerprint_tail_proto(
+    /// it) or the whole history (`offset` 0). A sidecar passes those as the
+    /// app wrote them (`&str`): a message seen on an earlier turn is then
+    /// not parsed at all.
+    pub fn fingerprint_tail_proto<M: Message>(
         &self,
         format: Format,
-        tail: &[Value],
+        tail: &[M],
         offset: usize,
         window: usize,
     ) -> Vec<crate::pb::TurnFingerprint> {
@@ -197,21 +199,25 @@ impl FingerprintCache {
     }
 
     /// `fingerprint_one(format, msg, index, fenced_pending)`, from the cache when possible.
-    pub(crate) fn fingerprint_one(
+    pub(crate) fn fingerprint_one<M: Message>(
         &self,
         format: Format,
-        msg: &Value,
+        msg: &M,
         index: u32,
         fenced_pending: bool,
         buf: &mut Vec<u8>,
     ) -> Option<(TurnFp, bool)> {
-        let Some(key) = key(format, msg, fenced_pending, buf) else {
-            return super::message::fingerprint_one(format, msg, index, fenced_pending);
+        let key = match msg.text() {
+            Some(text) => Some(text_key(format, text, fenced_pending)),
+            None => key(format, &msg.value(), fenced_pending, buf),
+        };
+        let Some(key) = key else {
+            return super::message::fingerprint_one(format, &msg.value(), index, fenced_pending);
         };
         if let Some(hit) = self.entries.get(key, |e| e.to_result(index)) {
             return hit;
         }
-        let computed = super::message::fingerprint_one(format, msg, index, fenced_pending);
+        let computed = super::message::fingerprint_one(format, &msg.value(), index, fenced_pending);
         if let Some(entry) = Entry::new(computed.as_ref()) {
             self.entries.insert(key, entry);
         }
@@ -221,20 +227,43 @@ impl FingerprintCache {
     /// `ends_with_fenced_action(format, msg)`: the `fenced` bit cached with the message when
     /// it was in an earlier turn's window. Equal because both are "assistant, no native
     /// call, at least one fenced command", and an assistant message's entry does not depend
-    /// on the context bit.
-    pub(crate) fn ends_with_fenced_action(
+    /// on the context bit (a message's text is keyed with it, so both are looked for; any
+    /// other role's entry says false, as its `fenced` is always false).
+    pub(crate) fn ends_with_fenced_action<M: Message>(
         &self,
         format: Format,
-        msg: &Value,
+        msg: &M,
         buf: &mut Vec<u8>,
     ) -> bool {
-        if !super::message::is_assistant(msg) {
+        if let Some(text) = msg.text() {
+            return [false, true]
+                .into_iter()
+                .find_map(|c| self.entries.get(text_key(format, text, c), |e| e.fenced))
+                .unwrap_or_else(|| super::message::ends_with_fenced_action(format, &msg.value()));
+        }
+        let msg = msg.value();
+        if !super::message::is_assistant(&msg) {
             return false;
         }
-        key(format, msg, false, buf)
+        key(format, &msg, false, buf)
             .and_then(|k| self.entries.get(k, |e| e.fenced))
-            .unwrap_or_else(|| super::message::ends_with_fenced_action(format, msg))
+            .unwrap_or_else(|| super::message::ends_with_fenced_action(format, &msg))
     }
+}
+
+/// The cache key of a message's JSON text in a given context: its bytes, not
+/// its parse (tags 3 and 4, apart from the parsed keys' 1 and 2).
+fn text_key(format: Format, text: &str, fenced_pending: bool) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&[
+        match format {
+            Format::OpenAi => 3,
+            Format::Anthropic => 4,
+        },
+        u8::from(fenced_pending),
+    ]);
+    hasher.update(text.as_bytes());
+    hasher.digest128()
 }
 
 /// Strings longer than this enter the key as their own 128-bit xxh3: one pass over the

@@ -29,6 +29,8 @@ mod simhash;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::pb;
@@ -129,14 +131,41 @@ pub fn fingerprint(format: Format, messages: &[Value], window: usize) -> Vec<Tur
     fingerprint_with(None, format, messages, 0, window)
 }
 
+/// A message of a history: parsed, or its JSON text as the app wrote it,
+/// which the cache keys by its bytes and parses only on a miss.
+pub trait Message {
+    /// The parsed message (`null` for a text that is not JSON).
+    fn value(&self) -> Cow<'_, Value>;
+    /// The message's JSON text, when that is what is at hand.
+    fn text(&self) -> Option<&str>;
+}
+
+impl Message for Value {
+    fn value(&self) -> Cow<'_, Value> {
+        Cow::Borrowed(self)
+    }
+    fn text(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Message for &str {
+    fn value(&self) -> Cow<'_, Value> {
+        Cow::Owned(serde_json::from_str(self).unwrap_or(Value::Null))
+    }
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
 /// [`fingerprint`], through `cache` when there is one: the cache only skips work, the
 /// result is the same.
 /// `messages` are the history from index `offset` on: the whole history, or
 /// its last `window + 1` messages (the window and the one it looks back at).
-fn fingerprint_with(
+fn fingerprint_with<M: Message>(
     cache: Option<&FingerprintCache>,
     format: Format,
-    messages: &[Value],
+    messages: &[M],
     offset: usize,
     window: usize,
 ) -> Vec<TurnFp> {
@@ -151,13 +180,13 @@ fn fingerprint_with(
         .and_then(|i| messages.get(i))
         .is_some_and(|m| match cache {
             Some(c) => c.ends_with_fenced_action(format, m, &mut buf),
-            None => message::ends_with_fenced_action(format, m),
+            None => message::ends_with_fenced_action(format, &m.value()),
         });
     for (i, msg) in messages.iter().enumerate().skip(start) {
         let index = u32::try_from(offset + i).unwrap_or(u32::MAX);
         let one = match cache {
             Some(c) => c.fingerprint_one(format, msg, index, fenced_pending, &mut buf),
-            None => message::fingerprint_one(format, msg, index, fenced_pending),
+            None => message::fingerprint_one(format, &msg.value(), index, fenced_pending),
         };
         match one {
             Some((fp, fenced)) => {

@@ -515,6 +515,22 @@ fn a_tail_with_the_message_before_the_window_fingerprints_as_the_whole_history()
     let fresh = FingerprintCache::new(1024);
     let short = fresh.fingerprint_tail_proto(Format::OpenAi, &msgs[offset..], offset, window);
     assert_eq!(short, whole);
+    // The same messages as the app wrote them: keyed by their bytes, parsed
+    // only when new, the same fingerprints (fresh and then from the cache).
+    let texts: Vec<String> = msgs[offset..].iter().map(Value::to_string).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let by_text = FingerprintCache::new(1024);
+    for _ in 0..2 {
+        assert_eq!(
+            by_text.fingerprint_tail_proto(Format::OpenAi, &texts, offset, window),
+            whole
+        );
+    }
+    assert_eq!(
+        by_text.len(),
+        window,
+        "the window's; the look-back is read, not kept"
+    );
     // Without the message before the window, a fenced answer reads differently.
     let cut = fresh.fingerprint_tail_proto(Format::OpenAi, &msgs[offset + 1..], offset + 1, window);
     assert_ne!(cut, whole, "the look-back message is needed");
