@@ -174,9 +174,9 @@ impl Default for Metrics {
         );
         r.register_with_unit(
             "keel_sidecar_step_duration",
-            "The sidecar's own steps on a chat request: parse (body to JSON, checked), features, \
-             fingerprint, route (asking the control plane, waiting included), prepare (the \
-             upstream body)",
+            "The sidecar's own steps on a chat request: parse (the body scanned and checked, \
+             new messages parsed), features, fingerprint, route (asking the control plane, \
+             waiting included), prepare (the upstream body)",
             Unit::Seconds,
             m.steps.clone(),
         );
