@@ -12,8 +12,9 @@
 # sidecar's own time per request by step (parse, features, fingerprint,
 # route, prepare; means from its keel_sidecar_step_duration histograms; the
 # rest of its own time to the response head, keel_sidecar_overhead less the
-# steps: accept, body, forward), and
-# across runs the spread of Keel's added p99; then max RPS (closed loop) of
+# steps: accept, body, forward), the CPU time the sidecar and the control
+# plane spent per request (from /proc, warm-up included), and across runs
+# the spread of Keel's added p99; then max RPS (closed loop) of
 # nginx and Keel. Raw JSON lines, metrics and logs stay in the run directory.
 #
 # Env: AGENT_SECS (measured seconds per run, default 20), AGENT_WARMUP (3),
@@ -75,7 +76,13 @@ sizes = [os.path.getsize(f"{out}/turn-{t:03}.json") for t in range(turns)]
 print(f"{turns} turns, {sizes[0] // 1024} KB to {sizes[-1] // 1024} KB, mean {sum(sizes) // len(sizes) // 1024} KB", file=sys.stderr)
 PY
 
-metrics() { curl -s "http://$sidecar/metrics" >"$run_dir/$1.metrics"; }
+# The sidecar's metrics, and the CPU ticks (user + system) of the sidecar
+# and the control plane so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+metrics() {
+    curl -s "http://$sidecar/metrics" >"$run_dir/$1.metrics"
+    echo "$(cpu_ticks "$sidecar_pid") $(cpu_ticks "$cp_pid")" >"$run_dir/$1.cpu"
+}
 load() { # load RUN TARGET URL TEST ARGS...
     local run=$1 target=$2 url=$3 test=$4; shift 4
     local out
@@ -102,9 +109,10 @@ for i in 0 2 4; do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$run_dir" "$results" "$runs" "$rate" "$conns" "$(nproc)" "$load_before" "$load_after" "$secs" <<'PY' | tee "${AGENT_OUT:-$run_dir/results.md}"
+python3 - "$run_dir" "$results" "$runs" "$rate" "$conns" "$(nproc)" "$load_before" "$load_after" "$secs" "$(getconf CLK_TCK)" <<'PY' | tee "${AGENT_OUT:-$run_dir/results.md}"
 import json, re, sys
-d, results, runs, rate, conns, cores, lb, la, secs = sys.argv[1:10]
+d, results, runs, rate, conns, cores, lb, la, secs, ticks = sys.argv[1:11]
+ticks = float(ticks)
 runs = int(runs)
 rows = [json.loads(l) for l in open(results) if l.strip()]
 def get(run, target, test):
@@ -113,6 +121,11 @@ def get(run, target, test):
             return r["result"]
 def ms(us): return f"{us / 1000:.2f}"
 def plus(us): return ("+" if us >= 0 else "−") + ms(abs(us))
+def cpu(path):
+    try:
+        return [int(x) for x in open(path).read().split()]
+    except (OSError, ValueError):
+        return None
 def steps(path):
     out = {}
     try:
@@ -161,8 +174,8 @@ for run in range(1, runs + 1):
 if added_p99:
     print(f"\nKeel added p99 across runs: {ms(min(added_p99))} – {ms(max(added_p99))} ms (spread {ms(max(added_p99) - min(added_p99))} ms)\n")
 print("### The sidecar's own time per request, by step (mean µs over the run)\n")
-print("| run | parse | features | fingerprint | route (incl. waiting) | prepare | rest (accept, body, forward) | own time to response head: mean / p99 bucket |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| run | parse | features | fingerprint | route (incl. waiting) | prepare | rest (accept, body, forward) | own time to response head: mean / p99 bucket | CPU per request: sidecar / control plane |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for run in range(1, runs + 1):
     b, a = steps(f"{d}/before-{run}.metrics"), steps(f"{d}/after-{run}.metrics")
     cells = []
@@ -181,6 +194,12 @@ for run in range(1, runs + 1):
         cells.append(f"{mean * 1e6:.0f} / ≤ {p99 * 1e3:g} ms" if p99 is not None else f"{mean * 1e6:.0f} / -")
     else:
         cells += ["-", "-"]
+    cb, ca = cpu(f"{d}/before-{run}.cpu"), cpu(f"{d}/after-{run}.cpu")
+    if n and cb and ca:
+        per = [(y - x) / ticks / n * 1e6 for x, y in zip(cb, ca)]
+        cells.append(f"{per[0]:.0f} / {per[1]:.0f} µs")
+    else:
+        cells.append("-")
     print(f"| {run} | " + " | ".join(cells) + " |")
 print(f"\n### Max RPS, closed loop, {conns} connections\n")
 print("| target | RPS | p50 / p99 (ms) | errors | degraded | 429 |")
