@@ -1,6 +1,7 @@
 //! Streams the provider's answer to the app chunk by chunk: upstream SSE is
 //! parsed into events, each handed to a [`StreamTranslator`] that writes the
-//! caller's frames at once. Never buffers to the end; no total deadline, only
+//! caller's frames at once; events already at hand share one write. Never
+//! waits for more and never buffers to the end; no total deadline, only
 //! an idle timeout between events. The outcome is reported when the stream
 //! ends: completed, broken (an upstream error, an idle timeout, or an end
 //! before the message was complete: a failure of the provider's), or
@@ -14,7 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
@@ -24,16 +25,9 @@ use crate::{
     translate::StreamTranslator,
 };
 
-type Events = Pin<
-    Box<
-        dyn Stream<
-                Item = Result<
-                    eventsource_stream::Event,
-                    eventsource_stream::EventStreamError<reqwest::Error>,
-                >,
-            > + Send,
-    >,
->;
+type Event = eventsource_stream::Event;
+type EventError = eventsource_stream::EventStreamError<reqwest::Error>;
+type Events = Pin<Box<dyn Stream<Item = Result<Event, EventError>> + Send>>;
 
 struct Relay {
     events: Events,
@@ -42,6 +36,8 @@ struct Relay {
     pending: Option<Pending>,
     attempt_started: Instant,
     first_event: bool,
+    /// Frames written so far.
+    frames: u32,
     done: bool,
 }
 
@@ -69,65 +65,98 @@ impl Relay {
         }
     }
 
-    /// The next frame for the app, or None when the stream is over.
+    /// The next frame for the app, or None when the stream is over. The
+    /// first frame goes out with the first event that writes anything (time
+    /// to first chunk); after it, events already at hand share a frame, up
+    /// to [`MAX_FRAME`] bytes: one write to the app for a burst instead of
+    /// one per event. It never waits for an event that has not arrived.
     async fn next_frame(&mut self) -> Option<Bytes> {
         let mut out = Vec::new();
-        while !self.done {
-            match tokio::time::timeout(self.idle, self.events.next()).await {
-                Ok(Some(Ok(event))) => {
-                    if let Some(p) = &mut self.pending {
-                        if self.first_event {
-                            self.first_event = false;
-                            p.first_byte(self.attempt_started);
-                        }
-                        // About a token per streamed delta: the estimate
-                        // counted if the provider's usage never arrives.
-                        p.relayed(1);
-                    }
-                    self.translator.push(&event.event, &event.data, &mut out);
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "upstream stream broke");
-                    self.translator.fail(
-                        "the provider's stream broke off before it finished",
-                        &mut out,
-                    );
-                    self.done = true;
-                    self.settle(Ending::Broken);
-                }
-                Ok(None) => {
-                    // The translator tells a whole answer from a truncated one.
-                    self.translator.finish(&mut out);
-                    self.done = true;
-                    let ending = if self.translator.completed() {
-                        Ending::Completed
-                    } else {
-                        tracing::warn!("upstream stream ended before the message was complete");
-                        Ending::Broken
-                    };
-                    self.settle(ending);
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        idle_ms = self.idle.as_millis() as u64,
-                        "upstream stream idle"
-                    );
-                    let msg = format!(
-                        "the provider sent nothing for {} ms; stream ended",
-                        self.idle.as_millis()
-                    );
-                    self.translator.fail(&msg, &mut out);
-                    self.done = true;
-                    self.settle(Ending::Broken);
-                }
+        while !self.done && out.is_empty() {
+            let polled = tokio::time::timeout(self.idle, self.events.next()).await;
+            self.take(polled.ok(), &mut out);
+        }
+        if self.frames > 0 {
+            while !self.done && out.len() < MAX_FRAME && self.take_ready(&mut out).await {}
+        }
+        self.frames += 1;
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+
+    /// Takes the next event if it is at hand; whether there was one. The
+    /// upstream body hands over one chunk per poll of its connection task,
+    /// so that task is let run [`READY_ROUNDS`] times before giving up
+    /// (measured: with one round, no event was ever found at hand).
+    async fn take_ready(&mut self, out: &mut Vec<u8>) -> bool {
+        for round in 0..=READY_ROUNDS {
+            if let Some(item) = self.events.next().now_or_never() {
+                self.take(Some(item), out);
+                return true;
             }
-            if !out.is_empty() {
-                return Some(Bytes::from(out));
+            if round < READY_ROUNDS {
+                tokio::task::yield_now().await;
             }
         }
-        None
+        false
+    }
+
+    /// Writes what the app gets for one polled item: an event, the upstream
+    /// error or end, or (None) the idle timeout.
+    fn take(&mut self, polled: Option<Option<Result<Event, EventError>>>, out: &mut Vec<u8>) {
+        match polled {
+            Some(Some(Ok(event))) => {
+                if let Some(p) = &mut self.pending {
+                    if self.first_event {
+                        self.first_event = false;
+                        p.first_byte(self.attempt_started);
+                    }
+                    // About a token per streamed delta: the estimate
+                    // counted if the provider's usage never arrives.
+                    p.relayed(1);
+                }
+                self.translator.push(&event.event, &event.data, out);
+            }
+            Some(Some(Err(e))) => {
+                tracing::warn!(error = %e, "upstream stream broke");
+                self.translator
+                    .fail("the provider's stream broke off before it finished", out);
+                self.done = true;
+                self.settle(Ending::Broken);
+            }
+            Some(None) => {
+                // The translator tells a whole answer from a truncated one.
+                self.translator.finish(out);
+                self.done = true;
+                let ending = if self.translator.completed() {
+                    Ending::Completed
+                } else {
+                    tracing::warn!("upstream stream ended before the message was complete");
+                    Ending::Broken
+                };
+                self.settle(ending);
+            }
+            None => {
+                tracing::warn!(
+                    idle_ms = self.idle.as_millis() as u64,
+                    "upstream stream idle"
+                );
+                let msg = format!(
+                    "the provider sent nothing for {} ms; stream ended",
+                    self.idle.as_millis()
+                );
+                self.translator.fail(&msg, out);
+                self.done = true;
+                self.settle(Ending::Broken);
+            }
+        }
     }
 }
+
+/// Most bytes of events gathered into one frame for the app.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Times the relay lets the upstream connection run while gathering events.
+const READY_ROUNDS: usize = 3;
 
 /// The app-facing body for a streamed upstream response.
 pub fn stream_body(
@@ -144,6 +173,7 @@ pub fn stream_body(
         pending: Some(pending),
         attempt_started,
         first_event: true,
+        frames: 0,
         done: false,
     };
     let frames = futures_util::stream::unfold(relay, |mut relay| async move {

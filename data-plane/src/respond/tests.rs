@@ -146,11 +146,37 @@ async fn truncated_same_format_stream_ends_with_an_error_event() {
     assert_eq!(o.attempts[0].error_class, crate::outcome::STREAM_BROKEN);
 }
 
+/// A provider that sends `parts` as they come on the channel, and stalls
+/// when none is waiting (the stream stays open).
+fn provider_streaming() -> (
+    tokio::sync::mpsc::UnboundedSender<String>,
+    reqwest::Response,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let parts = futures_util::stream::unfold(rx, |mut rx| async move {
+        let part = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(part), rx))
+    });
+    let body = reqwest::Body::wrap_stream(parts);
+    (tx, reqwest::Response::from(http::Response::new(body)))
+}
+
+/// The recorded Anthropic stream, cut before `event: message_delta`.
+fn anthropic_stream_head() -> (String, String) {
+    let recorded = fixture("anthropic/stream_text.sse");
+    let (head, tail) = recorded
+        .split_once("event: message_delta")
+        .expect("fixture has a message_delta");
+    (head.to_owned(), format!("event: message_delta{tail}"))
+}
+
 #[tokio::test]
 async fn an_app_that_stops_reading_a_stream_is_reported_cancelled() {
     let (p, mut rx) = pending();
+    let (tx, upstream) = provider_streaming();
+    tx.send(anthropic_stream_head().0).unwrap();
     let r = streamed(
-        provider(fixture("anthropic/stream_text.sse")),
+        upstream,
         &reply(Format::Anthropic, Format::Anthropic),
         false,
         false,
@@ -164,6 +190,68 @@ async fn an_app_that_stops_reading_a_stream_is_reported_cancelled() {
     assert!(o.cancelled && !o.success, "{o:?}");
     let usage = o.usage.unwrap();
     assert!(usage.input_tokens > 0, "{usage:?}");
+}
+
+#[tokio::test]
+async fn after_the_first_event_events_at_hand_share_a_write_and_none_waits() {
+    // The whole recorded stream at hand: two frames, as sent.
+    let (p, _rx) = pending();
+    let recorded = fixture("anthropic/stream_text.sse");
+    let r = streamed(
+        provider(recorded.clone()),
+        &reply(Format::Anthropic, Format::Anthropic),
+        false,
+        false,
+        p,
+    );
+    let mut body = r.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        frames.push(frame.expect("infallible").into_data().expect("data"));
+    }
+    // The first event at once, the rest in one write.
+    let first = recorded.split_inclusive("\n\n").next().unwrap();
+    assert_eq!(
+        frames.len(),
+        2,
+        "{} events",
+        recorded.matches("\n\n").count()
+    );
+    assert_eq!(frames[0], first.as_bytes());
+    assert_eq!(
+        [&frames[0][..], &frames[1][..]].concat(),
+        recorded.as_bytes()
+    );
+
+    // Events that come apart: each reaches the app without waiting.
+    let (p, mut rx) = pending();
+    let (tx, upstream) = provider_streaming();
+    let (head, tail) = anthropic_stream_head();
+    tx.send(head.clone()).unwrap();
+    let r = streamed(
+        upstream,
+        &reply(Format::Anthropic, Format::Anthropic),
+        false,
+        false,
+        p,
+    );
+    let mut body = r.into_body();
+    let mut got = Vec::new();
+    while got.len() < head.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the events that came, without the rest")
+            .expect("a frame")
+            .expect("infallible");
+        got.extend_from_slice(&frame.into_data().expect("data"));
+    }
+    assert_eq!(got, head.as_bytes());
+    tx.send(tail.clone()).unwrap();
+    drop(tx);
+    let rest = body.collect().await.expect("infallible").to_bytes();
+    assert_eq!(rest, tail.as_bytes());
+    let (_, completed) = reported_usage(&mut rx);
+    assert!(completed);
 }
 
 #[test]
