@@ -68,8 +68,9 @@ impl Relay {
     /// The next frame for the app, or None when the stream is over. The
     /// first frame goes out with the first event that writes anything (time
     /// to first chunk); after it, events already at hand share a frame, up
-    /// to [`MAX_FRAME`] bytes: one write to the app for a burst instead of
-    /// one per event. It never waits for an event that has not arrived.
+    /// to [`MAX_FRAME`] bytes and for at most [`MAX_GATHER`]: one write to
+    /// the app for a burst instead of one per event. It never waits for an
+    /// event that has not arrived.
     async fn next_frame(&mut self) -> Option<Bytes> {
         let mut out = Vec::new();
         while !self.done && out.is_empty() {
@@ -77,7 +78,12 @@ impl Relay {
             self.take(polled.ok(), &mut out);
         }
         if self.frames > 0 {
-            while !self.done && out.len() < MAX_FRAME && self.take_ready(&mut out).await {}
+            let until = Instant::now() + MAX_GATHER;
+            while !self.done
+                && out.len() < MAX_FRAME
+                && Instant::now() < until
+                && self.take_ready(&mut out).await
+            {}
         }
         self.frames += 1;
         (!out.is_empty()).then(|| Bytes::from(out))
@@ -154,6 +160,10 @@ impl Relay {
 
 /// Most bytes of events gathered into one frame for the app.
 const MAX_FRAME: usize = 64 * 1024;
+
+/// Longest a frame gathers events already at hand (a fast stream on a busy
+/// worker could otherwise keep finding one more).
+const MAX_GATHER: Duration = Duration::from_micros(500);
 
 /// Times the relay lets the upstream connection run while gathering events.
 const READY_ROUNDS: usize = 3;
