@@ -134,8 +134,7 @@ fn route_inputs(
 ) {
     let chat = inbound::parse_chat(Format::OpenAi, body.clone(), &caches.facts).expect("parse");
     let f = features::from_facts(&chat.facts, &chat.body, chat.stream);
-    let offset = chat.body.message_count().saturating_sub(window + 1);
-    let tail: Vec<&str> = chat.body.message_texts().skip(offset).collect();
+    let (offset, tail) = chat.body.last_message_texts(window + 1);
     let fps = caches.fingerprints.fingerprint_tail_proto(
         keel::fingerprint::Format::OpenAi,
         &tail,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{
     body::Body,
-    chat_body::{ChatBody, ChatView},
+    chat_body::ChatBody,
     error::ApiError,
     features,
     format::Format,
@@ -107,9 +107,7 @@ pub async fn handle(
         prompt_tokens,
     );
 
-    if !decision.inject.is_empty() {
-        rewrite::inject(format, chat.body.tree_mut()?, &decision.inject);
-    }
+    rewrite::inject(format, &mut chat.body, &decision.inject)?;
     let wants_usage = rewrite::app_wants_usage(&chat.body);
     let limits = state.limits(decision.limits.as_ref());
     let forwarded = forward::forward(
@@ -264,8 +262,7 @@ fn fingerprints(state: &AppState, format: Format, body: &ChatBody) -> Vec<pb::Tu
     if window == 0 {
         return Vec::new();
     }
-    let offset = body.message_count().saturating_sub(window + 1);
-    let tail: Vec<&str> = body.message_texts().skip(offset).collect();
+    let (offset, tail) = body.last_message_texts(window + 1);
     let format = match format {
         Format::OpenAi => keel::fingerprint::Format::OpenAi,
         Format::Anthropic => keel::fingerprint::Format::Anthropic,

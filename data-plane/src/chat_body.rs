@@ -63,16 +63,8 @@ impl ChatBody {
             let start = scan::offset(&raw, text);
             start..start + text.len()
         };
-        let fields = top
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), span(v)))
-            .collect();
-        let messages = match top.messages {
-            Messages::Array(m) => Messages::Array(m.iter().map(|t| span(t)).collect()),
-            Messages::Absent => Messages::Absent,
-            Messages::Other => Messages::Other,
-        };
+        let fields = top.fields.into_iter().map(|(k, v)| (k, span(v))).collect();
+        let messages = top.messages.map(span);
         let whole = top.whole;
         Ok(ChatBody {
             fields,
@@ -114,6 +106,14 @@ impl ChatBody {
     /// The text of each message as the app wrote it.
     pub fn message_texts(&self) -> impl ExactSizeIterator<Item = &str> {
         self.message_spans().iter().map(|span| self.text(span))
+    }
+
+    /// The index of the first of the last `n` messages, and their texts as
+    /// the app wrote them (the loop detector's window and what it looks
+    /// back at).
+    pub fn last_message_texts(&self, n: usize) -> (usize, Vec<&str>) {
+        let offset = self.message_spans().len().saturating_sub(n);
+        (offset, self.message_texts().skip(offset).collect())
     }
 
     /// The parsed body, built on first use.

@@ -6,8 +6,6 @@
 
 pub mod runs;
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use keel::pb::SessionSource;
 use serde_json::Value;
@@ -122,15 +120,19 @@ fn opening_fingerprint(body: &impl ChatView, facts: &BodyFacts) -> Option<String
         body.message(i)
     };
     let first_user = first(&[Role::User])?;
-    let system = body.value("system").or_else(|| {
-        first(&[Role::System, Role::Developer])
-            .and_then(|m| m.get("content").cloned().map(Cow::Owned))
-    });
+    let top_system = body.value("system");
+    let system_message = match top_system {
+        Some(_) => None,
+        None => first(&[Role::System, Role::Developer]),
+    };
+    let system = top_system
+        .as_deref()
+        .or_else(|| system_message.as_deref()?.get("content"));
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     // Text only, so the same opening hashes alike in either API's shape
     // and whatever cache markers the harness adds.
     if let Some(s) = system {
-        hash_text(&s, &mut hasher);
+        hash_text(s, &mut hasher);
     }
     hasher.update(b"\x00user\x00");
     hash_text(first_user.get("content")?, &mut hasher);

@@ -36,8 +36,8 @@ struct Relay {
     pending: Option<Pending>,
     attempt_started: Instant,
     first_event: bool,
-    /// Frames written so far.
-    frames: u32,
+    /// The first frame went to the app (the ones after it gather events).
+    first_frame_sent: bool,
     done: bool,
 }
 
@@ -77,7 +77,7 @@ impl Relay {
             let polled = tokio::time::timeout(self.idle, self.events.next()).await;
             self.take(polled.ok(), &mut out);
         }
-        if self.frames > 0 {
+        if self.first_frame_sent {
             let until = Instant::now() + MAX_GATHER;
             while !self.done
                 && out.len() < MAX_FRAME
@@ -85,7 +85,7 @@ impl Relay {
                 && self.take_ready(&mut out).await
             {}
         }
-        self.frames += 1;
+        self.first_frame_sent = true;
         (!out.is_empty()).then(|| Bytes::from(out))
     }
 
@@ -183,7 +183,7 @@ pub fn stream_body(
         pending: Some(pending),
         attempt_started,
         first_event: true,
-        frames: 0,
+        first_frame_sent: false,
         done: false,
     };
     let frames = futures_util::stream::unfold(relay, |mut relay| async move {

@@ -25,15 +25,17 @@ pub(crate) mod splice;
 
 /// Adds injected system messages to the app's body, once, before any
 /// attempt (in the app's own format; translation carries them over);
-/// whether there were any.
+/// whether there were any. Only then is the body parsed and changed: the
+/// app's own bytes no longer go upstream.
 pub fn inject(
     format: Format,
-    body: &mut Map<String, Value>,
+    body: &mut ChatBody,
     inject: &[pb::InjectedMessage],
-) -> bool {
+) -> Result<bool, ApiError> {
     if inject.is_empty() {
-        return false;
+        return Ok(false);
     }
+    let body = body.tree_mut()?;
     match format {
         Format::OpenAi => {
             if let Some(Value::Array(messages)) = body.get_mut("messages") {
@@ -79,7 +81,7 @@ pub fn inject(
             body.insert("system".into(), system);
         }
     }
-    true
+    Ok(true)
 }
 
 /// Whether the app itself asked for OpenAI's streamed usage chunk.

@@ -34,6 +34,17 @@ pub enum Messages<T> {
     Other,
 }
 
+impl<T> Messages<T> {
+    /// The same shape with each element mapped.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Messages<U> {
+        match self {
+            Messages::Absent => Messages::Absent,
+            Messages::Array(items) => Messages::Array(items.into_iter().map(f).collect()),
+            Messages::Other => Messages::Other,
+        }
+    }
+}
+
 /// Scans `raw`, which must be one JSON object.
 pub fn top_level(raw: &[u8]) -> Result<TopLevel<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(raw);

@@ -39,7 +39,7 @@ fn openai_to_anthropic_carries_the_nudge_once_and_fills_max_tokens() {
         "model": "auto", "stream": true,
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
     }));
-    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
+    assert!(inject(Format::OpenAi, &mut body, &nudge()).unwrap());
     let p = prepare(
         Format::OpenAi,
         &mut body,
@@ -69,7 +69,7 @@ fn anthropic_to_openai_carries_the_nudge_once_and_asks_for_usage() {
         "model": "claude", "max_tokens": 64, "stream": true, "system": "Be brief.",
         "messages": [{"role": "user", "content": "hi"}],
     }));
-    inject(Format::Anthropic, body.tree_mut().unwrap(), &nudge());
+    assert!(inject(Format::Anthropic, &mut body, &nudge()).unwrap());
     let p = prepare(
         Format::Anthropic,
         &mut body,
@@ -99,7 +99,7 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "again"},
     ]}));
-    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
+    assert!(inject(Format::OpenAi, &mut body, &nudge()).unwrap());
     let roles: Vec<&str> = body.tree().unwrap()["messages"]
         .as_array()
         .expect("messages")
@@ -118,7 +118,7 @@ fn openai_nudge_goes_before_the_latest_message_but_never_among_tool_results() {
         {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
         {"role": "tool", "tool_call_id": "call_2", "content": "error"},
     ]}));
-    inject(Format::OpenAi, body.tree_mut().unwrap(), &nudge());
+    assert!(inject(Format::OpenAi, &mut body, &nudge()).unwrap());
     let messages = body.tree().unwrap()["messages"]
         .as_array()
         .expect("messages");
